@@ -1,0 +1,1 @@
+"""The Streamlit operator dashboard, SHAP explanations, Grafana and Prometheus configuration."""

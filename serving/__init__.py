@@ -1,0 +1,1 @@
+"""The Ray Serve application: batched Detector replicas, the Router ingress and its HTTP API, serving metrics."""

@@ -1,0 +1,145 @@
+"""Publish every frame's result to the Redis results stream without losing any silently.
+
+Results go into a bounded in-memory buffer; a background task drains it with pipelined XADDs. While Redis is
+away the buffer holds them (retrying with backoff); if it fills, the oldest are dropped, counted and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from visionloop.contracts import FrameResult
+
+log = logging.getLogger(__name__)
+FLUSH_CHUNK = 256
+BACKOFF_START_S = 0.1
+BACKOFF_MAX_S = 5.0
+
+
+class ResultPublisher:
+    """Buffered, retrying writer of ``FrameResult``s to one capped stream."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        stream: str,
+        maxlen: int,
+        buffer_size: int,
+        socket_timeout_s: float = 2.0,
+        on_drop: Callable[[int], None] | None = None,
+    ) -> None:
+        self._redis = aioredis.Redis.from_url(
+            redis_url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
+        )
+        self._stream = stream
+        self._maxlen = maxlen
+        self._buffer: deque[dict[str, str]] = deque()
+        self._buffer_size = buffer_size
+        self._on_drop = on_drop
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.published = 0
+        self.dropped = 0
+        self.connected: bool | None = None  # None until the first attempt
+        self.last_error: str | None = None
+        self.last_success_ts: float | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="result-publisher")
+
+    def publish(self, results: Iterable[FrameResult]) -> None:
+        """Queue results; never blocks the caller on Redis."""
+        dropped = 0
+        for result in results:
+            if len(self._buffer) >= self._buffer_size:
+                self._buffer.popleft()
+                dropped += 1
+            self._buffer.append(result.to_stream_fields())
+        if dropped:
+            self.dropped += dropped
+            log.error(
+                "results buffer full while Redis is unreachable: dropped the %d oldest results (%d in all)",
+                dropped,
+                self.dropped,
+            )
+            if self._on_drop:
+                self._on_drop(dropped)
+        self._wakeup.set()
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "connected": self.connected,
+            "buffered": self.buffered,
+            "published": self.published,
+            "dropped": self.dropped,
+            "last_error": self.last_error,
+        }
+
+    async def ping(self) -> bool:
+        try:
+            ok = bool(await self._redis.ping())
+        except (RedisError, OSError) as exc:
+            self.connected, self.last_error = False, f"{type(exc).__name__}: {exc}"
+            return False
+        self.connected = ok
+        return ok
+
+    async def _flush_once(self) -> int:
+        chunk = [self._buffer[i] for i in range(min(FLUSH_CHUNK, len(self._buffer)))]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for fields in chunk:
+                pipe.xadd(self._stream, fields, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
+            await pipe.execute()
+        # Only now are they safe: drop exactly what was written (new results may have been appended meanwhile).
+        for _ in chunk:
+            self._buffer.popleft()
+        return len(chunk)
+
+    async def _run(self) -> None:
+        backoff = BACKOFF_START_S
+        while True:
+            if not self._buffer:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            try:
+                self.published += await self._flush_once()
+            except (RedisError, OSError) as exc:
+                if self.connected is not False:
+                    log.error("Redis unreachable, buffering results (%d held): %s", len(self._buffer), exc)
+                self.connected, self.last_error = False, f"{type(exc).__name__}: {exc}"
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                continue
+            if self.connected is False:
+                log.warning("Redis reachable again; draining %d buffered results", len(self._buffer))
+            self.connected, self.last_success_ts, backoff = True, time.time(), BACKOFF_START_S
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until everything buffered is written (used at shutdown); False if time ran out."""
+        deadline = time.monotonic() + timeout_s
+        while self._buffer and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return not self._buffer
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._redis.aclose()

@@ -1,0 +1,209 @@
+"""The Router: the HTTP ingress (FastAPI) in front of the champion Detector.
+
+It owns the API, authentication and limits, turns Detector replies into ``FrameResult``s and hands them to the
+result publisher. Shadow traffic joins here in a later step; it is never on the response path.
+"""
+
+# No `from __future__ import annotations` here: FastAPI must see real annotations on the ingress methods.
+import itertools
+import logging
+import secrets
+import time
+from typing import Annotated, Any
+
+import httpx
+from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.responses import PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from ray import serve
+
+from serving.detector import FrameReply, ModelInfo
+from serving.limits import BodySizeLimitMiddleware
+from serving.metrics import RouterMetrics
+from serving.results import ResultPublisher
+from visionloop.contracts import FrameResult, ModelRole
+from visionloop.registry import ModelRegistry
+from visionloop.settings import Settings
+from visionloop.streams import StreamNames
+
+log = logging.getLogger(__name__)
+
+app = FastAPI(
+    title="visionloop",
+    version="0.1.0",
+    description="Real-time object detection with an active-learning loop. Mutating endpoints need a bearer token.",
+)
+_bearer = HTTPBearer(auto_error=False, description="The token from api.token in the settings.")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+CameraId = Annotated[str, Query(pattern=CAMERA_ID_PATTERN, description="Camera the results are filed under.")]
+
+
+def _upload_limit() -> int:
+    return int(getattr(app.state, "max_upload_bytes", 8 * 1024 * 1024))
+
+
+app.add_middleware(BodySizeLimitMiddleware, limit=_upload_limit)
+
+
+@serve.deployment(name="Router")
+@serve.ingress(app)
+class Router:
+    """HTTP API and frame entry point; one per node is plenty (it does little CPU work)."""
+
+    def __init__(self, settings: Settings, champion: Any, redis_url: str) -> None:
+        self._settings = settings
+        self._token = self._settings.api.token.get_secret_value()
+        app.state.max_upload_bytes = self._settings.api.max_upload_bytes
+        self._champion = champion
+        self._registry = ModelRegistry(self._settings.resolved_var_dir() / "models")
+        self._metrics = RouterMetrics.create()
+        self._publisher = ResultPublisher(
+            redis_url=redis_url,
+            stream=StreamNames(self._settings.redis.stream_prefix).results,
+            maxlen=self._settings.redis.results_maxlen,
+            buffer_size=self._settings.redis.result_buffer_size,
+            socket_timeout_s=self._settings.redis.socket_timeout_s,
+            on_drop=lambda n: self._metrics.results_dropped.inc(n),
+        )
+        self._seq = itertools.count()
+        self._model_info: dict[str, ModelInfo] = {}
+
+    # -- internals ---------------------------------------------------------------------------------------------
+
+    def _authorize(self, credentials: HTTPAuthorizationCredentials | None) -> None:
+        if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), self._token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    async def _class_names(self, model_version: str) -> list[str]:
+        if model_version not in self._model_info:
+            info: ModelInfo = await self._champion.info.remote()
+            self._model_info[info.model_version] = info
+        info_for = self._model_info.get(model_version)
+        return info_for.class_names if info_for else []
+
+    async def process_frames(
+        self, camera_id: str, frames: list[bytes], seqs: list[int] | None = None, capture_ts: list[float] | None = None
+    ) -> list[FrameResult | str]:
+        """Run frames through the champion and publish their results; a string in the output is a frame's error.
+
+        Camera workers call this through a Ray handle; the HTTP endpoints call it too.
+        """
+        self._publisher.start()
+        received = time.time()
+        replies: list[FrameReply] = await self._champion.detect.remote(frames)
+        results: list[FrameResult | str] = []
+        for i, reply in enumerate(replies):
+            if reply.error or reply.detections is None:
+                results.append(reply.error or "no detections returned")
+                continue
+            results.append(
+                FrameResult(
+                    camera_id=camera_id,
+                    seq=seqs[i] if seqs else next(self._seq),
+                    capture_ts=capture_ts[i] if capture_ts else received,
+                    model_version=reply.model_version,
+                    detections=reply.detections,
+                    latency=reply.latency,
+                    role=ModelRole.CHAMPION,
+                    frame_width=reply.width,
+                    frame_height=reply.height,
+                )
+            )
+        self._publisher.publish(r for r in results if isinstance(r, FrameResult))
+        self._metrics.results_buffered.set(self._publisher.buffered)
+        return results
+
+    async def _read_upload(self, upload: UploadFile) -> bytes:
+        data = await upload.read()
+        return bytes(data)
+
+    def _observe(self, endpoint: str, status: int, started: float) -> None:
+        self._metrics.requests.inc(tags={"endpoint": endpoint, "status": str(status)})
+        self._metrics.request_latency.observe((time.perf_counter() - started) * 1e3, tags={"endpoint": endpoint})
+
+    # -- HTTP API ----------------------------------------------------------------------------------------------
+
+    @app.post("/v1/detect", summary="Detect objects in one JPEG or PNG image")
+    async def detect(
+        self,
+        credentials: Credentials,
+        image: Annotated[UploadFile, File(description="A JPEG or PNG image.")],
+        camera_id: CameraId = "api",
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        self._authorize(credentials)
+        data = await self._read_upload(image)
+        (result,) = await self.process_frames(camera_id, [data])
+        if isinstance(result, str):
+            self._metrics.errors.inc(tags={"kind": "invalid_image"})
+            self._observe("detect", 400, started)
+            raise HTTPException(400, f"image '{image.filename}': {result}")
+        self._observe("detect", 200, started)
+        return result.to_dict(await self._class_names(result.model_version))
+
+    @app.post("/v1/detect/batch", summary="Detect objects in several images at once (cheaper per frame)")
+    async def detect_batch(
+        self,
+        credentials: Credentials,
+        images: Annotated[list[UploadFile], File(description="JPEG or PNG images, in order.")],
+        camera_id: CameraId = "api",
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        self._authorize(credentials)
+        limit = self._settings.api.max_frames_per_request
+        if len(images) > limit:
+            self._observe("detect_batch", 413, started)
+            raise HTTPException(413, f"{len(images)} images in one request; the limit is {limit}")
+        frames = [await self._read_upload(upload) for upload in images]
+        results = await self.process_frames(camera_id, frames)
+        out: list[dict[str, Any]] = []
+        for i, result in enumerate(results):
+            if isinstance(result, str):
+                out.append({"index": i, "error": f"image '{images[i].filename}': {result}"})
+            else:
+                out.append({"index": i, **result.to_dict(await self._class_names(result.model_version))})
+        errors = sum(1 for r in results if isinstance(r, str))
+        status = 400 if errors == len(results) else 200
+        self._observe("detect_batch", status, started)
+        if status == 400:
+            raise HTTPException(400, {"message": "no image in the request could be decoded", "results": out})
+        return {"results": out, "errors": errors}
+
+    @app.get("/v1/health", summary="Is the service up, which model answers, is Redis reachable")
+    async def health(self) -> dict[str, Any]:
+        self._publisher.start()
+        redis_ok = await self._publisher.ping()
+        try:
+            info: ModelInfo = await self._champion.info.remote()
+            model: dict[str, Any] = {
+                "version": info.model_version,
+                "backend": info.backend,
+                "device": info.device,
+                "classes": info.class_names,
+            }
+        except Exception as exc:  # any replica failure is reported, not raised
+            model = {"error": f"{type(exc).__name__}: {exc}"}
+        degraded = not redis_ok or "error" in model or self._publisher.dropped > 0
+        return {"status": "degraded" if degraded else "ok", "model": model, "redis": self._publisher.status()}
+
+    @app.get("/v1/models", summary="Registered model versions and which one serves")
+    async def models(self) -> dict[str, Any]:
+        info: ModelInfo = await self._champion.info.remote()
+        return {
+            "serving": {"champion": info.model_version, "backend": info.backend, "device": info.device},
+            "pointers": self._registry.pointers(),
+            "versions": [m.meta for m in self._registry.versions()],
+        }
+
+    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics of the serving stack")
+    async def metrics(self) -> PlainTextResponse:
+        import ray
+
+        url = f"http://{ray.util.get_node_ip_address()}:{self._settings.ray.metrics_export_port}/metrics"
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as client:
+                response = await client.get(url)
+        except httpx.HTTPError as exc:
+            raise HTTPException(503, f"Ray's metrics exporter at {url} did not answer: {exc}") from exc
+        return PlainTextResponse(response.text, media_type="text/plain; version=0.0.4")

@@ -1,0 +1,25 @@
+"""Typed errors with messages a user can act on."""
+
+
+class VisionloopError(Exception):
+    """Base of every error visionloop raises on purpose."""
+
+
+class ConfigError(VisionloopError):
+    """The settings are invalid; the message names the key and where it came from."""
+
+
+class ModelLoadError(VisionloopError):
+    """A model file is missing, unreadable or not a detector."""
+
+
+class InvalidImageError(VisionloopError):
+    """An uploaded or received frame could not be decoded as an image."""
+
+
+class RedisUnavailableError(VisionloopError):
+    """Redis could not be reached or started."""
+
+
+class RegistryError(VisionloopError):
+    """A model version or pointer in the registry is missing or inconsistent."""

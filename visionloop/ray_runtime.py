@@ -1,0 +1,46 @@
+"""Start and stop Ray the way visionloop needs it: loopback-only locally, quiet, with metrics exported."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from visionloop.settings import Settings
+
+
+def import_ray() -> Any:
+    """Import Ray with the environment it reads at import time.
+
+    Without RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 Ray binds the machine's external address instead of 127.0.0.1.
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    return ray
+
+
+def init_ray(settings: Settings) -> None:
+    ray = import_ray()
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {"address": settings.ray.address, "logging_level": "warning", "log_to_driver": False}
+    if settings.ray.address == "local":
+        temp_dir = settings.ray_temp_dir()
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        kwargs.update(
+            num_cpus=settings.ray.num_cpus,
+            include_dashboard=False,
+            _temp_dir=str(temp_dir),
+            _metrics_export_port=settings.ray.metrics_export_port,
+        )
+    ray.init(**kwargs)
+
+
+def shutdown_ray() -> None:
+    ray = import_ray()
+    from ray import serve
+
+    if ray.is_initialized():
+        serve.shutdown()
+        ray.shutdown()

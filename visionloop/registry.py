@@ -1,0 +1,173 @@
+"""The model registry: ``<root>/<version>/`` holds ``model.onnx``, ``model.pt`` and ``meta.json``.
+
+Which version is champion (and which runs in shadow) lives in ``<root>/pointers.json``, replaced atomically
+(write a temporary file, fsync, rename) so a reader never sees half a pointer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from visionloop.errors import RegistryError
+
+ONNX_FILE = "model.onnx"
+TORCH_FILE = "model.pt"
+META_FILE = "meta.json"
+POINTERS_FILE = "pointers.json"
+_VERSION_RE = re.compile(r"^v(\d+)$")
+
+
+class Role(StrEnum):
+    CANDIDATE = "candidate"
+    SHADOW = "shadow"
+    CHAMPION = "champion"
+    RETIRED = "retired"
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered model and its lineage."""
+
+    version: str
+    path: Path
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path / ONNX_FILE
+
+    @property
+    def torch_path(self) -> Path:
+        return self.path / TORCH_FILE
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.meta.get("class_names", []))
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON so that readers see the old file or the new one, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ModelRegistry:
+    """Versions on disk plus the champion/shadow pointers."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _version_dirs(self) -> Iterator[tuple[int, Path]]:
+        if not self.root.is_dir():
+            return
+        for child in self.root.iterdir():
+            match = _VERSION_RE.match(child.name)
+            if match and (child / META_FILE).is_file():
+                yield int(match.group(1)), child
+
+    def versions(self) -> list[ModelVersion]:
+        return [self.get(path.name) for _, path in sorted(self._version_dirs())]
+
+    def get(self, version: str) -> ModelVersion:
+        path = self.root / version
+        meta_path = path / META_FILE
+        if not _VERSION_RE.match(version) or not meta_path.is_file():
+            known = ", ".join(v.name for _, v in sorted(self._version_dirs())) or "none"
+            raise RegistryError(f"model version '{version}' is not in the registry at {self.root} (known: {known})")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RegistryError(f"cannot read {meta_path}: {exc}") from exc
+        return ModelVersion(version=version, path=path, meta=meta)
+
+    def register(
+        self,
+        onnx_file: Path | None,
+        torch_file: Path | None,
+        meta: dict[str, Any],
+    ) -> ModelVersion:
+        """Copy the model files into a new version directory; returns the new version."""
+        if onnx_file is None and torch_file is None:
+            raise RegistryError("a model version needs an ONNX file, a .pt file, or both")
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+        try:
+            if onnx_file is not None:
+                shutil.copy2(onnx_file, staging / ONNX_FILE)
+            if torch_file is not None:
+                shutil.copy2(torch_file, staging / TORCH_FILE)
+            while True:
+                number = max((n for n, _ in self._version_dirs()), default=0) + 1
+                version = f"v{number}"
+                full_meta = {"role": Role.CANDIDATE.value, "created": time.time(), **meta, "version": version}
+                atomic_write_json(staging / META_FILE, full_meta)
+                try:
+                    # rename() of a directory onto a non-existent name is atomic; a racing writer gets EEXIST/ENOTEMPTY.
+                    os.rename(staging, self.root / version)
+                    break
+                except OSError:
+                    continue
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return self.get(version)
+
+    def set_role(self, version: str, role: Role) -> None:
+        model = self.get(version)
+        atomic_write_json(model.path / META_FILE, {**model.meta, "role": role.value})
+
+    def pointers(self) -> dict[str, str | None]:
+        path = self.root / POINTERS_FILE
+        if not path.is_file():
+            return {"champion": None, "shadow": None}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RegistryError(f"cannot read {path}: {exc}") from exc
+        return {"champion": data.get("champion"), "shadow": data.get("shadow")}
+
+    def set_pointer(self, role: Role, version: str | None) -> dict[str, str | None]:
+        """Point ``champion`` or ``shadow`` at a version (None clears shadow); returns the new pointers."""
+        if role not in (Role.CHAMPION, Role.SHADOW):
+            raise RegistryError(f"only champion and shadow are pointers, not {role.value}")
+        if version is None and role is Role.CHAMPION:
+            raise RegistryError("the champion pointer cannot be cleared")
+        if version is not None:
+            self.get(version)
+        pointers = self.pointers()
+        previous = pointers[role.value]
+        pointers[role.value] = version
+        atomic_write_json(self.root / POINTERS_FILE, pointers)
+        if version is not None:
+            self.set_role(version, role)
+        if previous and previous != version and previous not in pointers.values():
+            self.set_role(previous, Role.RETIRED if role is Role.CHAMPION else Role.CANDIDATE)
+        return pointers
+
+    def champion(self) -> ModelVersion:
+        version = self.pointers()["champion"]
+        if version is None:
+            raise RegistryError(
+                f"the registry at {self.root} has no champion yet: run 'make model' (or 'visionloop models "
+                "init') to build one, or set serving.model to a model file"
+            )
+        return self.get(version)

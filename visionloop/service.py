@@ -1,0 +1,125 @@
+"""Run the whole service in one process tree: Redis (when embedded), Ray, the Serve app."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from types import TracebackType
+
+import httpx
+import redis
+
+from visionloop.errors import VisionloopError
+from visionloop.ray_runtime import init_ray, shutdown_ray
+from visionloop.redis_server import EmbeddedRedis
+from visionloop.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    url: str
+
+
+def redis_reachable(url: str, timeout_s: float = 2.0) -> str | None:
+    """None when Redis answers PING, else the reason it does not."""
+    client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        client.close()
+    return None
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a redis:// or rtsp:// URL before it reaches a log line."""
+    parsed = httpx.URL(url)
+    if parsed.password:
+        return str(parsed.copy_with(password="***"))
+    return url
+
+
+class VisionloopService:
+    """Starts the parts in order and stops them in reverse; a context manager."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redis: EmbeddedRedis | None = None
+        self.redis_url = settings.redis.url or ""
+        self.redis_problem: str | None = None
+        self.endpoints: list[Endpoint] = []
+        self._ray_started = False
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.settings.api.host}:{self.settings.api.port}"
+
+    def start(self) -> VisionloopService:
+        try:
+            self._start_redis()
+            init_ray(self.settings)
+            self._ray_started = True
+            from serving.app import start_serving
+
+            start_serving(self.settings, self.redis_url)
+            self._wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        self.endpoints = [
+            Endpoint("HTTP API", self.api_url),
+            Endpoint("OpenAPI docs", f"{self.api_url}/docs"),
+            Endpoint("Prometheus metrics", f"{self.api_url}/metrics"),
+            Endpoint("Redis", redact_url(self.redis_url)),
+        ]
+        return self
+
+    def _start_redis(self) -> None:
+        if self.settings.redis.url is None:
+            data_dir = self.settings.resolved_var_dir() / "redis"
+            self.redis = EmbeddedRedis(self.settings.redis.embedded_port, data_dir).start()
+            self.redis_url = self.redis.url
+            return
+        self.redis_problem = redis_reachable(self.redis_url, self.settings.redis.socket_timeout_s)
+        if self.redis_problem:
+            log.error(
+                "Redis at %s is unreachable (%s): results will be buffered in memory (up to %d) until it is back",
+                redact_url(self.redis_url),
+                self.redis_problem,
+                self.settings.redis.result_buffer_size,
+            )
+
+    def _wait_healthy(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        last = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                response = httpx.get(f"{self.api_url}/v1/health", timeout=10.0)
+                if response.status_code == 200 and "version" in response.json().get("model", {}):
+                    return
+                last = response.text
+            except httpx.HTTPError as exc:
+                last = str(exc)
+            time.sleep(0.5)
+        raise VisionloopError(f"the API at {self.api_url} did not become healthy in {timeout_s:.0f} s: {last}")
+
+    def stop(self) -> None:
+        if self._ray_started:
+            shutdown_ray()
+            self._ray_started = False
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
+
+    def __enter__(self) -> VisionloopService:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
