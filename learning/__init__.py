@@ -1,1 +1,2 @@
-"""Synthetic world, datasets, training and fine-tuning, evaluation, export, drift statistics and the promotion policy."""
+"""Synthetic world, datasets, training and fine-tuning, evaluation, export, drift statistics and the promotion
+policy."""

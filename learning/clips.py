@@ -10,8 +10,8 @@ import numpy.typing as npt
 def render_clip(frames: int = 60, width: int = 640, height: int = 360, seed: int = 0) -> list[npt.NDArray[np.uint8]]:
     """BGR frames of a circle, a square and a triangle drifting across noise; same seed, same frames."""
     rng = np.random.default_rng(seed)
-    background = rng.integers(40, 200, size=(height // 8, width // 8, 3), dtype=np.uint8)
-    background = cv2.resize(background, (width, height), interpolation=cv2.INTER_CUBIC)
+    coarse = rng.integers(40, 200, size=(height // 8, width // 8, 3), dtype=np.uint8)
+    background = np.asarray(cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC), dtype=np.uint8)
     start = rng.uniform([0.1 * width, 0.1 * height], [0.9 * width, 0.9 * height], size=(3, 2))
     velocity = rng.uniform(-4, 4, size=(3, 2))
     out = []
@@ -30,5 +30,7 @@ def render_clip(frames: int = 60, width: int = 640, height: int = 360, seed: int
 
 
 def render_clip_jpegs(frames: int = 60, width: int = 640, height: int = 360, seed: int = 0) -> list[bytes]:
-    return [bytes(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])[1]) for frame in render_clip(
-        frames, width, height, seed)]
+    return [
+        bytes(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])[1])
+        for frame in render_clip(frames, width, height, seed)
+    ]

@@ -17,7 +17,7 @@ def build_untrained_model(architecture: str, class_names: Sequence[str], out_fil
     from ultralytics.nn.tasks import DetectionModel
 
     try:
-        model = DetectionModel(architecture, nc=len(class_names), verbose=False)
+        model = DetectionModel(architecture, nc=len(class_names), verbose=False)  # type: ignore[no-untyped-call]
     except FileNotFoundError as exc:
         raise ModelLoadError(f"unknown model architecture '{architecture}': {exc}") from exc
     model.names = dict(enumerate(class_names))
@@ -28,7 +28,7 @@ def build_untrained_model(architecture: str, class_names: Sequence[str], out_fil
 
 def export_onnx(weights: Path, imgsz: int, out_file: Path | None = None) -> Path:
     """Export an Ultralytics weights file to ONNX with a dynamic batch and input size; returns the .onnx path."""
-    from ultralytics import YOLO
+    from ultralytics import YOLO  # type: ignore[attr-defined]
 
     if not weights.is_file():
         raise ModelLoadError(f"weights file '{weights}' does not exist")

@@ -52,6 +52,7 @@ def detector_spec(settings: Settings, model: str | None = None, role: ModelRole 
         role=role.value,
         max_batch_size=serving.max_batch_size,
         batch_wait_timeout_s=serving.batch_wait_timeout_s,
+        concurrent_batches=serving.concurrent_batches,
     )
 
 

@@ -37,6 +37,7 @@ class DetectorSpec:
     role: str = ModelRole.CHAMPION.value
     max_batch_size: int = 8
     batch_wait_timeout_s: float = 0.01
+    concurrent_batches: int = 2
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,7 +57,9 @@ class DetectorSpec:
 
 @dataclass(frozen=True)
 class FrameRequest:
-    data: bytes
+    """The frames of one call; a batch is several calls, run as one model call."""
+
+    frames: list[bytes]
     enqueued: float
 
 
@@ -81,6 +84,11 @@ class ModelInfo:
     role: str
 
 
+def frames_in(requests: list[FrameRequest]) -> int:
+    """Batch size in frames, so ``max_batch_size`` bounds the model batch however frames are grouped."""
+    return sum(len(request.frames) for request in requests)
+
+
 class DetectorCore:
     """The batch function and model state, free of Ray so it can be tested directly."""
 
@@ -98,19 +106,29 @@ class DetectorCore:
             role=self.spec.role,
         )
 
-    def run_batch(self, requests: list[FrameRequest]) -> list[FrameReply]:
+    def run_batch(self, requests: list[FrameRequest]) -> list[list[FrameReply]]:
+        """Run every frame of every request in one model call; replies grouped per request."""
+        flat = [(request, data) for request in requests for data in request.frames]
+        replies = self.run_frames(flat)
+        grouped, position = [], 0
+        for request in requests:
+            grouped.append(replies[position : position + len(request.frames)])
+            position += len(request.frames)
+        return grouped
+
+    def run_frames(self, flat: list[tuple[FrameRequest, bytes]]) -> list[FrameReply]:
         started = time.perf_counter()
         frames, decode_ms, errors = [], [], {}
-        for i, request in enumerate(requests):
+        for i, (_, data) in enumerate(flat):
             t0 = time.perf_counter()
             try:
-                frames.append(decode_image(request.data))
+                frames.append(decode_image(data))
             except InvalidImageError as exc:
                 errors[i] = str(exc)
             decode_ms.append((time.perf_counter() - t0) * 1e3)
         prediction = self.backend.predict(frames)
         replies, valid = [], iter(zip(frames, prediction.detections, strict=True))
-        for i, request in enumerate(requests):
+        for i, (request, _) in enumerate(flat):
             queue_ms = max(0.0, (started - request.enqueued) * 1e3)
             if i in errors:
                 latency = StageLatency(decode_ms=decode_ms[i], queue_ms=queue_ms)
@@ -149,11 +167,19 @@ class DetectorCore:
 class Detector:
     """A Ray Serve replica holding one model; ``reconfigure`` swaps the model without a restart."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
-        self._core = DetectorCore(DetectorSpec(**spec))
+    def __init__(self, spec_data: dict[str, Any]) -> None:
+        self._core = DetectorCore(DetectorSpec(**spec_data))
         self._core.metrics = DetectorMetrics.create()
-        self._apply_batching(self._core.spec)
-        log.info("detector ready", extra={"model_version": self._core.spec.model_version})
+        spec = self._core.spec
+        # Built per replica (not as a class decorator) so the batch shape comes from the settings. Items are
+        # calls carrying up to max_batch_size frames; batch_size_fn makes max_batch_size count frames, not calls.
+        self._batched: Any = serve.batch(
+            max_batch_size=spec.max_batch_size,
+            batch_wait_timeout_s=spec.batch_wait_timeout_s,
+            max_concurrent_batches=spec.concurrent_batches,
+            batch_size_fn=frames_in,
+        )(self._run_batch)
+        log.info("detector ready", extra={"model_version": spec.model_version})
 
     def _apply_batching(self, spec: DetectorSpec) -> None:
         self._batched.set_max_batch_size(spec.max_batch_size)
@@ -169,18 +195,24 @@ class Detector:
         core = DetectorCore(spec)
         core.metrics = self._core.metrics
         self._core = core
-        self._apply_batching(spec)
+        self._apply_batching(spec)  # concurrent_batches applies from the next replica start
         log.info("detector reloaded", extra={"model_version": spec.model_version})
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def _batched(self, requests: list[FrameRequest]) -> list[FrameReply]:
-        # Model calls are CPU-bound: run them off the replica's event loop so requests keep queueing.
+    async def _run_batch(self, requests: list[FrameRequest]) -> list[list[FrameReply]]:
+        # Model calls are CPU-bound: run them off the replica's event loop so requests keep queueing, and so
+        # that with concurrent_batches > 1 one batch decodes while another is in the model.
         return await asyncio.get_running_loop().run_in_executor(None, self._core.run_batch, requests)
 
     async def detect(self, frames: list[bytes]) -> list[FrameReply]:
-        """Detect on several encoded frames; each joins the shared batch queue."""
-        now = time.perf_counter()
-        return list(await asyncio.gather(*(self._batched(FrameRequest(f, now)) for f in frames)))
+        """Detect on several encoded frames (a camera's recent frames, or one upload).
+
+        Callers that send several frames per call pay Serve's per-request cost once for all of them; the frames
+        join the replica's shared batch queue in chunks of at most ``max_batch_size``.
+        """
+        now, size = time.perf_counter(), self._core.spec.max_batch_size
+        chunks = [FrameRequest(list(frames[i : i + size]), now) for i in range(0, len(frames), size)]
+        replies = await asyncio.gather(*(self._batched(chunk) for chunk in chunks))
+        return [reply for chunk_replies in replies for reply in chunk_replies]
 
     def info(self) -> ModelInfo:
         return self._core.info()

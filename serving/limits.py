@@ -15,6 +15,21 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+class UploadLimit:
+    """The replica-wide body limit. Ray Serve freezes a copy of the FastAPI app when the module is imported, so the
+    limit cannot live on the app; the Router sets it here when it starts in its replica."""
+
+    max_bytes: int = 8 * 1024 * 1024
+
+    @classmethod
+    def get(cls) -> int:
+        return cls.max_bytes
+
+    @classmethod
+    def set(cls, max_bytes: int) -> None:
+        cls.max_bytes = max_bytes
+
+
 class BodyTooLarge(HTTPException):
     """Raised from inside body parsing; an HTTPException so the framework answers 413, not 'parse error'."""
 

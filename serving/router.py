@@ -12,13 +12,13 @@ import time
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ray import serve
 
 from serving.detector import FrameReply, ModelInfo
-from serving.limits import BodySizeLimitMiddleware
+from serving.limits import BodySizeLimitMiddleware, UploadLimit
 from serving.metrics import RouterMetrics
 from serving.results import ResultPublisher
 from visionloop.contracts import FrameResult, ModelRole
@@ -39,11 +39,7 @@ CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 CameraId = Annotated[str, Query(pattern=CAMERA_ID_PATTERN, description="Camera the results are filed under.")]
 
 
-def _upload_limit() -> int:
-    return int(getattr(app.state, "max_upload_bytes", 8 * 1024 * 1024))
-
-
-app.add_middleware(BodySizeLimitMiddleware, limit=_upload_limit)
+app.add_middleware(BodySizeLimitMiddleware, limit=UploadLimit.get)
 
 
 @serve.deployment(name="Router")
@@ -54,7 +50,7 @@ class Router:
     def __init__(self, settings: Settings, champion: Any, redis_url: str) -> None:
         self._settings = settings
         self._token = self._settings.api.token.get_secret_value()
-        app.state.max_upload_bytes = self._settings.api.max_upload_bytes
+        UploadLimit.set(self._settings.api.max_upload_bytes)
         self._champion = champion
         self._registry = ModelRegistry(self._settings.resolved_var_dir() / "models")
         self._metrics = RouterMetrics.create()
@@ -200,7 +196,8 @@ class Router:
     async def metrics(self) -> PlainTextResponse:
         import ray
 
-        url = f"http://{ray.util.get_node_ip_address()}:{self._settings.ray.metrics_export_port}/metrics"
+        node_ip = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+        url = f"http://{node_ip}:{self._settings.ray.metrics_export_port}/metrics"
         try:
             async with httpx.AsyncClient(timeout=5.0) as client:
                 response = await client.get(url)

@@ -1,1 +1,2 @@
-"""Frame sources (RTSP/HTTP/file), the camera supervisor and manager, the WebRTC gateway and the RTSP camera simulator."""
+"""Frame sources (RTSP/HTTP/file), the camera supervisor and manager, the WebRTC gateway and the RTSP camera
+simulator."""

@@ -26,6 +26,35 @@ def _as_float32(value: Any, name: str) -> FloatArray:
     return array
 
 
+def _validated_boxes(value: Any) -> FloatArray:
+    xyxy = _as_float32(value, "xyxy")
+    if xyxy.size == 0:
+        xyxy = xyxy.reshape(0, 4)
+    if xyxy.ndim != 2 or xyxy.shape[1] != 4:
+        raise ValueError(f"xyxy must have shape (N, 4), got {xyxy.shape}")
+    if np.any(xyxy[:, 2] < xyxy[:, 0]) or np.any(xyxy[:, 3] < xyxy[:, 1]):
+        raise ValueError("xyxy boxes must have x2 >= x1 and y2 >= y1")
+    return xyxy
+
+
+def _validated_confidence(value: Any, n: int) -> FloatArray:
+    confidence = _as_float32(value, "confidence").reshape(-1)
+    if confidence.shape != (n,):
+        raise ValueError(f"confidence must have shape ({n},), got {confidence.shape}")
+    if np.any((confidence < 0) | (confidence > 1)):
+        raise ValueError("confidence must lie in [0, 1]")
+    return confidence
+
+
+def _validated_class_ids(value: Any, n: int) -> IntArray:
+    class_id = np.asarray(value).reshape(-1)
+    if class_id.shape != (n,):
+        raise ValueError(f"class_id must have shape ({n},), got {class_id.shape}")
+    if class_id.size and (not np.issubdtype(class_id.dtype, np.integer) or class_id.min() < 0):
+        raise ValueError("class_id must hold non-negative integers")
+    return class_id.astype(np.int32)
+
+
 @dataclass(frozen=True)
 class Detections:
     """Boxes found in one frame.
@@ -45,27 +74,11 @@ class Detections:
     embedding: FloatArray | None = None
 
     def __post_init__(self) -> None:
-        xyxy = _as_float32(self.xyxy, "xyxy")
-        if xyxy.size == 0:
-            xyxy = xyxy.reshape(0, 4)
-        if xyxy.ndim != 2 or xyxy.shape[1] != 4:
-            raise ValueError(f"xyxy must have shape (N, 4), got {xyxy.shape}")
+        xyxy = _validated_boxes(self.xyxy)
         n = xyxy.shape[0]
-        if np.any(xyxy[:, 2] < xyxy[:, 0]) or np.any(xyxy[:, 3] < xyxy[:, 1]):
-            raise ValueError("xyxy boxes must have x2 >= x1 and y2 >= y1")
-        confidence = _as_float32(self.confidence, "confidence").reshape(-1)
-        if confidence.shape != (n,):
-            raise ValueError(f"confidence must have shape ({n},), got {confidence.shape}")
-        if np.any((confidence < 0) | (confidence > 1)):
-            raise ValueError("confidence must lie in [0, 1]")
-        class_id = np.asarray(self.class_id).reshape(-1)
-        if class_id.shape != (n,):
-            raise ValueError(f"class_id must have shape ({n},), got {class_id.shape}")
-        if class_id.size and (not np.issubdtype(class_id.dtype, np.integer) or class_id.min() < 0):
-            raise ValueError("class_id must hold non-negative integers")
         object.__setattr__(self, "xyxy", xyxy)
-        object.__setattr__(self, "confidence", confidence)
-        object.__setattr__(self, "class_id", class_id.astype(np.int32))
+        object.__setattr__(self, "confidence", _validated_confidence(self.confidence, n))
+        object.__setattr__(self, "class_id", _validated_class_ids(self.class_id, n))
         if self.class_scores is not None:
             scores = _as_float32(self.class_scores, "class_scores")
             if scores.ndim != 2 or scores.shape[0] != n:

@@ -58,5 +58,5 @@ def prepare_ultralytics(config_dir: Path) -> Any:
         "openvino_msg": False,
     }
     if any(SETTINGS.get(key) != value for key, value in wanted.items()):
-        SETTINGS.update(wanted)
+        SETTINGS.update(wanted)  # type: ignore[no-untyped-call]
     return SETTINGS

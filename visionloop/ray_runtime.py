@@ -42,5 +42,5 @@ def shutdown_ray() -> None:
     from ray import serve
 
     if ray.is_initialized():
-        serve.shutdown()
+        serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()

@@ -7,6 +7,8 @@ A typo in a key or a bad value is an error naming the key and the file (or varia
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,9 +57,10 @@ class RaySettings(StrictModel):
         description="'local' starts a private Ray instance; 'auto' or ray://host:port joins an existing cluster.",
     )
     num_cpus: int | None = Field(default=None, gt=0, description="CPUs Ray may use locally (default: all).")
-    temp_dir: Path = Field(
-        default=Path("/tmp/visionloop-ray"),
-        description="Ray's session directory; keep it short (Unix socket paths are limited to 107 bytes).",
+    temp_dir: Path | None = Field(
+        default=None,
+        description="Ray's session directory (default: <system temp>/visionloop-ray-<uid>); keep it short, Unix "
+        "socket paths are limited to 107 bytes.",
     )
     metrics_export_port: int = Field(
         default=8081, gt=0, lt=65536, description="Port where Ray exports Prometheus metrics of in-Ray code."
@@ -97,6 +100,12 @@ class ServingSettings(StrictModel):
     batch_wait_timeout_s: float = Field(
         default=0.01, ge=0, description="How long a Detector waits to fill a batch before running a partial one."
     )
+    concurrent_batches: int = Field(
+        default=2,
+        gt=0,
+        description="Model calls one replica runs at once: while one batch is in the model the next decodes, so a "
+        "replica does not idle while replies travel back.",
+    )
     max_ongoing_requests: int = Field(
         default=32,
         gt=0,
@@ -110,7 +119,12 @@ class ServingSettings(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="'auto' uses CUDA where a GPU is present, else the CPU."
     )
-    intra_op_threads: int = Field(default=2, gt=0, description="Threads one model call may use.")
+    intra_op_threads: int = Field(
+        default=1,
+        gt=0,
+        description="Threads one model call may use. With concurrent_batches > 1, one thread per call keeps every "
+        "core busy without oversubscribing them.",
+    )
 
     @model_validator(mode="after")
     def _batch_fits_in_flight(self) -> ServingSettings:
@@ -155,7 +169,9 @@ class Settings(StrictModel):
         return self.paths.var_dir.expanduser().resolve()
 
     def ray_temp_dir(self) -> Path:
-        return self.ray.temp_dir.expanduser().resolve()
+        if self.ray.temp_dir is not None:
+            return self.ray.temp_dir.expanduser().resolve()
+        return Path(tempfile.gettempdir()) / f"visionloop-ray-{os.getuid()}"
 
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain data with secrets shown as '**********'."""

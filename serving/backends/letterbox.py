@@ -48,7 +48,9 @@ def letterbox_batch(frames: Sequence[npt.NDArray[np.uint8]], shape: tuple[int, i
         new_w, new_h = round(w * scale), round(h * scale)
         pad_x, pad_y = (target_w - new_w) / 2, (target_h - new_h) / 2
         left, top = round(pad_x - 0.1), round(pad_y - 0.1)
-        resized = frame if (new_w, new_h) == (w, h) else cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        resized = (
+            frame if (new_w, new_h) == (w, h) else cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        )
         canvas[i, top : top + new_h, left : left + new_w] = resized
         scales.append(scale)
         pads.append((float(left), float(top)))

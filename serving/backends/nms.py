@@ -19,9 +19,11 @@ def nms_keep(
     boxes = candidates[above, :4].copy()
     boxes[:, :2] -= boxes[:, 2:] / 2  # centre -> top-left, as OpenCV wants (x, y, w, h)
     class_ids = scores[above].argmax(axis=1)
-    kept = cv2.dnn.NMSBoxesBatched(
-        boxes.tolist(), best[above].tolist(), class_ids.tolist(), conf_threshold, iou_threshold
-    )
-    kept = np.asarray(kept, dtype=np.int64).reshape(-1)
+    kept: npt.NDArray[np.int64] = np.asarray(
+        cv2.dnn.NMSBoxesBatched(
+            boxes.tolist(), best[above].tolist(), class_ids.tolist(), conf_threshold, iou_threshold
+        ),
+        dtype=np.int64,
+    ).reshape(-1)
     kept = kept[np.argsort(-best[above][kept], kind="stable")][:max_detections]
-    return above[kept]
+    return np.asarray(above[kept], dtype=np.int64)

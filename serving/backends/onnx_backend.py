@@ -59,6 +59,8 @@ class OnnxRuntimeBackend(InferenceBackend):
         session_options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session_options.log_severity_level = 3
+        # Spinning worker threads burn the cores that Ray's router and proxy need on a small box.
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = choose_providers(options.device, ort.get_available_providers())
         try:
             self._session = ort.InferenceSession(str(options.model_path), session_options, providers=providers)

@@ -27,7 +27,7 @@ class UltralyticsBackend(InferenceBackend):
     def __init__(self, options: BackendOptions) -> None:
         super().__init__(options)
         import torch
-        from ultralytics import YOLO
+        from ultralytics import YOLO  # type: ignore[attr-defined]
 
         torch.set_num_threads(options.intra_op_threads)
         self._device = torch_device(options.device)

@@ -1,0 +1,79 @@
+# visionloop: every target sets up what it needs on a fresh Debian/Ubuntu machine, then runs.
+#   make demo   - the whole service on embedded defaults, a generated clip through the API, a report
+#   make test   - lint, type checks and the test suite against real servers
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+LOCK := requirements.lock
+LOCK_HASH := $(shell cat $(LOCK) pyproject.toml | sha256sum | cut -c1-16)
+VENV_STAMP := $(VENV)/.visionloop-$(LOCK_HASH)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the service and its tests need (Redis for the streams).
+APT_PACKAGES := redis-server
+PYTEST_ARGS ?=
+
+.PHONY: help system-deps venv demo up test lint typecheck unit integration model bench-serving lock clean
+
+help:
+	@echo "make demo           run the whole loop on embedded defaults"
+	@echo "make test           lint, type-check and run every test"
+	@echo "make up             run the service in the foreground (Ctrl-C stops it)"
+	@echo "make bench-serving  serving benchmark (writes benchmarks/results/serving.json)"
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+$(VENV_STAMP): $(LOCK) pyproject.toml
+	@echo "setting up $(VENV) (lock $(LOCK_HASH))"
+	@if [ ! -x $(BIN)/python ]; then $(PYTHON) -m venv $(VENV); fi
+	@rm -f $(VENV)/.visionloop-*
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r $(LOCK)
+	$(BIN)/pip install -q --no-deps -e .
+	@touch $@
+
+venv: $(VENV_STAMP)
+
+demo: system-deps venv
+	$(BIN)/visionloop demo
+
+up: system-deps venv
+	$(BIN)/visionloop models init
+	$(BIN)/visionloop up
+
+model: venv
+	$(BIN)/visionloop models init
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: system-deps venv
+	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
+
+integration: system-deps venv
+	$(BIN)/python -m pytest -q tests/integration $(PYTEST_ARGS)
+
+test: system-deps venv lint typecheck
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+bench-serving: system-deps venv
+	$(BIN)/python -m benchmarks.serving
+
+lock: venv
+	@(echo "# Exact versions the Makefile installs (pip freeze of a working venv). Regenerate: make lock"; \
+	  $(BIN)/pip freeze --exclude-editable | grep -v '^visionloop') > $(LOCK)
+
+clean:
+	rm -rf var .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Benchmarks; each prints a table and writes results/<name>.json. Run as modules: python -m benchmarks.serving."""

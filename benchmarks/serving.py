@@ -1,0 +1,285 @@
+"""Serving benchmark: frames/s through the Ray Serve app vs the raw backend and vs a plain Ultralytics loop.
+
+All numbers come from one run on one machine, measured side by side:
+- raw_fps: the ONNX Runtime backend alone (decoded frames in, detections out), batch = serving.max_batch_size,
+  given every core of the machine (intra-op threads = cores);
+- serve_fps: camera-like HTTP clients posting JPEG frames to /v1/detect/batch, --frames-per-request per request;
+  the sweep repeats it at 1 and 8 frames per request to show what each request costs;
+- serve_handle_fps: frames through a Ray handle to the Router (how camera workers call it);
+- ultralytics_loop_fps: one thread per camera calling YOLO.predict on each frame, the way a user would write it.
+
+Usage: python -m benchmarks.serving [--seconds 15] [--clients 4] [--frames-per-request 32] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+from learning.clips import render_clip, render_clip_jpegs
+from serving.app import resolve_model
+from serving.backends import BackendOptions, create_backend
+from serving.imaging import decode_image
+from visionloop.config import load_settings
+from visionloop.model_setup import init_untrained_champion, ultralytics_config_dir
+from visionloop.offline import prepare_ultralytics
+from visionloop.settings import Settings
+
+RESULTS = Path(__file__).resolve().parent / "results" / "serving.json"
+console = Console()
+
+
+def tree_rss_mb() -> float:
+    """RSS of this process and every descendant (Ray's GCS, raylet, workers; embedded Redis)."""
+    me = psutil.Process()
+    total = 0
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            continue
+    return total / 2**20
+
+
+def measure_raw(settings: Settings, jpegs: list[bytes], seconds: float) -> dict[str, float]:
+    path, _, names = resolve_model(settings)
+    s = settings.serving
+    backend = create_backend(
+        "onnxruntime",
+        BackendOptions(
+            path,
+            s.imgsz,
+            s.conf_threshold,
+            s.iou_threshold,
+            s.max_detections,
+            s.device,
+            os.cpu_count() or 1,
+            tuple(names),
+        ),
+    )
+    frames = [decode_image(j) for j in jpegs]
+    batch = s.max_batch_size
+    backend.predict(frames[:batch])  # warm-up
+    done, start, i = 0, time.perf_counter(), 0
+    decode_s = 0.0
+    while time.perf_counter() - start < seconds:
+        group = [frames[(i + k) % len(frames)] for k in range(batch)]
+        backend.predict(group)
+        i += batch
+        done += batch
+    elapsed = time.perf_counter() - start
+    t0 = time.perf_counter()
+    for j in jpegs:
+        decode_image(j)
+    decode_s = (time.perf_counter() - t0) / len(jpegs)
+    fps = done / elapsed
+    return {"raw_fps": fps, "raw_with_decode_fps": 1 / (1 / fps + decode_s), "decode_ms": decode_s * 1e3}
+
+
+def measure_ultralytics_loop(settings: Settings, frames: list[np.ndarray], clients: int, seconds: float) -> float:
+    prepare_ultralytics(ultralytics_config_dir(settings))
+    from ultralytics import YOLO
+
+    from visionloop.model_setup import registry_for
+
+    weights = registry_for(settings).champion().torch_path
+    models = [YOLO(str(weights), task="detect") for _ in range(clients)]
+    for model in models:
+        model.predict(frames[0], imgsz=settings.serving.imgsz, verbose=False)
+    counts = [0] * clients
+    stop_at = time.monotonic() + seconds
+
+    def camera_loop(idx: int) -> None:
+        k = idx
+        while time.monotonic() < stop_at:
+            models[idx].predict(frames[k % len(frames)], imgsz=settings.serving.imgsz, verbose=False)
+            counts[idx] += 1
+            k += 1
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=camera_loop, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.monotonic() - start)
+
+
+def batch_mean_from_metrics(metrics_text: str) -> float | None:
+    total = count = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith("visionloop_batch_size_sum"):
+            total += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("visionloop_batch_size_count"):
+            count += float(line.rsplit(" ", 1)[1])
+    return total / count if count else None
+
+
+async def measure_handle(
+    jpegs: list[bytes], clients: int, per_request: int, seconds: float
+) -> tuple[float, list[float]]:
+    from ray import serve
+
+    from serving.app import APP_NAME
+
+    router = serve.get_app_handle(APP_NAME)
+    latencies: list[float] = []
+    frames_done = 0
+    stop_at = time.monotonic() + seconds
+
+    async def camera(idx: int) -> None:
+        nonlocal frames_done
+        k = idx * 7
+        while time.monotonic() < stop_at:
+            group = [jpegs[(k + j) % len(jpegs)] for j in range(per_request)]
+            k += per_request
+            t0 = time.perf_counter()
+            results = await router.process_frames.remote(f"handle-{idx}", group)
+            latencies.append((time.perf_counter() - t0) * 1e3)
+            frames_done += len(results)
+
+    start = time.monotonic()
+    await asyncio.gather(*(camera(i) for i in range(clients)))
+    return frames_done / (time.monotonic() - start), latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--frames-per-request", type=int, default=32)
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: serving.device)")
+    parser.add_argument("--width", type=int, default=320, help="frame width (16:9 frames)")
+    args = parser.parse_args()
+
+    overrides = {
+        "VISIONLOOP_API__PORT": "18123",
+        "VISIONLOOP_REDIS__EMBEDDED_PORT": "16391",
+        "VISIONLOOP_RAY__METRICS_EXPORT_PORT": "18124",
+    }
+    if args.device:
+        overrides["VISIONLOOP_SERVING__DEVICE"] = args.device
+    settings = load_settings(environ={**os.environ, **overrides})
+    init_untrained_champion(settings)
+    height = args.width * 9 // 16
+    jpegs = render_clip_jpegs(frames=64, width=args.width, height=height, seed=3)
+    frames = render_clip(frames=64, width=args.width, height=height, seed=3)
+
+    console.print(f"[bold]raw backend[/] (batch {settings.serving.max_batch_size}, {args.seconds:.0f} s)")
+    raw = measure_raw(settings, jpegs, args.seconds)
+    console.print(f"[bold]ultralytics predict loop[/] ({args.clients} cameras, {args.seconds:.0f} s)")
+    ultra_fps = measure_ultralytics_loop(settings, frames, args.clients, args.seconds)
+
+    from visionloop.loadgen import run_clients
+    from visionloop.service import VisionloopService
+
+    rss_before = tree_rss_mb()
+    console.print("[bold]Serve app[/] (starting)")
+    with VisionloopService(settings) as service:
+        token = settings.api.token.get_secret_value()
+        run_clients(service.api_url, token, jpegs, args.clients, 3.0, args.frames_per_request)  # warm-up
+        sweep = {}
+        for per_request in sorted({1, 8, args.frames_per_request}):
+            console.print(f"  HTTP, {per_request} frame(s) per request")
+            sweep[per_request] = run_clients(service.api_url, token, jpegs, args.clients, args.seconds, per_request)
+        report = sweep[args.frames_per_request]
+        rss_mb = tree_rss_mb()
+        handle_fps, handle_lat = asyncio.run(measure_handle(jpegs, args.clients, args.frames_per_request, args.seconds))
+        from visionloop.client import ApiClient
+
+        batch_mean = None
+        with ApiClient(service.api_url) as client:
+            deadline = time.monotonic() + 30
+            while batch_mean is None and time.monotonic() < deadline:
+                batch_mean = batch_mean_from_metrics(client.metrics())
+                if batch_mean is None:
+                    time.sleep(2)
+
+    result: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "device": settings.serving.device},
+        "frame": f"{args.width}x{height} JPEG",
+        "clients": args.clients,
+        "frames_per_request": args.frames_per_request,
+        "batch_size": settings.serving.max_batch_size,
+        "raw_fps": raw["raw_fps"],
+        "raw_with_decode_fps": raw["raw_with_decode_fps"],
+        "serve_fps": report.fps,
+        "serve_handle_fps": handle_fps,
+        "efficiency": report.fps / raw["raw_fps"],
+        "efficiency_handle": handle_fps / raw["raw_fps"],
+        "ultralytics_loop_fps": ultra_fps,
+        "speedup": report.fps / ultra_fps,
+        "latency_ms_p50": report.percentile(50),
+        "latency_ms_p99": report.percentile(99),
+        "handle_latency_ms_p50": float(np.percentile(handle_lat, 50)),
+        "handle_latency_ms_p99": float(np.percentile(handle_lat, 99)),
+        "stage_ms_median": {k: report.stage_median(k) for k in ("decode", "queue", "inference", "post")},
+        "batch_mean": batch_mean,
+        "rss_mb": rss_mb,
+        "rss_mb_before_serve": rss_before,
+        "failed_requests": report.errors,
+        "sweep": {
+            str(k): {
+                "serve_fps": r.fps,
+                "efficiency": r.fps / raw["raw_fps"],
+                "latency_ms_p50": r.percentile(50),
+                "latency_ms_p99": r.percentile(99),
+                "failed_requests": r.errors,
+            }
+            for k, r in sweep.items()
+        },
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2))
+    table = Table(title="serving benchmark (one run, same machine)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key in (
+        "raw_fps",
+        "raw_with_decode_fps",
+        "serve_fps",
+        "serve_handle_fps",
+        "efficiency",
+        "efficiency_handle",
+        "ultralytics_loop_fps",
+        "speedup",
+        "latency_ms_p50",
+        "latency_ms_p99",
+        "handle_latency_ms_p50",
+        "handle_latency_ms_p99",
+        "batch_mean",
+        "rss_mb",
+        "failed_requests",
+    ):
+        value = result[key]
+        table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    sweep_table = Table(title="frames per HTTP request vs throughput")
+    for column in ("frames/request", "serve_fps", "efficiency", "p50 ms", "p99 ms"):
+        sweep_table.add_column(column, justify="right")
+    for k, row in result["sweep"].items():
+        sweep_table.add_row(
+            k,
+            f"{row['serve_fps']:.1f}",
+            f"{row['efficiency']:.2f}",
+            f"{row['latency_ms_p50']:.1f}",
+            f"{row['latency_ms_p99']:.1f}",
+        )
+    console.print(sweep_table)
+    console.print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Shared fixtures: real servers started per test (or module) on free loopback ports, and a small model."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from visionloop.config import load_settings
+from visionloop.redis_server import EmbeddedRedis
+from visionloop.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A real redis-server on a free port with AOF in a temporary directory, stopped after the test."""
+    server = EmbeddedRedis(free_port(), tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def model_registry_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A var/ directory whose registry holds an untrained nano YOLO as champion (built once per session)."""
+    from visionloop.model_setup import init_untrained_champion
+
+    var_dir = tmp_path_factory.mktemp("template-var")
+    settings = load_settings(environ={"VISIONLOOP_PATHS__VAR_DIR": str(var_dir)})
+    init_untrained_champion(settings)
+    return var_dir
+
+
+@pytest.fixture
+def var_dir(tmp_path: Path, model_registry_template: Path) -> Path:
+    """A private var/ for one test, with the champion model already registered."""
+    target = tmp_path / "var"
+    shutil.copytree(model_registry_template / "models", target / "models")
+    shutil.copytree(model_registry_template / "ultralytics", target / "ultralytics")
+    return target
+
+
+def make_settings(var_dir: Path, **env: str) -> Settings:
+    """Settings with private ports and state, plus VISIONLOOP_* overrides given as keyword arguments."""
+    base = {
+        "VISIONLOOP_PATHS__VAR_DIR": str(var_dir),
+        "VISIONLOOP_API__PORT": str(free_port()),
+        "VISIONLOOP_API__TOKEN": "test-token-123",
+        "VISIONLOOP_REDIS__EMBEDDED_PORT": str(free_port()),
+        "VISIONLOOP_RAY__METRICS_EXPORT_PORT": str(free_port()),
+        "VISIONLOOP_RAY__NUM_CPUS": "2",
+    }
+    base.update({f"VISIONLOOP_{k.upper()}": v for k, v in env.items()})
+    return load_settings(environ=base)

@@ -1,0 +1,53 @@
+"""The CLI as a user runs it: a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "visionloop.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        timeout=60,
+    )
+
+
+def test_config_show_json_masks_the_token() -> None:
+    out = _run("config", "show", "--json", env={"VISIONLOOP_API__TOKEN": "hunter2-hunter2"})
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["api"]["token"] == "**********"
+    assert "hunter2" not in out.stdout
+    assert data["serving"]["max_ongoing_requests"] >= 2 * data["serving"]["max_batch_size"]
+
+
+def test_config_show_yaml_applies_the_user_file(tmp_path: Path) -> None:
+    user = tmp_path / "mine.yaml"
+    user.write_text("serving:\n  imgsz: 640\n")
+    out = _run("--config", str(user), "config", "show")
+    assert out.returncode == 0, out.stderr
+    assert "imgsz: 640" in out.stdout
+
+
+def test_unknown_key_fails_naming_key_and_file(tmp_path: Path) -> None:
+    user = tmp_path / "typo.yaml"
+    user.write_text("serving:\n  replicaz: 2\n")
+    out = _run("--config", str(user), "config", "show")
+    assert out.returncode == 2
+    message = " ".join((out.stdout + out.stderr).split())
+    assert "serving.replicaz" in message and "unknown key" in message and "typo.yaml" in message
+
+
+def test_models_list_on_a_registry(var_dir: Path) -> None:
+    out = _run("models", "list", "--json", env={"VISIONLOOP_PATHS__VAR_DIR": str(var_dir)})
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["pointers"]["champion"] == "v1"
+    assert data["versions"][0]["source"] == "untrained"

@@ -1,0 +1,56 @@
+"""The Detector's batch function, tested directly (Ray's local testing mode cannot run @serve.batch)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from serving.detector import DetectorCore, DetectorSpec, FrameRequest, frames_in
+from serving.imaging import encode_jpeg
+
+
+def _core(var_dir: Path) -> DetectorCore:
+    spec = DetectorSpec(
+        backend="onnxruntime",
+        model_path=str(var_dir / "models" / "v1" / "model.onnx"),
+        model_version="v1",
+        class_names=["circle", "square", "triangle"],
+        conf_threshold=0.0,
+        max_detections=5,
+    )
+    return DetectorCore(spec)
+
+
+def test_batch_groups_replies_per_call_and_isolates_bad_frames(var_dir: Path) -> None:
+    core = _core(var_dir)
+    good = encode_jpeg(np.full((180, 320, 3), 100, np.uint8))
+    other = encode_jpeg(np.full((240, 320, 3), 30, np.uint8))
+    enqueued = time.perf_counter()
+    requests = [
+        FrameRequest([good, b"not an image", other], enqueued),
+        FrameRequest([other], enqueued),
+    ]
+    assert frames_in(requests) == 4
+    grouped = core.run_batch(requests)
+    assert [len(g) for g in grouped] == [3, 1]
+    first, bad, third = grouped[0]
+    assert first.error is None and (first.width, first.height) == (320, 180)
+    assert bad.detections is None and bad.error is not None and "not a JPEG or PNG" in bad.error
+    assert (third.width, third.height) == (320, 240)
+    assert grouped[1][0].model_version == "v1"
+    assert first.latency.queue_ms >= 0 and first.latency.inference_ms > 0
+    # Every frame of a batch shares one model call, so they report the same inference time.
+    assert first.latency.inference_ms == third.latency.inference_ms == grouped[1][0].latency.inference_ms
+
+
+def test_all_bad_frames_still_answer(var_dir: Path) -> None:
+    replies = _core(var_dir).run_batch([FrameRequest([b"", b"\xff\xd8\xff\x00"], time.perf_counter())])[0]
+    assert [r.error is not None for r in replies] == [True, True]
+
+
+def test_info_reports_the_model(var_dir: Path) -> None:
+    info = _core(var_dir).info()
+    assert (info.model_version, info.backend, info.device) == ("v1", "onnxruntime", "cpu")
+    assert info.class_names == ["circle", "square", "triangle"]

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from visionloop.errors import RegistryError
+from visionloop.registry import ModelRegistry, Role
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    onnx, pt = tmp_path / "a.onnx", tmp_path / "a.pt"
+    onnx.write_bytes(b"onnx")
+    pt.write_bytes(b"pt")
+    return onnx, pt
+
+
+def test_register_numbers_versions_and_keeps_lineage(tmp_path: Path, files: tuple[Path, Path]) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    first = registry.register(*files, meta={"source": "test"})
+    second = registry.register(files[0], None, meta={"parent": first.version})
+    assert (first.version, second.version) == ("v1", "v2")
+    assert first.onnx_path.read_bytes() == b"onnx" and first.torch_path.read_bytes() == b"pt"
+    assert not second.torch_path.exists()
+    assert second.meta["parent"] == "v1" and second.meta["role"] == "candidate"
+    assert [v.version for v in registry.versions()] == ["v1", "v2"]
+
+
+def test_pointer_swaps_update_roles(tmp_path: Path, files: tuple[Path, Path]) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    v1 = registry.register(*files, meta={}).version
+    v2 = registry.register(*files, meta={}).version
+    registry.set_pointer(Role.CHAMPION, v1)
+    registry.set_pointer(Role.SHADOW, v2)
+    assert registry.pointers() == {"champion": "v1", "shadow": "v2"}
+    assert registry.get(v2).meta["role"] == "shadow"
+    registry.set_pointer(Role.CHAMPION, v2)  # promotion
+    registry.set_pointer(Role.SHADOW, None)
+    assert registry.champion().version == "v2"
+    assert registry.get(v1).meta["role"] == "retired"
+    assert registry.get(v2).meta["role"] == "champion"
+    # The pointer file is always whole JSON, and no temporary files are left behind.
+    assert json.loads((tmp_path / "models" / "pointers.json").read_text())["champion"] == "v2"
+    assert not [p for p in (tmp_path / "models").iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("bad", ["v9", "../etc", "latest"])
+def test_unknown_versions_are_errors_listing_known_ones(tmp_path: Path, files: tuple[Path, Path], bad: str) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    registry.register(*files, meta={})
+    with pytest.raises(RegistryError, match=r"known: v1"):
+        registry.get(bad)
+    with pytest.raises(RegistryError):
+        registry.set_pointer(Role.CHAMPION, bad)
+
+
+def test_no_champion_says_how_to_make_one(tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match="make model"):
+        ModelRegistry(tmp_path / "models").champion()
+
+
+def test_champion_cannot_be_cleared(tmp_path: Path, files: tuple[Path, Path]) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    registry.set_pointer(Role.CHAMPION, registry.register(*files, meta={}).version)
+    with pytest.raises(RegistryError, match="cannot be cleared"):
+        registry.set_pointer(Role.CHAMPION, None)

@@ -1,0 +1,70 @@
+"""The result publisher against a real redis-server: buffering through an outage, dropping only when full."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import redis
+
+from serving.results import ResultPublisher
+from tests.conftest import free_port
+from visionloop.contracts import Detections, FrameResult
+from visionloop.redis_server import EmbeddedRedis
+
+
+def _result(seq: int) -> FrameResult:
+    detections = Detections(np.array([[1, 2, 3, 4]], np.float32), np.array([0.5], np.float32), np.array([1]))
+    return FrameResult("cam", seq, 1.0, "v1", detections)
+
+
+async def _wait_for(condition, timeout_s: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_results_reach_the_capped_stream(redis_server: EmbeddedRedis) -> None:
+    publisher = ResultPublisher(redis_server.url, "t:results", maxlen=100_000, buffer_size=1000)
+    publisher.start()
+    publisher.publish(_result(i) for i in range(50))
+    assert await _wait_for(lambda: publisher.published == 50)
+    client = redis.Redis.from_url(redis_server.url)
+    entries = client.xrange("t:results")
+    assert [FrameResult.from_stream_fields(fields).seq for _, fields in entries] == list(range(50))
+    assert publisher.status()["connected"] is True and publisher.buffered == 0
+    await publisher.close()
+    client.close()
+
+
+async def test_outage_buffers_then_drains_without_loss(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    publisher = ResultPublisher(url, "t:results", maxlen=100_000, buffer_size=1000, socket_timeout_s=0.5)
+    publisher.start()
+    publisher.publish(_result(i) for i in range(30))
+    assert await _wait_for(lambda: publisher.connected is False)
+    assert publisher.buffered == 30 and publisher.dropped == 0
+    assert not await publisher.ping()
+    assert publisher.status()["last_error"]
+    with EmbeddedRedis(port, tmp_path / "redis") as server:
+        publisher.publish(_result(i) for i in range(30, 40))
+        assert await _wait_for(lambda: publisher.buffered == 0, timeout_s=15)
+        client = redis.Redis.from_url(server.url)
+        seqs = [FrameResult.from_stream_fields(f).seq for _, f in client.xrange("t:results")]
+        client.close()
+    assert seqs == list(range(40))
+    assert publisher.connected is True
+    await publisher.close()
+
+
+async def test_full_buffer_drops_oldest_and_counts() -> None:
+    dropped: list[int] = []
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    publisher = ResultPublisher(url, "t:results", 1000, buffer_size=10, socket_timeout_s=0.2, on_drop=dropped.append)
+    publisher.publish(_result(i) for i in range(25))
+    assert publisher.buffered == 10 and publisher.dropped == 15 and sum(dropped) == 15
+    await publisher.close()
