@@ -120,9 +120,10 @@ def measure_ultralytics_loop(settings: Settings, frames: list[np.ndarray], clien
 def batch_mean_from_metrics(metrics_text: str) -> float | None:
     total = count = 0.0
     for line in metrics_text.splitlines():
-        if line.startswith("visionloop_batch_size_sum"):
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name.endswith("visionloop_batch_size_sum"):  # Ray prefixes custom metrics with "ray_"
             total += float(line.rsplit(" ", 1)[1])
-        elif line.startswith("visionloop_batch_size_count"):
+        elif name.endswith("visionloop_batch_size_count"):
             count += float(line.rsplit(" ", 1)[1])
     return total / count if count else None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,17 @@ ENV_NESTING = "__"
 # Variables the CLI itself reads that are not settings keys.
 ENV_NOT_SETTINGS = frozenset({"VISIONLOOP_CONFIG"})
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = PACKAGE_ROOT / "configs" / "default.yaml"
+
+
+def _default_config() -> Path:
+    """configs/default.yaml of a source checkout, else the copy a wheel installs under <prefix>/share."""
+    in_checkout = PACKAGE_ROOT / "configs" / "default.yaml"
+    if in_checkout.is_file():
+        return in_checkout
+    return Path(sys.prefix) / "share" / "visionloop" / "configs" / "default.yaml"
+
+
+DEFAULT_CONFIG = _default_config()
 
 
 @dataclass(frozen=True)

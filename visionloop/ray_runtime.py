@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from typing import Any
 
 from visionloop.settings import Settings
@@ -34,7 +36,14 @@ def init_ray(settings: Settings) -> None:
             _temp_dir=str(temp_dir),
             _metrics_export_port=settings.ray.metrics_export_port,
         )
+    # ray.init installs a native SIGTERM handler that aborts the process; keep the caller's handlers instead so
+    # `visionloop up` can stop Redis and Ray in order.
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     ray.init(**kwargs)
+    if threading.current_thread() is threading.main_thread():
+        for sig, handler in handlers.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 def shutdown_ray() -> None:
