@@ -37,3 +37,12 @@ def export_onnx(weights: Path, imgsz: int, out_file: Path | None = None) -> Path
         exported.replace(out_file)
         return out_file
     return exported
+
+
+def export_torchscript(weights: Path, imgsz: int) -> Path:
+    """TorchScript export (for torch-only runtimes). TFLite is not offered: its TensorFlow stack is not installed."""
+    from ultralytics import YOLO  # type: ignore[attr-defined]
+
+    if not weights.is_file():
+        raise ModelLoadError(f"weights file '{weights}' does not exist")
+    return Path(YOLO(str(weights)).export(format="torchscript", imgsz=imgsz, verbose=False))

@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
+from visionloop.events import EventLog
 from visionloop.offline import prepare_ultralytics
 from visionloop.registry import ModelRegistry, ModelVersion, Role
 from visionloop.settings import Settings
+from visionloop.streams import StreamNames
+
+
+def event_log_for(settings: Settings) -> EventLog:
+    url = settings.redis.url or f"redis://127.0.0.1:{settings.redis.embedded_port}/0"
+    pending = settings.resolved_var_dir() / "events.pending.jsonl"
+    return EventLog(url, StreamNames(settings.redis.stream_prefix), pending)
 
 
 def registry_for(settings: Settings) -> ModelRegistry:
-    return ModelRegistry(settings.resolved_var_dir() / "models")
+    """The registry, announcing pointer swaps on the events stream (or queueing them while Redis is away)."""
+    events = event_log_for(settings)
+
+    def announce(kind: str, data: dict[str, Any]) -> None:
+        events.publish(kind, **data)
+
+    return ModelRegistry(settings.resolved_var_dir() / "models", on_swap=announce)
 
 
 def ultralytics_config_dir(settings: Settings) -> Path:

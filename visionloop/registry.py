@@ -12,7 +12,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -73,8 +73,10 @@ def atomic_write_json(path: Path, data: Any) -> None:
 class ModelRegistry:
     """Versions on disk plus the champion/shadow pointers."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, on_swap: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+        """``on_swap(kind, payload)`` announces pointer changes (the events stream)."""
         self.root = root
+        self._on_swap = on_swap
 
     def _version_dirs(self) -> Iterator[tuple[int, Path]]:
         if not self.root.is_dir():
@@ -161,6 +163,8 @@ class ModelRegistry:
             self.set_role(version, role)
         if previous and previous != version and previous not in pointers.values():
             self.set_role(previous, Role.RETIRED if role is Role.CHAMPION else Role.CANDIDATE)
+        if self._on_swap is not None and previous != version:
+            self._on_swap("model_pointer_changed", {"pointer": role.value, "from": previous, "to": version})
         return pointers
 
     def champion(self) -> ModelVersion:

@@ -57,7 +57,7 @@ def test_onnx_backend_predicts_per_frame_in_frame_coordinates(onnx_model: Path) 
     backend = create_backend(
         "onnxruntime", BackendOptions(onnx_model, imgsz=320, conf_threshold=0.0, max_detections=50)
     )
-    assert backend.class_names == ["circle", "square", "triangle"]  # from the ONNX metadata
+    assert backend.class_names == ["circle", "square", "triangle", "star", "cross"]  # from the ONNX metadata
     rng = np.random.default_rng(0)
     frames = [
         rng.integers(0, 255, (360, 640, 3), dtype=np.uint8),
@@ -70,7 +70,7 @@ def test_onnx_backend_predicts_per_frame_in_frame_coordinates(onnx_model: Path) 
         assert 0 < len(detections) <= 50
         assert detections.xyxy[:, [0, 2]].max() <= frame.shape[1]
         assert detections.xyxy[:, [1, 3]].max() <= frame.shape[0]
-        assert detections.class_scores is not None and detections.class_scores.shape == (len(detections), 3)
+        assert detections.class_scores is not None and detections.class_scores.shape == (len(detections), 5)
     assert prediction.inference_ms > 0
     assert backend.predict([]).detections == []
 

@@ -16,7 +16,7 @@ def _core(var_dir: Path) -> DetectorCore:
         backend="onnxruntime",
         model_path=str(var_dir / "models" / "v1" / "model.onnx"),
         model_version="v1",
-        class_names=["circle", "square", "triangle"],
+        class_names=["circle", "square", "triangle", "star", "cross"],
         conf_threshold=0.0,
         max_detections=5,
     )
@@ -53,4 +53,4 @@ def test_all_bad_frames_still_answer(var_dir: Path) -> None:
 def test_info_reports_the_model(var_dir: Path) -> None:
     info = _core(var_dir).info()
     assert (info.model_version, info.backend, info.device) == ("v1", "onnxruntime", "cpu")
-    assert info.class_names == ["circle", "square", "triangle"]
+    assert info.class_names == ["circle", "square", "triangle", "star", "cross"]

@@ -1,0 +1,187 @@
+"""``make bootstrap``: generate domain A, cut data set and gold versions, train, evaluate on gold, register.
+
+Every step is cached under ``var/`` by its recipe, so the bootstrap runs once and a re-run is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from learning.datasets import DatasetStore, DatasetVersion, read_yolo_source, stratified_split
+from learning.evaluation import evaluate
+from learning.export import export_onnx
+from learning.training import train
+from learning.world import load_domains, write_yolo_dataset
+from visionloop.model_setup import registry_for, ultralytics_config_dir
+from visionloop.registry import ModelVersion, Role
+from visionloop.settings import Settings
+
+GOLD_SEED_OFFSET = 10_000
+
+
+@contextmanager
+def progress_bar(console: Console) -> Iterator[Progress]:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+    ) as progress:
+        yield progress
+
+
+def recipe_of(settings: Settings) -> dict[str, Any]:
+    b, t = settings.bootstrap, settings.training
+    return {
+        "domain": b.domain,
+        "seed": b.seed,
+        "images": b.images,
+        "gold_images": b.gold_images,
+        "epochs": b.epochs,
+        "architecture": settings.model.architecture,
+        "imgsz": t.imgsz,
+        "image_size": list(settings.world.image_size),
+        "domains": hashlib.sha256(settings.domains_file().read_bytes()).hexdigest()[:12],
+    }
+
+
+def recipe_hash(recipe: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def world_dataset(
+    settings: Settings,
+    name: str,
+    domain_name: str,
+    seed: int,
+    images: int,
+    split: tuple[float, float, float],
+    progress: Progress,
+) -> DatasetVersion:
+    """The latest version of ``name`` if it was cut from this recipe, else a freshly generated one."""
+    store = DatasetStore(settings.resolved_var_dir() / "datasets")
+    recipe = {
+        "domain": domain_name,
+        "seed": seed,
+        "images": images,
+        "split": list(split),
+        "image_size": list(settings.world.image_size),
+    }
+    for version in reversed(store.versions(name)):
+        if version.manifest.get("recipe") == recipe:
+            return version
+    domain = load_domains(settings.domains_file())[domain_name]
+    task = progress.add_task(f"world {domain_name} -> {name}", total=images, status="")
+    height, width = settings.world.image_size
+    with tempfile.TemporaryDirectory(prefix="visionloop-world-") as tmp:
+        pool = Path(tmp)
+        write_yolo_dataset(domain, seed, images, pool, height, width, lambda n: progress.advance(task, n))
+        items, names, _ = read_yolo_source(pool)
+        splits = stratified_split(items, split, seed)
+        return store.create(name, splits, names, meta={"source": f"world:{domain_name}", "recipe": recipe})
+
+
+@dataclass
+class BootstrapOutcome:
+    version: ModelVersion
+    map50: float
+    seconds: float
+    reused: bool
+
+
+def _find_existing(settings: Settings, key: str) -> ModelVersion | None:
+    for version in reversed(registry_for(settings).versions()):
+        if version.meta.get("source") == "bootstrap" and version.meta.get("recipe_hash") == key:
+            return version
+    return None
+
+
+def run_bootstrap(settings: Settings, console: Console | None = None) -> BootstrapOutcome:
+    console = console or Console()
+    recipe = recipe_of(settings)
+    key = recipe_hash(recipe)
+    existing = _find_existing(settings, key)
+    registry = registry_for(settings)
+    if existing is not None:
+        if registry.pointers()["champion"] is None or registry.champion().meta.get("source") == "untrained":
+            registry.set_pointer(Role.CHAMPION, existing.version)
+        return BootstrapOutcome(existing, float(existing.meta["metrics"]["map50"]), 0.0, True)
+    b = settings.bootstrap
+    started = time.monotonic()
+    with progress_bar(console) as progress:
+        data = world_dataset(settings, f"world-{b.domain}", b.domain, b.seed, b.images, settings.data.split, progress)
+        gold = world_dataset(
+            settings,
+            f"world-{b.domain}-gold",
+            b.domain,
+            b.seed + GOLD_SEED_OFFSET,
+            b.gold_images,
+            (0.0, 1.0, 0.0),
+            progress,
+        )
+        train_task = progress.add_task("training", total=b.epochs, status="")
+
+        def on_epoch(epoch: int, total: int, row: dict[str, float]) -> None:
+            if epoch <= total:
+                progress.update(train_task, completed=epoch, status=f"val mAP50 {row['map50']:.3f}")
+
+        run_dir = settings.resolved_var_dir() / "runs" / f"bootstrap-{key}"
+        training = settings.training.model_copy(update={"epochs": b.epochs})
+        result = train(
+            settings.model.architecture,
+            data.data_yaml,
+            training,
+            run_dir,
+            ultralytics_config_dir(settings),
+            on_epoch=on_epoch,
+            overrides={"cache": "ram"},
+        )
+        onnx = export_onnx(result.weights, settings.serving.imgsz)
+        eval_task = progress.add_task("gold evaluation", total=gold.manifest["counts"]["val"]["images"], status="")
+        metrics = evaluate(
+            onnx,
+            gold.data_yaml,
+            "val",
+            settings.serving.conf_threshold,
+            settings.serving.imgsz,
+            ultralytics_config_dir(settings),
+            plots_dir=run_dir / "gold-eval",
+            progress=lambda n: progress.advance(eval_task, n),
+        )
+    seconds = time.monotonic() - started
+    version = registry.register(
+        onnx,
+        result.weights,
+        {
+            "source": "bootstrap",
+            "recipe": recipe,
+            "recipe_hash": key,
+            "architecture": settings.model.architecture,
+            "class_names": list(data.manifest["class_names"]),
+            "imgsz": settings.serving.imgsz,
+            "parent": None,
+            "dataset_version": data.ref,
+            "gold_dataset": gold.ref,
+            "epochs_run": result.epochs_run,
+            "train_seconds": round(result.seconds, 1),
+            "bootstrap_seconds": round(seconds, 1),
+            "metrics": {k: v for k, v in metrics.to_dict().items() if k not in ("plots",)},
+        },
+    )
+    registry.set_pointer(Role.CHAMPION, version.version)
+    return BootstrapOutcome(registry.get(version.version), metrics.map50, seconds, False)

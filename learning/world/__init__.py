@@ -1,0 +1,17 @@
+"""The synthetic world: procedural scenes with known truth, so the loop can be measured without downloads."""
+
+from learning.world.domain import Domain, load_domains
+from learning.world.scene import CLASS_NAMES, Scene, SceneObject, render_scene
+from learning.world.video import write_video
+from learning.world.yolo_export import write_yolo_dataset
+
+__all__ = [
+    "CLASS_NAMES",
+    "Domain",
+    "Scene",
+    "SceneObject",
+    "load_domains",
+    "render_scene",
+    "write_video",
+    "write_yolo_dataset",
+]
