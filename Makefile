@@ -12,17 +12,21 @@ LOCK := requirements.lock
 LOCK_HASH := $(shell cat $(LOCK) pyproject.toml | sha256sum | cut -c1-16)
 VENV_STAMP := $(VENV)/.visionloop-$(LOCK_HASH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages the service and its tests need (Redis for the streams).
-APT_PACKAGES := redis-server
+# Debian packages the service and its tests need: Redis for the streams; GStreamer's RTSP server (run by the
+# system python3) for the simulated IP cameras.
+APT_PACKAGES := redis-server python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 PYTEST_ARGS ?=
 
-.PHONY: help system-deps venv demo up test lint typecheck unit integration model bench-serving lock clean
+.PHONY: help system-deps venv demo up test lint typecheck unit integration model bootstrap bench-serving bench-pipeline lock clean
 
 help:
 	@echo "make demo           run the whole loop on embedded defaults"
 	@echo "make test           lint, type-check and run every test"
+	@echo "make bootstrap      train the bootstrap model on the synthetic world (once; cached under var/)"
 	@echo "make up             run the service in the foreground (Ctrl-C stops it)"
 	@echo "make bench-serving  serving benchmark (writes benchmarks/results/serving.json)"
+	@echo "make bench-pipeline simulated RTSP cameras end to end (writes benchmarks/results/pipeline.json)"
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -52,6 +56,9 @@ up: system-deps venv
 model: venv
 	$(BIN)/visionloop models init
 
+bootstrap: venv
+	$(BIN)/visionloop bootstrap
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -70,6 +77,9 @@ test: system-deps venv lint typecheck
 
 bench-serving: system-deps venv
 	$(BIN)/python -m benchmarks.serving
+
+bench-pipeline: system-deps venv
+	$(BIN)/python -m benchmarks.pipeline
 
 lock: venv
 	@(echo "# Exact versions the Makefile installs (pip freeze of a working venv). Regenerate: make lock"; \

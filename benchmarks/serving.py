@@ -33,6 +33,7 @@ from serving.app import resolve_model
 from serving.backends import BackendOptions, create_backend
 from serving.imaging import decode_image
 from visionloop.config import load_settings
+from visionloop.contracts import EncodedFrame
 from visionloop.model_setup import init_untrained_champion, ultralytics_config_dir
 from visionloop.offline import prepare_ultralytics
 from visionloop.settings import Settings
@@ -147,7 +148,7 @@ async def measure_handle(
             group = [jpegs[(k + j) % len(jpegs)] for j in range(per_request)]
             k += per_request
             t0 = time.perf_counter()
-            results = await router.process_frames.remote(f"handle-{idx}", group)
+            results = await router.process_frames.remote([EncodedFrame(f"handle-{idx}", data) for data in group])
             latencies.append((time.perf_counter() - t0) * 1e3)
             frames_done += len(results)
 

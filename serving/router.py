@@ -12,16 +12,20 @@ import time
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, FastAPI, File, HTTPException, Query, UploadFile
+from fastapi import Depends, FastAPI, File, HTTPException, Path, Query, UploadFile
 from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
 from ray import serve
 
 from serving.detector import FrameReply, ModelInfo
 from serving.limits import BodySizeLimitMiddleware, UploadLimit
 from serving.metrics import RouterMetrics
 from serving.results import ResultPublisher
-from visionloop.contracts import FrameResult, ModelRole
+from visionloop.cameras import CAMERA_ID_PATTERN as CAMERA_SPEC_ID_PATTERN
+from visionloop.cameras import MANAGER_NAME, CameraExists, CameraNotFound, CameraSpec
+from visionloop.contracts import EncodedFrame, FrameResult, ModelRole, StageLatency
+from visionloop.redaction import redact
 from visionloop.registry import ModelRegistry
 from visionloop.settings import Settings
 from visionloop.streams import StreamNames
@@ -78,29 +82,33 @@ class Router:
         info_for = self._model_info.get(model_version)
         return info_for.class_names if info_for else []
 
-    async def process_frames(
-        self, camera_id: str, frames: list[bytes], seqs: list[int] | None = None, capture_ts: list[float] | None = None
-    ) -> list[FrameResult | str]:
+    async def process_frames(self, frames: list[EncodedFrame]) -> list[FrameResult | str]:
         """Run frames through the champion and publish their results; a string in the output is a frame's error.
 
-        Camera workers call this through a Ray handle; the HTTP endpoints call it too.
+        Camera workers call this through a Ray handle (several frames per call); the HTTP endpoints call it too.
         """
         self._publisher.start()
         received = time.time()
-        replies: list[FrameReply] = await self._champion.detect.remote(frames)
+        replies: list[FrameReply] = await self._champion.detect.remote([f.data for f in frames])
         results: list[FrameResult | str] = []
-        for i, reply in enumerate(replies):
+        for frame, reply in zip(frames, replies, strict=True):
             if reply.error or reply.detections is None:
                 results.append(reply.error or "no detections returned")
                 continue
+            latency = StageLatency(
+                decode_ms=reply.latency.decode_ms + frame.decode_ms,
+                queue_ms=reply.latency.queue_ms + frame.queue_ms,
+                inference_ms=reply.latency.inference_ms,
+                post_ms=reply.latency.post_ms,
+            )
             results.append(
                 FrameResult(
-                    camera_id=camera_id,
-                    seq=seqs[i] if seqs else next(self._seq),
-                    capture_ts=capture_ts[i] if capture_ts else received,
+                    camera_id=frame.camera_id,
+                    seq=frame.seq if frame.seq is not None else next(self._seq),
+                    capture_ts=frame.capture_ts if frame.capture_ts is not None else received,
                     model_version=reply.model_version,
                     detections=reply.detections,
-                    latency=reply.latency,
+                    latency=latency,
                     role=ModelRole.CHAMPION,
                     frame_width=reply.width,
                     frame_height=reply.height,
@@ -130,7 +138,7 @@ class Router:
         started = time.perf_counter()
         self._authorize(credentials)
         data = await self._read_upload(image)
-        (result,) = await self.process_frames(camera_id, [data])
+        (result,) = await self.process_frames([EncodedFrame(camera_id, data)])
         if isinstance(result, str):
             self._metrics.errors.inc(tags={"kind": "invalid_image"})
             self._observe("detect", 400, started)
@@ -152,7 +160,7 @@ class Router:
             self._observe("detect_batch", 413, started)
             raise HTTPException(413, f"{len(images)} images in one request; the limit is {limit}")
         frames = [await self._read_upload(upload) for upload in images]
-        results = await self.process_frames(camera_id, frames)
+        results = await self.process_frames([EncodedFrame(camera_id, data) for data in frames])
         out: list[dict[str, Any]] = []
         for i, result in enumerate(results):
             if isinstance(result, str):
@@ -191,6 +199,48 @@ class Router:
             "pointers": self._registry.pointers(),
             "versions": [m.meta for m in self._registry.versions()],
         }
+
+    # -- cameras (the manager actor owns them; this is only their HTTP face) ---------------------------------------
+
+    def _camera_manager(self) -> Any:
+        import ray
+
+        try:
+            return ray.get_actor(MANAGER_NAME)
+        except ValueError:
+            raise HTTPException(
+                503, "the camera manager is not running (start the service with 'visionloop up')"
+            ) from None
+
+    async def _ask_manager(self, method: str, *args: Any) -> Any:
+        try:
+            return await getattr(self._camera_manager(), method).remote(*args)
+        except CameraNotFound as exc:
+            raise HTTPException(404, str(exc).splitlines()[-1]) from None
+        except CameraExists as exc:
+            raise HTTPException(409, str(exc).splitlines()[-1]) from None
+        except ValidationError as exc:
+            raise HTTPException(422, redact(str(exc))) from None
+
+    @app.get("/v1/cameras", summary="Every camera with its state and counters")
+    async def list_cameras(self) -> list[dict[str, Any]]:
+        return list(await self._ask_manager("list"))
+
+    @app.get("/v1/cameras/{camera_id}", summary="One camera's state and counters")
+    async def camera_status(self, camera_id: Annotated[str, Path(pattern=CAMERA_SPEC_ID_PATTERN)]) -> dict[str, Any]:
+        return dict(await self._ask_manager("status", camera_id))
+
+    @app.post("/v1/cameras", status_code=201, summary="Add a camera (RTSP/HTTP URL or file) and start it")
+    async def add_camera(self, credentials: Credentials, spec: CameraSpec) -> dict[str, Any]:
+        self._authorize(credentials)
+        return dict(await self._ask_manager("add", spec.model_dump()))
+
+    @app.delete("/v1/cameras/{camera_id}", summary="Stop and remove a camera")
+    async def remove_camera(
+        self, credentials: Credentials, camera_id: Annotated[str, Path(pattern=CAMERA_SPEC_ID_PATTERN)]
+    ) -> dict[str, Any]:
+        self._authorize(credentials)
+        return dict(await self._ask_manager("remove", camera_id))
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics of the serving stack")
     async def metrics(self) -> PlainTextResponse:

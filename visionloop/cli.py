@@ -123,6 +123,30 @@ def detect(
         _print_json([client.detect(p.read_bytes(), camera_id=camera_id, filename=p.name) for p in images])
 
 
+@app.command()
+def bootstrap() -> None:
+    """Train the bootstrap model on the synthetic world (cached: runs once), evaluate it on gold, make it champion."""
+    from learning.bootstrap import run_bootstrap
+
+    settings = state.settings()
+    outcome = run_bootstrap(settings, console)
+    target = settings.bootstrap.target_map50
+    verdict = "[green]meets[/]" if outcome.map50 >= target else "[red]misses[/]"
+    how = (
+        "reused (already trained with this recipe)" if outcome.reused else f"trained in {outcome.seconds / 60:.1f} min"
+    )
+    console.print(
+        f"bootstrap model {outcome.version.version}: gold mAP50 {outcome.map50:.3f} ({verdict} the {target:.2f} "
+        f"target), {how}; champion is {registry_champion(settings)}"
+    )
+
+
+def registry_champion(settings: Settings) -> str:
+    from visionloop.model_setup import registry_for
+
+    return str(registry_for(settings).pointers()["champion"])
+
+
 @models_app.command("init")
 def models_init(
     force: Annotated[bool, typer.Option(help="Build a new one even if a champion exists.")] = False,
@@ -166,6 +190,17 @@ def models_show(version: Annotated[str, typer.Argument(help="A version or 'champ
     registry = registry_for(state.settings())
     model = registry.champion() if version == "champion" else registry.get(version)
     _print_json({**model.meta, "path": str(model.path)})
+
+
+def _register_learning_commands() -> None:
+    from visionloop import cli_learning
+    from visionloop.cli_cameras import cameras_app
+
+    cli_learning.register(app, models_app)
+    app.add_typer(cameras_app, name="cameras")
+
+
+_register_learning_commands()
 
 
 def main() -> None:

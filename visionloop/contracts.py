@@ -236,6 +236,22 @@ class StageLatency:
 
 
 @dataclass(frozen=True)
+class EncodedFrame:
+    """A frame on its way to the model: JPEG/PNG bytes plus where and when it was captured.
+
+    ``decode_ms`` and ``queue_ms`` are what the frame already spent at its source (camera decode, buffer wait);
+    the serving side adds its own stages to them.
+    """
+
+    camera_id: str
+    data: bytes
+    seq: int | None = None
+    capture_ts: float | None = None
+    decode_ms: float = 0.0
+    queue_ms: float = 0.0
+
+
+@dataclass(frozen=True)
 class FrameResult:
     """What one model found in one frame of one camera, and what it cost."""
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
+import time
+
 import redis
 from rich.console import Console
 from rich.table import Table
 
 from visionloop.loadgen import LoadReport, run_clients
-from visionloop.model_setup import init_untrained_champion
 from visionloop.service import VisionloopService
 from visionloop.settings import Settings
 from visionloop.streams import StreamNames
@@ -33,20 +35,69 @@ def _report_table(report: LoadReport, clients: int, frames_per_request: int) -> 
     return table
 
 
-def run_demo(settings: Settings, seconds: float = 15.0, clients: int = 4, frames_per_request: int = 8) -> int:
+def _camera_demo(settings: Settings, service: VisionloopService, console: Console, seconds: float) -> None:
+    """Two simulated RTSP cameras (the training world and its dusk shift) streamed live through the service."""
+    import httpx
+    from rich.live import Live
+
+    from streaming.simulator import RtspSimulator, prepare_world_camera
+    from visionloop.cli_cameras import camera_table
+    from visionloop.redis_server import port_is_free
+
+    height, width = settings.world.video_size
+    out_dir = settings.resolved_var_dir() / "simulator"
+    with console.status("Rendering the simulated cameras' videos (cached under var/simulator)..."):
+        videos = [
+            prepare_world_camera("cam1", "A", 101, 20.0, 15, out_dir, height, width),
+            prepare_world_camera("cam2", "B", 102, 20.0, 15, out_dir, height, width),
+        ]
+    port = next(p for p in range(18554, 18654) if port_is_free(p))
+    auth = {"Authorization": f"Bearer {settings.api.token.get_secret_value()}"}
+    with (
+        RtspSimulator(videos, port, user="demo", password=secrets.token_urlsafe(8)) as simulator,
+        httpx.Client(base_url=service.api_url, headers=auth, timeout=60) as api,
+    ):
+        for video in videos:
+            api.delete(f"/v1/cameras/demo-{video.name}")  # left over from an interrupted demo
+            response = api.post("/v1/cameras", json={"id": f"demo-{video.name}", "url": simulator.url(video.name)})
+            response.raise_for_status()
+        console.print(f"Two simulated RTSP cameras on 127.0.0.1:{port} (world A and its dusk shift B), live:")
+        with Live(console=console, refresh_per_second=2) as live:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                live.update(camera_table(api.get("/v1/cameras").json(), title="cameras (live)"))
+                time.sleep(1.0)
+        for video in videos:
+            api.delete(f"/v1/cameras/demo-{video.name}")
+
+
+def run_demo(
+    settings: Settings,
+    seconds: float = 15.0,
+    clients: int = 4,
+    frames_per_request: int = 8,
+    camera_seconds: float = 20.0,
+) -> int:
+    from learning.bootstrap import run_bootstrap
     from learning.clips import render_clip_jpegs
 
     console = Console()
-    with console.status("Preparing the model registry (an untrained stand-in until a trained model exists)..."):
-        champion = init_untrained_champion(settings)
-    console.print(f"champion model: [bold]{champion.version}[/] ({champion.meta.get('source', '?')})")
+    console.print("Bootstrap model (trained once on the synthetic world, then cached under var/)...")
+    outcome = run_bootstrap(settings, console)
+    champion = outcome.version
+    console.print(
+        f"champion model: [bold]{champion.version}[/] ({champion.meta.get('source', '?')}, "
+        f"gold mAP50 {outcome.map50:.3f})"
+    )
     with console.status("Starting Redis, Ray and the Serve app (about 20-30 s)..."):
         service = VisionloopService(settings).start()
     try:
         for endpoint in service.endpoints:
             console.print(f"  {endpoint.name:<20} {endpoint.url}")
         frames = render_clip_jpegs(frames=90, width=640, height=360, seed=7)
-        console.print(f"Sending a generated clip ({len(frames)} frames, 640x360, looped) for {seconds:.0f} s...")
+        console.print(
+            f"Sending a clip of the synthetic world ({len(frames)} frames, 640x360, looped) for {seconds:.0f} s..."
+        )
         report = run_clients(
             service.api_url,
             settings.api.token.get_secret_value(),
@@ -56,6 +107,7 @@ def run_demo(settings: Settings, seconds: float = 15.0, clients: int = 4, frames
             frames_per_request=frames_per_request,
         )
         console.print(_report_table(report, clients, frames_per_request))
+        _camera_demo(settings, service, console, camera_seconds)
         stream = StreamNames(settings.redis.stream_prefix).results
         client = redis.Redis.from_url(service.redis_url)
         console.print(f"results stream '{stream}' holds {client.xlen(stream)} entries")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import shutil
 import signal
@@ -17,6 +18,7 @@ import redis
 from visionloop.errors import RedisUnavailableError
 
 log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -27,6 +29,15 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
     return True
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel SIGTERM redis-server if visionloop dies without stopping it (SIGKILL, abort)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
 
 
 class EmbeddedRedis:
@@ -71,7 +82,9 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip
-        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent
+        )
         self._wait_ready()
         log.info("embedded redis started", extra={"pid": self._process.pid, "port": self.port})
         return self

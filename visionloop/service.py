@@ -6,12 +6,14 @@ import logging
 import time
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import httpx
 import redis
 
 from visionloop.errors import VisionloopError
 from visionloop.ray_runtime import init_ray, shutdown_ray
+from visionloop.redaction import redact
 from visionloop.redis_server import EmbeddedRedis
 from visionloop.settings import Settings
 
@@ -36,14 +38,6 @@ def redis_reachable(url: str, timeout_s: float = 2.0) -> str | None:
     return None
 
 
-def redact_url(url: str) -> str:
-    """Hide the password of a redis:// or rtsp:// URL before it reaches a log line."""
-    parsed = httpx.URL(url)
-    if parsed.password:
-        return str(parsed.copy_with(password="***"))  # noqa: S106 (a mask, not a password)
-    return url
-
-
 class VisionloopService:
     """Starts the parts in order and stops them in reverse; a context manager."""
 
@@ -53,6 +47,7 @@ class VisionloopService:
         self.redis_url = settings.redis.url or ""
         self.redis_problem: str | None = None
         self.endpoints: list[Endpoint] = []
+        self.camera_manager: Any = None
         self._ray_started = False
 
     @property
@@ -68,6 +63,8 @@ class VisionloopService:
 
             start_serving(self.settings, self.redis_url)
             self._wait_healthy()
+            self._deliver_pending_events()
+            self._start_cameras()
         except BaseException:
             self.stop()
             raise
@@ -75,9 +72,39 @@ class VisionloopService:
             Endpoint("HTTP API", self.api_url),
             Endpoint("OpenAPI docs", f"{self.api_url}/docs"),
             Endpoint("Prometheus metrics", f"{self.api_url}/metrics"),
-            Endpoint("Redis", redact_url(self.redis_url)),
+            Endpoint("Redis", redact(self.redis_url)),
         ]
         return self
+
+    def _start_cameras(self) -> None:
+        if self.redis_problem:
+            log.error("camera list lives in Redis, which is unreachable: cameras not started")
+            return
+        from serving.app import APP_NAME
+        from streaming.manager import start_manager
+
+        self.camera_manager = start_manager(self.settings, self.redis_url, APP_NAME)
+
+    def _stop_cameras(self) -> None:
+        manager, self.camera_manager = self.camera_manager, None
+        if manager is None:
+            return
+        import ray
+
+        try:
+            ray.get(manager.stop_all.remote(), timeout=60)
+        except Exception as exc:  # shutting down anyway; say what went wrong
+            log.error("stopping the cameras failed: %s", exc)
+        ray.kill(manager)
+
+    def _deliver_pending_events(self) -> None:
+        from visionloop.events import EventLog
+        from visionloop.streams import StreamNames
+
+        pending = self.settings.resolved_var_dir() / "events.pending.jsonl"
+        delivered = EventLog(self.redis_url, StreamNames(self.settings.redis.stream_prefix), pending).flush_pending()
+        if delivered:
+            log.info("delivered %d events recorded while Redis was away", delivered)
 
     def _start_redis(self) -> None:
         if self.settings.redis.url is None:
@@ -89,7 +116,7 @@ class VisionloopService:
         if self.redis_problem:
             log.error(
                 "Redis at %s is unreachable (%s): results will be buffered in memory (up to %d) until it is back",
-                redact_url(self.redis_url),
+                redact(self.redis_url),
                 self.redis_problem,
                 self.settings.redis.result_buffer_size,
             )
@@ -110,6 +137,7 @@ class VisionloopService:
 
     def stop(self) -> None:
         if self._ray_started:
+            self._stop_cameras()
             shutdown_ray()
             self._ray_started = False
         if self.redis is not None:

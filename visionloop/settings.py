@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
 
 class StrictModel(BaseModel):
     """Base for every settings section: unknown keys are errors, not silent defaults."""
@@ -144,10 +146,103 @@ class ModelSettings(StrictModel):
         description="Ultralytics model yaml used when visionloop builds a model from scratch (no download).",
     )
     class_names: list[str] = Field(
-        default_factory=lambda: ["circle", "square", "triangle"],
+        default_factory=lambda: ["circle", "square", "triangle", "star", "cross"],
         min_length=1,
         description="Class names, in class-id order, of models visionloop builds itself.",
     )
+
+
+class AugmentationSettings(StrictModel):
+    fliplr: float = Field(default=0.5, ge=0, le=1, description="Chance of a horizontal flip.")
+    flipud: float = Field(default=0.0, ge=0, le=1, description="Chance of a vertical flip.")
+    degrees: float = Field(default=10.0, ge=0, le=180, description="Random rotation range, +/- degrees.")
+    hsv_h: float = Field(default=0.015, ge=0, le=1, description="Hue jitter (fraction).")
+    hsv_s: float = Field(default=0.5, ge=0, le=1, description="Saturation jitter (fraction).")
+    hsv_v: float = Field(default=0.4, ge=0, le=1, description="Brightness (value) jitter (fraction).")
+    scale: float = Field(default=0.4, ge=0, le=1, description="Random scale jitter (+/- fraction).")
+    mosaic: float = Field(default=1.0, ge=0, le=1, description="Chance of a 4-image mosaic.")
+    close_mosaic: int = Field(default=5, ge=0, description="Turn mosaic off for the last N epochs.")
+
+
+class TrainingSettings(StrictModel):
+    epochs: int = Field(default=30, gt=0, description="Training epochs.")
+    imgsz: int = Field(default=320, ge=32, description="Training image size (long side, multiple of 32).")
+    batch: int = Field(default=16, gt=0, description="Images per training batch.")
+    optimizer: Literal["SGD", "Adam", "AdamW", "auto"] = Field(default="AdamW", description="Optimizer.")
+    lr0: float = Field(default=0.002, gt=0, description="Initial learning rate.")
+    lrf: float = Field(default=0.05, gt=0, le=1, description="Final learning rate as a fraction of lr0.")
+    schedule: Literal["cosine", "linear"] = Field(default="cosine", description="Learning-rate schedule.")
+    warmup_epochs: float = Field(default=2.0, ge=0, description="Warm-up epochs.")
+    weight_decay: float = Field(default=0.0005, ge=0, description="Weight decay.")
+    dropout: float = Field(
+        default=0.0, ge=0, lt=1, description="Dropout, where the head supports it (Ultralytics classify heads)."
+    )
+    patience: int = Field(default=10, ge=0, description="Early stopping: epochs without improvement (0 = off).")
+    device: str = Field(default="auto", description="'auto' (GPU if present), 'cpu', 'cuda' or a GPU index.")
+    workers: int = Field(default=0, ge=0, description="Data loader workers (Ultralytics uses 0 on CPU).")
+    threads: int | None = Field(default=None, gt=0, description="Torch threads for CPU training (default: every core).")
+    seed: int = Field(default=0, description="Training seed.")
+    num_gpus: float = Field(default=0.0, ge=0, description="GPUs a training Ray task asks for.")
+    num_cpus: float = Field(default=1.0, ge=0, description="CPUs a training Ray task asks for.")
+    augmentation: AugmentationSettings = Field(
+        default_factory=AugmentationSettings, description="Augmentation strengths."
+    )
+
+
+class WorldSettings(StrictModel):
+    domains_file: Path = Field(
+        default=Path("configs/domains.yaml"),
+        description="YAML of the synthetic world's domains (relative paths: to the project root).",
+    )
+    image_size: tuple[int, int] = Field(default=(320, 320), description="Height, width of generated still images.")
+    video_size: tuple[int, int] = Field(default=(360, 640), description="Height, width of generated videos.")
+
+
+class BootstrapSettings(StrictModel):
+    domain: str = Field(default="A", description="Domain the bootstrap model learns.")
+    seed: int = Field(default=1, description="Seed of the bootstrap world.")
+    images: int = Field(default=800, gt=0, description="Images generated for the bootstrap data set.")
+    gold_images: int = Field(default=200, gt=0, description="Images in the gold holdout set (never trained on).")
+    epochs: int = Field(default=30, gt=0, description="Bootstrap training epochs.")
+    target_map50: float = Field(default=0.80, ge=0, le=1, description="mAP50 the bootstrap must reach on gold.")
+
+
+class DataSettings(StrictModel):
+    split: tuple[float, float, float] = Field(
+        default=(0.7, 0.2, 0.1), description="Train/val/test fractions of a new data set version."
+    )
+    skip_bad_files: bool = Field(
+        default=False,
+        description="Skip images with missing, malformed or out-of-range labels (counted) instead of failing.",
+    )
+    oversample_rare: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Duplicate training images of classes rarer than this fraction of the most common class "
+        "until they reach it (0 = off).",
+    )
+
+
+class CameraSettings(StrictModel):
+    config_file: Path = Field(
+        default=Path("configs/cameras.yaml"),
+        description="Cameras to start with when the camera list in Redis is empty (relative: to the project root).",
+    )
+    open_timeout_s: float = Field(default=5.0, gt=0, description="Give up opening a stream after this long.")
+    read_timeout_s: float = Field(default=2.0, gt=0, description="Give up on a blocked read after this long.")
+    stall_timeout_s: float = Field(default=3.0, gt=0, description="No frame for this long: the camera is STALLED.")
+    backoff_initial_s: float = Field(default=0.25, gt=0, description="First wait before reconnecting.")
+    backoff_max_s: float = Field(
+        default=2.0, gt=0, description="Longest wait between reconnects (kept short: a camera back is used at once)."
+    )
+    failed_retry_s: float = Field(
+        default=30.0, gt=0, description="Wait before retrying a FAILED camera (bad credentials, wrong path)."
+    )
+    buffer_size: int = Field(default=2, gt=0, description="Frames held per live camera; older ones are skipped.")
+    max_frames_per_call: int = Field(default=4, gt=0, description="Most frames a camera sends in one model call.")
+    jpeg_quality: int = Field(default=85, ge=10, le=100, description="JPEG quality of frames sent to the model.")
+    worker_num_cpus: float = Field(default=0.1, ge=0, description="CPUs Ray reserves for each camera worker.")
 
 
 class LoggingSettings(StrictModel):
@@ -163,7 +258,20 @@ class Settings(StrictModel):
     api: ApiSettings = Field(default_factory=ApiSettings, description="The HTTP API.")
     serving: ServingSettings = Field(default_factory=ServingSettings, description="Inference replicas.")
     model: ModelSettings = Field(default_factory=ModelSettings, description="Models visionloop builds.")
+    training: TrainingSettings = Field(default_factory=TrainingSettings, description="Training and fine-tuning.")
+    world: WorldSettings = Field(default_factory=WorldSettings, description="The synthetic world.")
+    bootstrap: BootstrapSettings = Field(default_factory=BootstrapSettings, description="The bootstrap model.")
+    data: DataSettings = Field(default_factory=DataSettings, description="Data set versions.")
+    cameras: CameraSettings = Field(default_factory=CameraSettings, description="IP cameras and files.")
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
+
+    def cameras_file(self) -> Path:
+        path = self.cameras.config_file.expanduser()
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+    def domains_file(self) -> Path:
+        path = self.world.domains_file.expanduser()
+        return path if path.is_absolute() else PROJECT_ROOT / path
 
     def resolved_var_dir(self) -> Path:
         return self.paths.var_dir.expanduser().resolve()

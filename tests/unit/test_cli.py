@@ -51,3 +51,28 @@ def test_models_list_on_a_registry(var_dir: Path) -> None:
     data = json.loads(out.stdout)
     assert data["pointers"]["champion"] == "v1"
     assert data["versions"][0]["source"] == "untrained"
+
+
+def test_world_and_data_commands_chain(tmp_path: Path) -> None:
+    env = {"VISIONLOOP_PATHS__VAR_DIR": str(tmp_path / "var")}
+    out = _run(
+        "world", "generate", "--domain", "B", "--seed", "3", "--images", "12", "--out", str(tmp_path / "w"), env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert len(list((tmp_path / "w" / "images").glob("*.jpg"))) == 12
+    out = _run("data", "create", "night", "--from", str(tmp_path / "w"), env=env)
+    assert out.returncode == 0, out.stderr
+    assert "night/v1" in out.stderr
+    listing = json.loads(_run("data", "list", "--json", env=env).stdout)
+    assert listing[0]["ref"] == "night/v1"
+    assert sum(c["images"] for c in listing[0]["counts"].values()) == 12
+    assert _run("data", "verify", "night", env=env).returncode == 0
+    out = _run("world", "generate", "--domain", "Z", "--out", str(tmp_path / "z"), env=env)
+    assert out.returncode == 2 and "unknown domain 'Z'" in " ".join((out.stdout + out.stderr).split())
+
+
+def test_world_video_command(tmp_path: Path) -> None:
+    out = _run("world", "video", "--domain", "A", "--seconds", "0.5", "--fps", "10", "--out", str(tmp_path / "a.mp4"))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "a.mp4").stat().st_size > 1000
+    assert len((tmp_path / "a.mp4.jsonl").read_text().splitlines()) == 5

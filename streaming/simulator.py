@@ -1,0 +1,152 @@
+"""Simulated IP cameras: the synthetic world's videos served as looping RTSP streams by a GStreamer server.
+
+The server runs as a child process under the system python3 (GStreamer's Python bindings come from Debian's
+packages); it is stopped by its PID. Tests can freeze it (SIGSTOP) to play a hung camera.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import quote
+
+from visionloop.errors import VisionloopError
+
+SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+class SimulatorError(VisionloopError):
+    """The RTSP simulator could not start."""
+
+
+@dataclass(frozen=True)
+class SimulatedCamera:
+    name: str
+    video: Path
+    fps: int
+
+
+def prepare_world_camera(
+    name: str, domain: str, seed: int, seconds: float, fps: int, out_dir: Path, height: int = 360, width: int = 640
+) -> SimulatedCamera:
+    """A raw H.264 file (plus per-frame ground truth) of the world, cached by its recipe."""
+    from learning.world import load_domains, write_video
+    from visionloop.config import PACKAGE_ROOT
+
+    out = out_dir / f"{domain}-s{seed}-{seconds:g}s-{fps}fps-{width}x{height}.264"
+    if not out.is_file():
+        world = load_domains(PACKAGE_ROOT / "configs" / "domains.yaml")[domain]
+        tmp = out.with_suffix(".partial.264")
+        write_video(world, seed, seconds, fps, tmp, height, width, container_format="h264")
+        tmp.with_suffix(tmp.suffix + ".jsonl").replace(out.with_suffix(out.suffix + ".jsonl"))
+        tmp.replace(out)
+    return SimulatedCamera(name, out, fps)
+
+
+class RtspSimulator:
+    """A GStreamer RTSP server looping one file per mount on 127.0.0.1."""
+
+    def __init__(
+        self,
+        cameras: list[SimulatedCamera],
+        port: int,
+        user: str | None = None,
+        password: str | None = None,
+        start_timeout_s: float = 10.0,
+    ) -> None:
+        self.cameras = cameras
+        self.port = port
+        self.user = user
+        self.password = password
+        self.start_timeout_s = start_timeout_s
+        self._process: subprocess.Popen[str] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def url(self, name: str, user: str | None = None, password: str | None = None) -> str:
+        """The camera's URL; credentials default to the server's own."""
+        user = self.user if user is None else user
+        password = self.password if password is None else password
+        auth = f"{quote(user, safe='')}:{quote(password or '', safe='')}@" if user else ""
+        return f"rtsp://{auth}127.0.0.1:{self.port}/{name}"
+
+    def start(self) -> RtspSimulator:
+        if not Path(SYSTEM_PYTHON).exists() or shutil.which("gst-inspect-1.0") is None:
+            raise SimulatorError(
+                "the RTSP simulator needs Debian's GStreamer RTSP server: apt-get install python3-gi "
+                "gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-tools"
+            )
+        args = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port)]
+        for camera in self.cameras:
+            args += ["--mount", f"{camera.name}={camera.video.resolve()}:{camera.fps}"]
+        if self.user:
+            args += ["--user", self.user, "--password", self.password or ""]
+        # A clean environment for the system interpreter: the venv's PYTHONPATH/PYTHONHOME must not leak in.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+        self._process = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+        )
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                err = self._process.stderr.read() if self._process.stderr else ""
+                raise SimulatorError(f"RTSP simulator exited at start (code {self._process.returncode}): {err}")
+            ready, _, _ = select.select([self._process.stdout], [], [], 0.1)
+            if ready and self._process.stdout.readline().startswith("READY"):
+                return
+        self.stop()
+        raise SimulatorError(f"RTSP simulator did not start within {self.start_timeout_s:.0f} s")
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): a camera that hangs without closing its connections."""
+        if self._process:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._process:
+            self._process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGCONT)  # a stopped process cannot handle SIGTERM
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream:
+                stream.close()
+
+    def kill(self) -> None:
+        """Die abruptly (SIGKILL), as a camera losing power."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> RtspSimulator:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,192 @@
+"""A camera worker: one Ray actor per camera, so cameras spread over the nodes of a cluster.
+
+It supervises the stream (streaming.supervisor) and runs a sender loop that takes the newest frames at the
+camera's target rate, encodes them as JPEG and sends them to the serving Router in one call; the Router
+publishes the results. Nothing here blocks on the model for longer than one call: a slow model means frames are
+skipped (and counted), never queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import cv2
+import numpy as np
+
+from streaming.buffers import BufferMode, CapturedFrame, FrameBuffer
+from streaming.sources import SourceOptions
+from streaming.state import Transition
+from streaming.supervisor import CameraSupervisor, RestartPolicy
+from visionloop.cameras import CameraSpec
+from visionloop.contracts import EncodedFrame, FrameResult
+from visionloop.redaction import redact
+from visionloop.settings import CameraSettings
+
+log = logging.getLogger(__name__)
+LATENCY_WINDOW = 300
+
+
+class CameraRuntime:
+    """Everything of one camera except Ray: testable with any ``send`` function."""
+
+    def __init__(
+        self, spec: CameraSpec, settings: CameraSettings, send: Any, on_transition: Any = None, on_latency: Any = None
+    ) -> None:
+        self.spec = spec
+        self._on_latency = on_latency
+        self.settings = settings
+        self._send = send
+        self._on_transition = on_transition
+        live_mode = spec.mode == "latest" or (
+            spec.mode == "auto" and "://" in spec.url and not spec.url.startswith("file://")
+        )
+        self.buffer = FrameBuffer(BufferMode.LATEST if live_mode else BufferMode.EVERY, settings.buffer_size)
+        options = SourceOptions(
+            rtsp_transport=spec.transport,
+            open_timeout_s=settings.open_timeout_s,
+            read_timeout_s=settings.read_timeout_s,
+            loop_files=spec.loop,
+            file_fps=None if live_mode else spec.target_fps,
+        )
+        policy = RestartPolicy(
+            stall_timeout_s=settings.stall_timeout_s,
+            backoff_initial_s=settings.backoff_initial_s,
+            backoff_max_s=settings.backoff_max_s,
+            failed_retry_s=settings.failed_retry_s,
+        )
+        self.supervisor = CameraSupervisor(spec.id, spec.url, self.buffer, options, policy, self._transition)
+        self.frames_processed = 0
+        self.frames_failed = 0
+        self.send_errors = 0
+        self.last_send_error: str | None = None
+        self._latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._processed_at: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._stop = threading.Event()
+        self._sender = threading.Thread(target=self._send_loop, name=f"sender-{spec.id}", daemon=True)
+
+    def start(self) -> None:
+        self.supervisor.start()
+        self._sender.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.supervisor.stop()
+        self._sender.join(10)
+
+    def _transition(self, transition: Transition) -> None:
+        if self._on_transition:
+            self._on_transition(self.spec.id, transition)
+
+    def _encode(self, frame: CapturedFrame) -> EncodedFrame:
+        ok, jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, self.settings.jpeg_quality])
+        if not ok:
+            raise ValueError("JPEG encoding failed")
+        return EncodedFrame(
+            camera_id=self.spec.id,
+            data=jpeg.tobytes(),
+            seq=frame.seq,
+            capture_ts=frame.capture_ts,
+            decode_ms=frame.decode_ms,
+            queue_ms=(time.monotonic() - frame.queued_at) * 1e3,
+        )
+
+    def _send_loop(self) -> None:
+        period = 1.0 / self.spec.target_fps
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            frames = self.buffer.take(self.settings.max_frames_per_call, timeout_s=0.2)
+            if not frames:
+                continue
+            if self.buffer.mode is BufferMode.LATEST:
+                # Only the newest frame per tick matters for a live camera; older ones count as skipped.
+                self.buffer.skipped += len(frames) - 1
+                frames = frames[-1:]
+            try:
+                results = self._send([self._encode(f) for f in frames])
+            except Exception as exc:  # the Router may be restarting; count it and keep going
+                self.send_errors += 1
+                self.last_send_error = redact(f"{type(exc).__name__}: {exc}")
+                self._stop.wait(0.5)
+                continue
+            self._record(results)
+            next_at = max(next_at + period, time.monotonic() - period)
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def _record(self, results: list[FrameResult | str]) -> None:
+        now = time.time()
+        for result in results:
+            if isinstance(result, str):
+                self.frames_failed += 1
+                continue
+            self.frames_processed += 1
+            latency_ms = (now - result.capture_ts) * 1e3
+            self._latency_ms.append(latency_ms)
+            if self._on_latency:
+                self._on_latency(self.spec.id, latency_ms)
+            self._processed_at.append(time.monotonic())
+
+    def status(self) -> dict[str, Any]:
+        counters = self.supervisor.counters
+        recent = [t for t in self._processed_at if t > time.monotonic() - 5.0]
+        latencies = np.array(self._latency_ms) if self._latency_ms else None
+        return {
+            "id": self.spec.id,
+            "url": self.spec.redacted_url(),
+            "state": self.supervisor.state.state.value,
+            "state_since": self.supervisor.state.since,
+            "frames_in": counters.frames_in,
+            "frames_processed": self.frames_processed,
+            "frames_skipped": self.buffer.skipped,
+            "frames_failed": self.frames_failed,
+            "reconnects": counters.reconnects,
+            "last_error": counters.last_error or self.last_send_error,
+            "fps": len(recent) / 5.0,
+            "latency_ms_p50": float(np.percentile(latencies, 50)) if latencies is not None else None,
+            "latency_ms_p99": float(np.percentile(latencies, 99)) if latencies is not None else None,
+        }
+
+
+class CameraWorker:
+    """The Ray actor around a CameraRuntime (created with ``ray.remote`` by the manager)."""
+
+    def __init__(self, spec: dict[str, Any], settings: dict[str, Any], app_name: str, events: Any = None) -> None:
+        from ray import serve
+
+        from streaming.metrics import CameraMetrics
+
+        self._spec = CameraSpec(**spec)
+        self._router = serve.get_app_handle(app_name)
+        self._metrics = CameraMetrics.create()
+        self._events = events
+        self._runtime = CameraRuntime(
+            self._spec, CameraSettings(**settings), self._send, self._transition, self._metrics.latency
+        )
+        self._runtime.start()
+        self._last_report = {"frames_in": 0, "frames_processed": 0, "frames_skipped": 0, "reconnects": 0}
+
+    def _send(self, frames: list[EncodedFrame]) -> list[FrameResult | str]:
+        result: list[FrameResult | str] = self._router.process_frames.remote(frames).result(timeout_s=30)
+        return result
+
+    def _transition(self, camera_id: str, transition: Transition) -> None:
+        self._metrics.state(camera_id, transition.new.value)
+        if self._events is not None:
+            self._events.camera_state.remote(
+                camera_id, transition.old.value, transition.new.value, redact(transition.reason)
+            )
+
+    def status(self) -> dict[str, Any]:
+        status = self._runtime.status()
+        for key, last in list(self._last_report.items()):
+            if status[key] > last:
+                self._metrics.count(self._spec.id, key, status[key] - last)
+                self._last_report[key] = status[key]
+        return status
+
+    def stop(self) -> dict[str, Any]:
+        self._runtime.stop()
+        return self._runtime.status()

@@ -1,0 +1,102 @@
+"""Cameras through the whole service: the API and CLI add them, results reach Redis, a restart resumes them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from streaming.simulator import RtspSimulator, prepare_world_camera
+from tests.conftest import free_port, make_settings
+from visionloop.contracts import FrameResult
+from visionloop.service import VisionloopService
+from visionloop.streams import StreamNames
+
+pytestmark = pytest.mark.integration
+AUTH = {"Authorization": "Bearer test-token-123"}
+
+
+def _wait_for(fetch, condition, timeout_s: float):  # type: ignore[no-untyped-def]
+    deadline, value = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        value = fetch()
+        if condition(value):
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"condition not met in {timeout_s} s; last value: {value}")
+
+
+def test_cameras_through_the_api_cli_and_a_restart(module_var_dir: Path, tmp_path: Path) -> None:
+    video = prepare_world_camera("cam1", "A", 7, seconds=3, fps=15, out_dir=tmp_path, height=180, width=320)
+    settings = make_settings(module_var_dir, cameras__stall_timeout_s="2")
+    with RtspSimulator([video], free_port(), user="op", password="pa55-word") as simulator:
+        url = simulator.url("cam1")
+        with VisionloopService(settings) as service:
+            api = httpx.Client(base_url=service.api_url, timeout=60)
+            assert api.post("/v1/cameras", json={"id": "gate", "url": url}).status_code == 401
+            bad = api.post("/v1/cameras", json={"id": "gate", "url": url, "colour": "red"}, headers=AUTH)
+            assert bad.status_code == 422
+            added = api.post("/v1/cameras", json={"id": "gate", "url": url, "target_fps": 10}, headers=AUTH)
+            assert added.status_code == 201, added.text
+            assert added.json()["url"].startswith("rtsp://***@") and "pa55" not in added.text
+            assert api.post("/v1/cameras", json={"id": "gate", "url": url}, headers=AUTH).status_code == 409
+            status = _wait_for(
+                lambda: api.get("/v1/cameras/gate").json(),
+                lambda s: s["state"] == "streaming" and s["frames_processed"] >= 10,
+                60,
+            )
+            assert {
+                "id",
+                "state",
+                "frames_in",
+                "frames_processed",
+                "frames_skipped",
+                "reconnects",
+                "last_error",
+            } <= set(status)
+            client = redis.Redis.from_url(service.redis_url)
+            stream = StreamNames(settings.redis.stream_prefix).results
+            results = [FrameResult.from_stream_fields(f) for _, f in client.xrevrange(stream, count=50)]
+            gate = [r for r in results if r.camera_id == "gate"]
+            assert gate and gate[0].latency.decode_ms > 0 and gate[0].latency.inference_ms > 0
+            assert gate[0].seq > 0 and abs(time.time() - gate[0].capture_ts) < 30
+            env = {
+                **os.environ,
+                "VISIONLOOP_API__PORT": str(settings.api.port),
+                "VISIONLOOP_API__TOKEN": "test-token-123",
+            }
+            out = subprocess.run(
+                [sys.executable, "-m", "visionloop.cli", "cameras", "status", "--json"],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+            )
+            assert out.returncode == 0, out.stderr
+            listed = json.loads(out.stdout)
+            assert [c["id"] for c in listed] == ["gate"] and "pa55" not in out.stdout
+            assert api.get("/v1/cameras/nope").status_code == 404
+            metrics = _wait_for(lambda: api.get("/metrics").text, lambda text: "visionloop_camera_frames" in text, 60)
+            assert 'camera="gate"' in metrics and "pa55" not in metrics
+            events = [json.loads(f[b"payload"]) for _, f in client.xrange(StreamNames().events)]
+            assert any(e.get("camera_id") == "gate" and e.get("new") == "streaming" for e in events)
+            assert all("pa55" not in json.dumps(e) for e in events)
+            client.close()
+        # A new service on the same Redis data resumes the camera without being told again.
+        with VisionloopService(settings) as service:
+            api = httpx.Client(base_url=service.api_url, timeout=60)
+            _wait_for(
+                lambda: api.get("/v1/cameras").json(),
+                lambda rows: [r["id"] for r in rows] == ["gate"] and rows[0]["frames_processed"] > 0,
+                60,
+            )
+            removed = api.delete("/v1/cameras/gate", headers=AUTH)
+            assert removed.status_code == 200 and removed.json()["id"] == "gate"
+            assert api.get("/v1/cameras").json() == []

@@ -1,0 +1,240 @@
+"""Camera supervision against a real GStreamer RTSP server: restarts, hangs, bad paths and credentials, leaks.
+
+The model side is a recording function here (a unit seam); test_camera_service.py runs the same cameras
+through the real Serve app.
+"""
+
+from __future__ import annotations
+
+import gc
+import http.server
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from streaming.simulator import RtspSimulator, SimulatedCamera, prepare_world_camera
+from streaming.state import CameraState
+from streaming.worker import CameraRuntime
+from tests.conftest import free_port
+from visionloop.cameras import CameraSpec
+from visionloop.contracts import EncodedFrame, FrameResult
+from visionloop.settings import CameraSettings
+
+pytestmark = pytest.mark.integration
+FAST = CameraSettings(
+    open_timeout_s=3.0,
+    read_timeout_s=1.0,
+    stall_timeout_s=2.0,
+    backoff_initial_s=0.1,
+    backoff_max_s=1.0,
+    failed_retry_s=60.0,
+)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> SimulatedCamera:
+    return prepare_world_camera(
+        "cam", "A", 5, seconds=3, fps=15, out_dir=tmp_path_factory.mktemp("videos"), height=180, width=320
+    )
+
+
+@pytest.fixture
+def server(video: SimulatedCamera) -> Iterator[RtspSimulator]:
+    simulator = RtspSimulator([video], free_port(), user="viewer", password="s3cr3t-pw").start()
+    yield simulator
+    simulator.stop()
+
+
+class Recorder:
+    """Stands in for the Router: records frames and answers with empty results."""
+
+    def __init__(self) -> None:
+        self.frames: list[EncodedFrame] = []
+
+    def __call__(self, frames: list[EncodedFrame]) -> list[FrameResult | str]:
+        from visionloop.contracts import Detections
+
+        self.frames.extend(frames)
+        return [FrameResult(f.camera_id, f.seq or 0, f.capture_ts or 0.0, "test", Detections.empty()) for f in frames]
+
+
+def _camera(url: str, settings: CameraSettings = FAST) -> tuple[CameraRuntime, Recorder]:
+    recorder = Recorder()
+    runtime = CameraRuntime(CameraSpec(id="cam", url=url, target_fps=15), settings, recorder)
+    runtime.start()
+    return runtime, recorder
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float) -> float | None:
+    """Seconds until ``condition`` held, or None if it never did."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        if condition():
+            return time.monotonic() - start
+        time.sleep(0.05)
+    return None
+
+
+def _state(runtime: CameraRuntime) -> CameraState:
+    return runtime.supervisor.state.state
+
+
+def test_streams_frames_with_latency_fields(server: RtspSimulator) -> None:
+    runtime, recorder = _camera(server.url("cam"))
+    try:
+        assert _wait(lambda: runtime.frames_processed >= 15, 15)
+        status = runtime.status()
+        assert status["state"] == "streaming" and status["frames_in"] >= 15
+        assert "s3cr3t" not in str(status) and status["url"].startswith("rtsp://***@")
+        frame = recorder.frames[-1]
+        assert frame.camera_id == "cam" and frame.decode_ms > 0 and frame.queue_ms >= 0
+        assert frame.seq and frame.capture_ts and abs(time.time() - frame.capture_ts) < 5
+    finally:
+        runtime.stop()
+    assert _state(runtime) is CameraState.STOPPED
+
+
+def test_server_killed_and_restarted_streams_again_within_3_s(video: SimulatedCamera) -> None:
+    port = free_port()
+    simulator = RtspSimulator([video], port).start()
+    runtime, _ = _camera(simulator.url("cam"))
+    try:
+        assert _wait(lambda: _state(runtime) is CameraState.STREAMING, 15)
+        simulator.kill()
+        assert _wait(lambda: _state(runtime) is not CameraState.STREAMING, 5)
+        time.sleep(2.0)  # down for a while: several failed attempts
+        assert _state(runtime) in (CameraState.BACKOFF, CameraState.CONNECTING)
+        simulator = RtspSimulator([video], port).start()
+        recovered = _wait(lambda: _state(runtime) is CameraState.STREAMING, 10)
+        assert recovered is not None and recovered <= 3.0, f"back after {recovered} s"
+        assert runtime.status()["reconnects"] >= 1
+    finally:
+        runtime.stop()
+        simulator.stop()
+
+
+def test_hung_server_is_detected_within_5_s_and_recovers(server: RtspSimulator) -> None:
+    runtime, _ = _camera(server.url("cam"))
+    try:
+        assert _wait(lambda: _state(runtime) is CameraState.STREAMING, 15)
+        server.pause()
+        detected = _wait(lambda: _state(runtime) is not CameraState.STREAMING, 10)
+        assert detected is not None and detected <= 5.0, f"noticed after {detected} s"
+        time.sleep(1.0)
+        server.resume()
+        assert _wait(lambda: _state(runtime) is CameraState.STREAMING, 15)
+    finally:
+        server.resume()
+        runtime.stop()
+
+
+@pytest.mark.parametrize(
+    ("make_url", "fragment"),
+    [
+        (lambda s: s.url("nowhere"), "404"),
+        (lambda s: s.url("cam", password="wrong-pass"), "401"),
+        (lambda s: s.url("cam", user="", password=""), "401"),
+    ],
+)
+def test_wrong_path_or_credentials_fail_clearly(
+    server: RtspSimulator, make_url: Callable[[RtspSimulator], str], fragment: str
+) -> None:
+    runtime, recorder = _camera(make_url(server))
+    try:
+        assert _wait(lambda: _state(runtime) is CameraState.FAILED, 10)
+        error = runtime.status()["last_error"]
+        assert fragment in error and "s3cr3t" not in error and "wrong-pass" not in error
+        assert recorder.frames == []
+    finally:
+        runtime.stop()
+
+
+def _resources() -> tuple[int, int, float]:
+    gc.collect()
+    me = psutil.Process()
+    return threading.active_count(), len(os.listdir("/proc/self/fd")), me.memory_info().rss / 2**20
+
+
+def test_twenty_reconnect_cycles_leak_nothing(video: SimulatedCamera) -> None:
+    port = free_port()
+    simulator = RtspSimulator([video], port).start()
+    runtime, recorder = _camera(simulator.url("cam"))
+    try:
+        assert _wait(lambda: _state(runtime) is CameraState.STREAMING, 15)
+        for cycle in range(20):
+            if cycle == 2:
+                baseline = _resources()  # after the first cycles have warmed every code path
+            simulator.kill()
+            assert _wait(lambda: _state(runtime) is not CameraState.STREAMING, 5)
+            simulator = RtspSimulator([video], port).start()
+            assert _wait(lambda: _state(runtime) is CameraState.STREAMING, 10), f"cycle {cycle}"
+            frames_before = len(recorder.frames)
+            assert _wait(lambda before=frames_before: len(recorder.frames) > before, 5)  # type: ignore[misc]
+        after = _resources()
+        assert runtime.status()["reconnects"] >= 20
+        assert after[0] <= baseline[0], f"threads {baseline[0]} -> {after[0]}"
+        assert after[1] <= baseline[1] + 2, f"file descriptors {baseline[1]} -> {after[1]}"
+        assert after[2] <= baseline[2] + 40, f"RSS {baseline[2]:.0f} -> {after[2]:.0f} MB"
+    finally:
+        runtime.stop()
+        simulator.stop()
+
+
+def test_nothing_listening_backs_off_and_keeps_trying() -> None:
+    runtime, _ = _camera(f"rtsp://127.0.0.1:{free_port()}/cam")
+    try:
+        assert _wait(lambda: runtime.status()["reconnects"] >= 2, 10)
+        assert _state(runtime) in (CameraState.BACKOFF, CameraState.CONNECTING)
+        assert "connection refused" in runtime.status()["last_error"]
+    finally:
+        runtime.stop()
+
+
+def test_truncated_file_and_non_video_url_get_clear_states(video: SimulatedCamera, tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(3000))
+    runtime, _ = _camera(str(truncated))
+    try:
+        assert _wait(lambda: _state(runtime) is CameraState.FAILED, 10)
+        assert "not a video" in runtime.status()["last_error"] or "Invalid" in runtime.status()["last_error"]
+    finally:
+        runtime.stop()
+
+    class TextHandler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html>not a camera</html>" * 50
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TextHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    runtime, _ = _camera(f"http://127.0.0.1:{httpd.server_address[1]}/index.html")
+    try:
+        assert _wait(lambda: _state(runtime) is CameraState.FAILED, 10)
+    finally:
+        runtime.stop()
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_file_is_read_in_full_at_its_target_rate(video: SimulatedCamera) -> None:
+    runtime, recorder = _camera(str(video.video))
+    try:
+        assert runtime.buffer.mode.value == "every"
+        assert _wait(lambda: len(recorder.frames) >= 30, 15)
+        seqs = [f.seq for f in recorder.frames]
+        assert seqs == sorted(seqs) and runtime.buffer.skipped == 0
+    finally:
+        runtime.stop()

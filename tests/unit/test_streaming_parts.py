@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streaming.buffers import BufferMode, CapturedFrame, FrameBuffer
+from streaming.sources import SourceError, SourceOptions, classify, create_source
+from streaming.state import ALLOWED, CameraState, IllegalTransition, StateMachine
+from streaming.supervisor import RestartPolicy
+from visionloop.cameras import CameraSpec, load_camera_file
+from visionloop.errors import ConfigError
+from visionloop.redaction import redact
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("rtsp://admin:hunter2@10.0.0.5:554/live", "rtsp://***@10.0.0.5:554/live"),
+        ("failed: 'rtsps://u:p%40ss@cam/x' (401)", "failed: 'rtsps://***@cam/x' (401)"),
+        ("http://token@host/mjpg and rtsp://a:b@c/d", "http://***@host/mjpg and rtsp://***@c/d"),
+        ("rtsp://10.0.0.5/live", "rtsp://10.0.0.5/live"),
+        ("/videos/a@b.mp4", "/videos/a@b.mp4"),
+    ],
+)
+def test_credentials_are_redacted(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_state_machine_follows_the_table() -> None:
+    seen = []
+    machine = StateMachine(on_change=seen.append)
+    assert machine.to(CameraState.STREAMING, "frames")
+    assert not machine.to(CameraState.STREAMING)  # no-op
+    machine.to(CameraState.STALLED, "quiet")
+    machine.to(CameraState.BACKOFF)
+    with pytest.raises(IllegalTransition, match="backoff -> streaming"):
+        machine.to(CameraState.STREAMING)
+    machine.to(CameraState.STOPPED)
+    assert [t.new for t in seen] == [
+        CameraState.STREAMING,
+        CameraState.STALLED,
+        CameraState.BACKOFF,
+        CameraState.STOPPED,
+    ]
+    assert ALLOWED[CameraState.STOPPED] == frozenset()
+
+
+def _frame(seq: int) -> CapturedFrame:
+    return CapturedFrame(np.zeros((2, 2, 3), np.uint8), seq, time.time(), 0.1, time.monotonic())
+
+
+def test_latest_buffer_keeps_the_newest_and_counts_the_rest() -> None:
+    buffer = FrameBuffer(BufferMode.LATEST, capacity=2)
+    for seq in range(5):
+        assert buffer.put(_frame(seq))
+    assert buffer.skipped == 3
+    assert [f.seq for f in buffer.take(10, 0.1)] == [3, 4]
+    assert buffer.take(1, 0.05) == []
+
+
+def test_every_buffer_waits_for_room_instead_of_dropping() -> None:
+    buffer = FrameBuffer(BufferMode.EVERY, capacity=1)
+    assert buffer.put(_frame(0))
+    assert not buffer.put(_frame(1), timeout_s=0.05)  # full, nobody took: not added, not dropped
+    threading.Timer(0.1, lambda: buffer.take(1, 0.1)).start()
+    assert buffer.put(_frame(2), timeout_s=2.0)
+    assert buffer.skipped == 0
+
+
+def test_backoff_grows_caps_and_jitters() -> None:
+    policy = RestartPolicy(backoff_initial_s=0.25, backoff_max_s=2.0, backoff_jitter=0.2)
+    rng = random.Random(0)
+    delays = [policy.backoff(n, rng) for n in range(1, 9)]
+    assert 0.2 <= delays[0] <= 0.3
+    assert all(d <= 2.0 * 1.2 for d in delays)
+    assert delays[-1] >= 2.0 * 0.8
+
+
+def test_camera_spec_validation_and_redacted_view() -> None:
+    spec = CameraSpec(id="gate-2", url="rtsp://admin:secret@10.1.1.1/s1")
+    assert spec.public()["url"] == "rtsp://***@10.1.1.1/s1"
+    with pytest.raises(ValueError):
+        CameraSpec(id="../bad", url="rtsp://x")
+    with pytest.raises(ValueError):
+        CameraSpec(id="ok", url="rtsp://x", transprot="tcp")  # type: ignore[call-arg]
+
+
+def test_camera_file_errors_never_show_passwords(tmp_path: Path) -> None:
+    path = tmp_path / "cameras.yaml"
+    path.write_text("cameras:\n  - id: a\n    url: rtsp://u:topsecret@h/x\n    target_fps: -1\n")
+    with pytest.raises(ConfigError) as excinfo:
+        load_camera_file(path)
+    assert "topsecret" not in str(excinfo.value)
+    assert load_camera_file(tmp_path / "missing.yaml") == []
+
+
+def test_unknown_scheme_is_permanent_and_names_the_supported_ones() -> None:
+    with pytest.raises(SourceError, match="unsupported URL scheme 'ftp'") as excinfo:
+        create_source("ftp://u:pw@host/x.mp4", SourceOptions())
+    assert excinfo.value.permanent and "pw" not in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    ("exc", "permanent", "fragment"),
+    [
+        (ConnectionRefusedError(111, "Connection refused"), False, "connection refused"),
+        (TimeoutError(110, "timed out"), False, "timed out"),
+        (FileNotFoundError(2, "No such file"), True, "file not found"),
+    ],
+)
+def test_errors_are_classified(exc: BaseException, permanent: bool, fragment: str) -> None:
+    error = classify(exc)
+    assert error.permanent is permanent and fragment in str(error)
