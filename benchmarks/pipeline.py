@@ -37,8 +37,17 @@ RESULTS = Path(__file__).resolve().parent / "results" / "pipeline.json"
 console = Console()
 
 
-def _counters(api: httpx.Client) -> dict[str, dict[str, Any]]:
-    return {row["id"]: row for row in api.get("/v1/cameras").json()}
+def _counters(api: httpx.Client, prefix: str = "") -> dict[str, dict[str, Any]]:
+    return {row["id"]: row for row in api.get("/v1/cameras").json() if row["id"].startswith(prefix)}
+
+
+def clear_benchmark_cameras(service: VisionloopService, settings: Settings) -> None:
+    """Cameras of an interrupted run resume from Redis; remove them so they do not add load."""
+    headers = {"Authorization": f"Bearer {settings.api.token.get_secret_value()}"}
+    with httpx.Client(base_url=service.api_url, headers=headers, timeout=60) as api:
+        for camera_id in _counters(api):
+            if camera_id.startswith(("p1-", "p2-", "cal-")):
+                api.delete(f"/v1/cameras/{camera_id}")
 
 
 def run_phase(
@@ -59,12 +68,12 @@ def run_phase(
             api.post("/v1/cameras", json=body).raise_for_status()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            rows = _counters(api)
+            rows = _counters(api, f"{label}-")
             if all(r["state"] == "streaming" and r["frames_processed"] > 0 for r in rows.values()):
                 break
             time.sleep(0.5)
         time.sleep(3)  # settle
-        start_rows, start_id = _counters(api), f"{int(time.time() * 1000)}-0"
+        start_rows, start_id = _counters(api, f"{label}-"), f"{int(time.time() * 1000)}-0"
         rss_start = tree_rss_mb()
         rss_samples = [rss_start]
         started = time.monotonic()
@@ -72,7 +81,7 @@ def run_phase(
             time.sleep(min(5.0, seconds - (time.monotonic() - started)))
             rss_samples.append(tree_rss_mb())
         elapsed = time.monotonic() - started
-        end_rows, end_id = _counters(api), f"{int(time.time() * 1000)}-0"
+        end_rows, end_id = _counters(api, f"{label}-"), f"{int(time.time() * 1000)}-0"
         for cam in cameras:
             api.delete(f"/v1/cameras/{label}-{cam.name}")
     added: list[float] = []
@@ -127,6 +136,7 @@ def main() -> None:
     port = next(p for p in range(18554, 18654) if port_is_free(p))
     phases: dict[str, Any] = {}
     with VisionloopService(settings) as service, RtspSimulator(pool, port) as simulator:
+        clear_benchmark_cameras(service, settings)
         console.print(f"[bold]1x[/]: {args.cameras} cameras at {args.fps} fps for {args.seconds:.0f} s")
         phases["1x"] = run_phase(settings, service, simulator, pool[: args.cameras], args.fps, args.seconds, "p1")
         console.print("[bold]capacity[/]: 12 cameras asking for every frame")

@@ -15,6 +15,7 @@ import redis
 
 from streaming.worker import CameraWorker
 from visionloop.cameras import MANAGER_NAME, CameraExists, CameraNotFound, CameraSpec, load_camera_file
+from visionloop.redaction import redact
 from visionloop.settings import Settings
 from visionloop.streams import StreamNames, event_fields
 
@@ -121,11 +122,33 @@ class CameraManager:
         return dict(ray.get(worker.status.remote(), timeout=10))
 
     def list(self) -> list[dict[str, Any]]:
+        """Every camera's status; a worker that does not answer is listed as such, not hidden."""
         import ray
 
         ids = sorted(self._workers)
-        statuses = ray.get([self._workers[i].status.remote() for i in ids], timeout=10)
-        return [dict(s) for s in statuses]
+        refs = {camera_id: self._workers[camera_id].status.remote() for camera_id in ids}
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=10)
+        out = []
+        for camera_id, ref in refs.items():
+            try:
+                if ref not in ready:
+                    raise TimeoutError("its worker did not answer within 10 s (still starting, or overloaded)")
+                out.append(dict(ray.get(ref)))
+            except Exception as exc:  # report the camera with the reason instead of failing the whole list
+                spec = self._specs[camera_id]
+                out.append(
+                    {
+                        "id": camera_id,
+                        "url": spec.redacted_url(),
+                        "state": "unavailable",
+                        "frames_in": 0,
+                        "frames_processed": 0,
+                        "frames_skipped": 0,
+                        "reconnects": 0,
+                        "last_error": redact(f"{type(exc).__name__}: {exc}"),
+                    }
+                )
+        return out
 
     def camera_state(self, camera_id: str, old: str, new: str, reason: str) -> None:
         self._event("camera_state", camera_id=camera_id, old=old, new=new, reason=reason)

@@ -242,7 +242,12 @@ class CameraSettings(StrictModel):
     buffer_size: int = Field(default=2, gt=0, description="Frames held per live camera; older ones are skipped.")
     max_frames_per_call: int = Field(default=4, gt=0, description="Most frames a camera sends in one model call.")
     jpeg_quality: int = Field(default=85, ge=10, le=100, description="JPEG quality of frames sent to the model.")
-    worker_num_cpus: float = Field(default=0.1, ge=0, description="CPUs Ray reserves for each camera worker.")
+    worker_num_cpus: float = Field(
+        default=0.0,
+        ge=0,
+        description="CPUs Ray reserves for each camera worker. They mostly wait on the network; a reservation would "
+        "let a dozen cameras starve the model replicas of schedulable CPUs on a small box.",
+    )
 
 
 class LoggingSettings(StrictModel):
