@@ -118,6 +118,12 @@ class Router:
         self._metrics.results_buffered.set(self._publisher.buffered)
         return results
 
+    async def class_names(self) -> list[str]:
+        """Class names of the serving champion (the WebRTC gateway labels its boxes with them)."""
+        info: ModelInfo = await self._champion.info.remote()
+        self._model_info[info.model_version] = info
+        return list(info.class_names)
+
     async def _read_upload(self, upload: UploadFile) -> bytes:
         data = await upload.read()
         return bytes(data)

@@ -48,6 +48,8 @@ class VisionloopService:
         self.redis_problem: str | None = None
         self.endpoints: list[Endpoint] = []
         self.camera_manager: Any = None
+        self.webrtc_gateway: Any = None
+        self.webrtc_url: str | None = None
         self._ray_started = False
 
     @property
@@ -65,6 +67,7 @@ class VisionloopService:
             self._wait_healthy()
             self._deliver_pending_events()
             self._start_cameras()
+            self._start_webrtc()
         except BaseException:
             self.stop()
             raise
@@ -74,6 +77,8 @@ class VisionloopService:
             Endpoint("Prometheus metrics", f"{self.api_url}/metrics"),
             Endpoint("Redis", redact(self.redis_url)),
         ]
+        if self.webrtc_url:
+            self.endpoints.append(Endpoint("Browser camera page", self.webrtc_url))
         return self
 
     def _start_cameras(self) -> None:
@@ -84,6 +89,30 @@ class VisionloopService:
         from streaming.manager import start_manager
 
         self.camera_manager = start_manager(self.settings, self.redis_url, APP_NAME)
+
+    def _start_webrtc(self) -> None:
+        if not self.settings.webrtc.enabled:
+            return
+        import ray
+
+        from serving.app import APP_NAME
+        from streaming.webrtc.actor import GATEWAY_NAME, GatewayActor
+
+        remote_class: Any = ray.remote(GatewayActor)
+        self.webrtc_gateway = remote_class.options(name=GATEWAY_NAME, num_cpus=0).remote()
+        self.webrtc_url = ray.get(self.webrtc_gateway.start.remote(self.settings, APP_NAME), timeout=60)
+
+    def _stop_webrtc(self) -> None:
+        gateway, self.webrtc_gateway = self.webrtc_gateway, None
+        if gateway is None:
+            return
+        import ray
+
+        try:
+            ray.get(gateway.stop.remote(), timeout=30)
+        except Exception as exc:  # shutting down anyway; say what went wrong
+            log.error("stopping the WebRTC gateway failed: %s", exc)
+        ray.kill(gateway)
 
     def _stop_cameras(self) -> None:
         manager, self.camera_manager = self.camera_manager, None
@@ -137,6 +166,7 @@ class VisionloopService:
 
     def stop(self) -> None:
         if self._ray_started:
+            self._stop_webrtc()
             self._stop_cameras()
             shutdown_ray()
             self._ray_started = False

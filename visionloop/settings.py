@@ -250,6 +250,29 @@ class CameraSettings(StrictModel):
     )
 
 
+class IceServer(StrictModel):
+    urls: list[str] = Field(min_length=1, description="stun:/turn: URLs of one ICE server.")
+    username: str | None = Field(default=None, description="TURN user name.")
+    credential: str | None = Field(default=None, description="TURN password.")
+
+
+class WebRTCSettings(StrictModel):
+    enabled: bool = Field(default=True, description="Start the WebRTC gateway with the service.")
+    host: str = Field(default="127.0.0.1", description="Address the gateway's page and offer endpoint bind.")
+    port: int = Field(default=8001, gt=0, lt=65536, description="Port of the gateway's page and offer endpoint.")
+    ice_servers: list[IceServer] = Field(
+        default_factory=list, description="STUN/TURN servers for browsers on other networks (empty: local only)."
+    )
+    host_addresses: list[str] | None = Field(
+        default_factory=lambda: ["127.0.0.1"],
+        description="Local addresses ICE may use (loopback by default, for a browser on this machine); null lets "
+        "ICE use every interface, for browsers elsewhere on the network.",
+    )
+    max_peers: int = Field(default=4, gt=0, description="Most browsers connected at once (429 beyond).")
+    idle_timeout_s: float = Field(default=30.0, gt=0, description="Close a peer that sent nothing for this long.")
+    target_fps: float = Field(default=15.0, gt=0, le=60, description="Frames per second sent to the model per peer.")
+
+
 class LoggingSettings(StrictModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
@@ -268,6 +291,7 @@ class Settings(StrictModel):
     bootstrap: BootstrapSettings = Field(default_factory=BootstrapSettings, description="The bootstrap model.")
     data: DataSettings = Field(default_factory=DataSettings, description="Data set versions.")
     cameras: CameraSettings = Field(default_factory=CameraSettings, description="IP cameras and files.")
+    webrtc: WebRTCSettings = Field(default_factory=WebRTCSettings, description="Browser cameras over WebRTC.")
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
 
     def cameras_file(self) -> Path:
