@@ -58,10 +58,8 @@ def test_browser_camera_gets_detections_and_annotated_video(service: VisionloopS
         page.click("#start")
         page.wait_for_function("window.vl.messages.length >= 30 || window.vl.error", timeout=60_000)
         assert page.evaluate("window.vl.error") is None
-        page.wait_for_function(
-            "document.getElementById('annotated').videoWidth > 0 && document.getElementById('annotated').currentTime > 0",
-            timeout=30_000,
-        )
+        playing = "(v => v.videoWidth > 0 && v.currentTime > 0)(document.getElementById('annotated'))"
+        page.wait_for_function(playing, timeout=30_000)
         messages = page.evaluate("window.vl.messages")
         latencies = page.evaluate("window.vl.latencies")
         server = page.evaluate("window.vl.serverLatencies")

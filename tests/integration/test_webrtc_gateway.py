@@ -95,8 +95,11 @@ class Client:
     async def offer(self, url: str, token: str = TOKEN) -> aiohttp.ClientResponse:
         await self.pc.setLocalDescription(await self.pc.createOffer())
         async with aiohttp.ClientSession() as session:
-            response = await session.post(f"{url}/v1/webrtc/offer", headers={"Authorization": f"Bearer {token}"},
-                                          json={"sdp": self.pc.localDescription.sdp, "type": "offer"})
+            response = await session.post(
+                f"{url}/v1/webrtc/offer",
+                headers={"Authorization": f"Bearer {token}"},
+                json={"sdp": self.pc.localDescription.sdp, "type": "offer"},
+            )
             await response.read()
             if response.status == 200:
                 answer = await response.json()
@@ -166,8 +169,9 @@ async def test_bad_offers_are_refused(
 async def test_not_json_is_400(gateway: tuple[WebRTCGateway, str]) -> None:
     _, url = gateway
     async with aiohttp.ClientSession() as session:
-        response = await session.post(f"{url}/v1/webrtc/offer", data=b"\x00\x01",
-                                      headers={"Authorization": f"Bearer {TOKEN}"})
+        response = await session.post(
+            f"{url}/v1/webrtc/offer", data=b"\x00\x01", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
         assert response.status == 400
 
 
