@@ -1,0 +1,235 @@
+"""Active-learning samplers: which frames are worth a human's time, each choice with its reason and score.
+
+Every sampler scores a frame in [0, 1] (or abstains with None); implementations register themselves under
+their ``key`` and ``create_sampler`` names the valid keys when asked for an unknown one. Uncertainty alone
+over-selects near-duplicate video frames, so novelty and a random control arm (which keeps accuracy estimates
+unbiased) are part of the mix, and de-duplication happens before anything is queued.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from visionloop.contracts import FrameResult
+from visionloop.errors import ConfigError
+
+Aggregate = Literal["max", "mean", "sum"]
+Image = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Why a frame goes to labelers: the sampler that chose it and its score."""
+
+    sampler: str
+    score: float
+    reason: str
+
+
+def aggregate(values: Sequence[float], how: Aggregate) -> float:
+    if not values:
+        return 0.0
+    if how == "max":
+        return float(max(values))
+    if how == "mean":
+        return float(sum(values) / len(values))
+    return float(min(1.0, sum(values)))
+
+
+class Sampler(ABC):
+    key: ClassVar[str]
+    _registry: ClassVar[dict[str, type[Sampler]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if getattr(cls, "key", None):
+            Sampler._registry[cls.key] = cls
+
+    @abstractmethod
+    def score(self, result: FrameResult, image: Image | None = None) -> float | None:
+        """How much labelling this frame would teach the model, in [0, 1]; None: no opinion."""
+
+    def observe_selected(self, result: FrameResult, image: Image | None) -> None:  # noqa: B027 (optional hook)
+        """Told when a frame was actually queued (novelty remembers it); most samplers need not care."""
+
+
+def create_sampler(key: str, **options: Any) -> Sampler:
+    try:
+        cls = Sampler._registry[key]
+    except KeyError:
+        raise ConfigError(f"unknown sampler '{key}'; choose one of: {', '.join(sorted(Sampler._registry))}") from None
+    return cls(**options)
+
+
+class _PerBoxSampler(Sampler):
+    def __init__(self, aggregate_by: Aggregate = "max") -> None:
+        self.aggregate_by = aggregate_by
+
+    @abstractmethod
+    def box_scores(self, result: FrameResult) -> list[float]: ...
+
+    def score(self, result: FrameResult, image: Image | None = None) -> float | None:
+        if len(result.detections) == 0:
+            return None
+        return aggregate(self.box_scores(result), self.aggregate_by)
+
+
+class LeastConfidenceSampler(_PerBoxSampler):
+    """1 - the top class probability of each box."""
+
+    key = "least_confidence"
+
+    def box_scores(self, result: FrameResult) -> list[float]:
+        return [1.0 - float(c) for c in result.detections.confidence]
+
+
+class MarginSampler(_PerBoxSampler):
+    """1 - (best - second best class score): the model hesitates between two classes."""
+
+    key = "margin"
+
+    def box_scores(self, result: FrameResult) -> list[float]:
+        scores = result.detections.class_scores
+        if scores is None or scores.shape[1] < 2:
+            return [1.0 - float(c) for c in result.detections.confidence]
+        top = np.sort(scores, axis=1)[:, ::-1]
+        return [float(1.0 - (a - b)) for a, b in zip(top[:, 0], top[:, 1], strict=True)]
+
+
+class EntropySampler(_PerBoxSampler):
+    """Normalised entropy of each box's class distribution."""
+
+    key = "entropy"
+
+    def box_scores(self, result: FrameResult) -> list[float]:
+        scores = result.detections.class_scores
+        if scores is None or scores.shape[1] < 2:
+            return [1.0 - float(c) for c in result.detections.confidence]
+        p = np.clip(scores, 1e-9, None)
+        p = p / p.sum(axis=1, keepdims=True)
+        entropy = -(p * np.log(p)).sum(axis=1) / math.log(p.shape[1])
+        return [float(e) for e in entropy]
+
+
+class ConfidenceBandSampler(Sampler):
+    """Boxes whose confidence sits near the operating threshold: the decisions that flip most easily."""
+
+    key = "confidence_band"
+
+    def __init__(self, threshold: float = 0.25, width: float = 0.15, candidate_floor: float = 0.05) -> None:
+        self.threshold, self.width, self.candidate_floor = threshold, width, candidate_floor
+
+    def score(self, result: FrameResult, image: Image | None = None) -> float | None:
+        conf = result.detections.confidence
+        conf = conf[conf >= self.candidate_floor]
+        if conf.size == 0:
+            return None
+        distance = float(np.min(np.abs(conf - self.threshold)))
+        return max(0.0, 1.0 - distance / self.width)
+
+
+def frame_embedding(image: Image) -> npt.NDArray[np.float32]:
+    """A cheap appearance vector (8x8 colour thumbnail + grey histogram), unit length."""
+    thumb = cv2.resize(image, (8, 8), interpolation=cv2.INTER_AREA).astype(np.float32).reshape(-1) / 255.0
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    counts = np.asarray(cv2.calcHist([grey], [0], None, [16], [0, 256]), dtype=np.float32).reshape(-1)
+    hist = counts / max(float(counts.sum()), 1.0)
+    vector = np.concatenate([thumb, hist * 4.0])
+    return (vector / max(float(np.linalg.norm(vector)), 1e-6)).astype(np.float32)
+
+
+class NoveltySampler(Sampler):
+    """Distance of the frame to the frames recently selected: new scenes teach more than repeats."""
+
+    key = "novelty"
+
+    def __init__(self, memory: int = 256, scale: float = 0.5) -> None:
+        self._memory: deque[npt.NDArray[np.float32]] = deque(maxlen=memory)
+        self.scale = scale
+
+    def _vector(self, result: FrameResult, image: Image | None) -> npt.NDArray[np.float32] | None:
+        if result.detections.embedding is not None:
+            vector = result.detections.embedding
+            return (vector / max(float(np.linalg.norm(vector)), 1e-6)).astype(np.float32)
+        return frame_embedding(image) if image is not None else None
+
+    def score(self, result: FrameResult, image: Image | None = None) -> float | None:
+        vector = self._vector(result, image)
+        if vector is None:
+            return None
+        if not self._memory:
+            return 1.0
+        distance = float(np.min(np.linalg.norm(np.stack(self._memory) - vector, axis=1)))
+        return min(1.0, distance / self.scale)
+
+    def observe_selected(self, result: FrameResult, image: Image | None) -> None:
+        vector = self._vector(result, image)
+        if vector is not None:
+            self._memory.append(vector)
+
+
+class RandomSampler(Sampler):
+    """The control arm: a fixed share of frames chosen at random, whatever the model thinks."""
+
+    key = "random"
+
+    def __init__(self, rate: float = 0.02, seed: int | None = None) -> None:
+        if not 0 <= rate <= 1:
+            raise ConfigError(f"random sampler rate must lie in [0, 1], got {rate}")
+        self.rate = rate
+        self._rng = random.Random(seed)
+
+    def score(self, result: FrameResult, image: Image | None = None) -> float | None:
+        return 1.0 if self._rng.random() < self.rate else 0.0
+
+
+class CompositeSampler:
+    """Weighted mix of samplers plus the random control arm, decided first so it stays unbiased."""
+
+    def __init__(
+        self,
+        weights: dict[str, float],
+        threshold: float,
+        random_rate: float,
+        options: dict[str, Any],
+        seed: int | None = None,
+    ) -> None:
+        if not weights or min(weights.values()) < 0 or sum(weights.values()) <= 0:
+            raise ConfigError("composite sampler weights must be non-negative with a positive sum")
+        self.samplers = {key: create_sampler(key, **options.get(key, {})) for key in weights}
+        total = sum(weights.values())
+        self.weights = {key: w / total for key, w in weights.items()}
+        self.threshold = threshold
+        self.control = RandomSampler(random_rate, seed)
+
+    def select(self, result: FrameResult, image: Image | None = None) -> Selection | None:
+        if self.control.score(result) == 1.0:
+            return Selection("random", 1.0, f"random control arm ({self.control.rate:.1%} of frames)")
+        parts: dict[str, float] = {}
+        for key, sampler in self.samplers.items():
+            value = sampler.score(result, image)
+            if value is not None:
+                parts[key] = value
+        if not parts:
+            return None
+        weight = sum(self.weights[k] for k in parts)
+        score = sum(self.weights[k] * v for k, v in parts.items()) / weight
+        if score < self.threshold:
+            return None
+        top = max(parts, key=lambda k: self.weights[k] * parts[k])
+        detail = ", ".join(f"{k} {v:.2f}" for k, v in sorted(parts.items()))
+        return Selection(top, score, f"composite {score:.2f} >= {self.threshold:.2f} ({detail})")
+
+    def observe_selected(self, result: FrameResult, image: Image | None) -> None:
+        for sampler in self.samplers.values():
+            sampler.observe_selected(result, image)

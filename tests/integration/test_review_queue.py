@@ -1,0 +1,106 @@
+"""The review queue and the selection gates against a real Redis: acknowledgements, reclaiming, dead letters,
+shared rate limits, quotas and near-duplicate suppression."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import redis
+
+from labeling.gates import ClassQuota, DuplicateFilter, RateLimiter, hamming, perceptual_hash
+from labeling.review_queue import ReviewItem, ReviewQueue
+from labeling.samplers import Selection
+from learning.clips import render_clip
+from visionloop.contracts import Detections, FrameResult
+from visionloop.redis_server import EmbeddedRedis
+from visionloop.streams import StreamNames
+
+pytestmark = pytest.mark.integration
+
+
+def _item(n: int) -> ReviewItem:
+    result = FrameResult(
+        "cam",
+        n,
+        1.0,
+        "v1",
+        Detections(np.array([[1, 2, 3, 4]], np.float32), np.array([0.3], np.float32), np.array([2])),
+    )
+    return ReviewItem(f"cam-{n}", b"\xff\xd8\xff fake jpeg", result, Selection("margin", 0.8, "test"), time.time())
+
+
+def test_entries_stay_until_acknowledged_and_dead_workers_are_reclaimed(redis_server: EmbeddedRedis) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    streams = StreamNames("t")
+    dead_worker = ReviewQueue(client, streams, consumer="dead", min_idle_ms=200)
+    for n in range(3):
+        dead_worker.put(_item(n))
+    taken = dead_worker.take(count=10, block_ms=100)
+    assert [d.item.frame_id for d in taken if d.item] == ["cam-0", "cam-1", "cam-2"]
+    # "dead" never acknowledges; a second worker gets nothing until the entries have been idle long enough.
+    rescuer = ReviewQueue(client, streams, consumer="rescuer", min_idle_ms=200)
+    assert rescuer.take(count=10, block_ms=50) == []
+    time.sleep(0.3)
+    again = rescuer.take(count=10, block_ms=50)
+    assert [d.item.frame_id for d in again if d.item] == ["cam-0", "cam-1", "cam-2"]
+    assert all(d.deliveries == 2 for d in again)
+    for delivery in again:
+        rescuer.ack(delivery)
+    assert rescuer.stats() == {"queued_total": 3, "pending": 0, "backlog": 0, "dead_lettered": 0}
+    client.close()
+
+
+def test_too_many_deliveries_go_to_the_dead_letter_stream(redis_server: EmbeddedRedis) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    streams = StreamNames("t")
+    queue = ReviewQueue(client, streams, consumer="w", max_deliveries=3, min_idle_ms=0)
+    queue.put(_item(7))
+    client.xadd(streams.review, {"garbage": "1"})  # an entry no worker can parse
+    for _ in range(3):
+        deliveries = queue.take(count=10, block_ms=50)
+    for delivery in deliveries:
+        assert queue.should_give_up(delivery)
+        queue.dead_letter(delivery, "Label Studio answered 500 three times")
+    stats = queue.stats()
+    assert stats["pending"] == 0 and stats["dead_lettered"] == 2 and stats["queued_total"] == 2
+    dead = client.xrange(streams.review_dead_letter)
+    assert dead[0][1][b"dead_reason"] == b"Label Studio answered 500 three times"
+    assert dead[0][1][b"frame_id"] == b"cam-7"  # the frame itself is kept
+    client.close()
+
+
+def test_rate_limit_is_shared_between_workers(redis_server: EmbeddedRedis) -> None:
+    one = RateLimiter(redis.Redis.from_url(redis_server.url), "t", per_minute=5)
+    two = RateLimiter(redis.Redis.from_url(redis_server.url), "t", per_minute=5)
+    now = 1_000_000.0
+    decisions = [worker.allow("cam", now) for worker in (one, two) * 4]
+    assert decisions.count(True) == 5 and decisions[5:] == [False, False, False]
+    assert one.allow("other-cam", now) and one.allow("cam", now + 60)
+
+
+def test_class_quota(redis_server: EmbeddedRedis) -> None:
+    quota = ClassQuota(redis.Redis.from_url(redis_server.url), "t", per_hour=2)
+    assert quota.allow([0]) and quota.allow([0, 1])  # class 0 now at 2, class 1 at 1
+    assert not quota.allow([0])  # full
+    assert quota.allow([0, 1])  # class 1 still has room (now 2)
+    assert not quota.allow([1]) and not quota.allow([0, 1])
+    assert quota.allow([3]) and quota.allow([])
+
+
+def test_near_duplicates_are_suppressed_within_the_window(redis_server: EmbeddedRedis) -> None:
+    frames = render_clip(frames=40, width=320, height=180, seed=8)
+    other = render_clip(frames=1, width=320, height=180, seed=9, domain="C")[0]
+    noisy = np.clip(frames[0].astype(int) + np.random.default_rng(0).integers(-6, 7, frames[0].shape), 0, 255).astype(
+        np.uint8
+    )
+    assert hamming(perceptual_hash(frames[0]), perceptual_hash(noisy)) <= 6
+    dedup = DuplicateFilter(redis.Redis.from_url(redis_server.url), "t", window_s=60, max_distance=6)
+    now = 2_000_000.0
+    assert not dedup.is_duplicate("cam", frames[0], now)
+    assert dedup.is_duplicate("cam", noisy, now + 1)
+    assert dedup.is_duplicate("cam", frames[1], now + 1)  # the next video frame barely moved
+    assert not dedup.is_duplicate("cam", other, now + 2)
+    assert not dedup.is_duplicate("cam2", frames[0], now + 2)  # per camera
+    assert not dedup.is_duplicate("cam", noisy, now + 120)  # the window has passed
