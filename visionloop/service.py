@@ -102,29 +102,26 @@ class VisionloopService:
         self.webrtc_gateway = remote_class.options(name=GATEWAY_NAME, num_cpus=0).remote()
         self.webrtc_url = ray.get(self.webrtc_gateway.start.remote(self.settings, APP_NAME), timeout=60)
 
-    def _stop_webrtc(self) -> None:
-        gateway, self.webrtc_gateway = self.webrtc_gateway, None
-        if gateway is None:
+    @staticmethod
+    def _stop_actor(actor: Any, method: str, timeout_s: float, what: str) -> None:
+        """Ask an actor to wind down, then end it; a failure is logged, the shutdown goes on."""
+        if actor is None:
             return
         import ray
 
         try:
-            ray.get(gateway.stop.remote(), timeout=30)
+            ray.get(getattr(actor, method).remote(), timeout=timeout_s)
         except Exception as exc:  # shutting down anyway; say what went wrong
-            log.error("stopping the WebRTC gateway failed: %s", exc)
-        ray.kill(gateway)
+            log.error("stopping the %s failed: %s", what, exc)
+        ray.kill(actor)
+
+    def _stop_webrtc(self) -> None:
+        gateway, self.webrtc_gateway = self.webrtc_gateway, None
+        self._stop_actor(gateway, "stop", 30, "WebRTC gateway")
 
     def _stop_cameras(self) -> None:
         manager, self.camera_manager = self.camera_manager, None
-        if manager is None:
-            return
-        import ray
-
-        try:
-            ray.get(manager.stop_all.remote(), timeout=60)
-        except Exception as exc:  # shutting down anyway; say what went wrong
-            log.error("stopping the cameras failed: %s", exc)
-        ray.kill(manager)
+        self._stop_actor(manager, "stop_all", 60, "cameras")
 
     def _deliver_pending_events(self) -> None:
         from visionloop.events import EventLog
