@@ -195,9 +195,11 @@ def models_show(version: Annotated[str, typer.Argument(help="A version or 'champ
 def _register_learning_commands() -> None:
     from visionloop import cli_learning
     from visionloop.cli_cameras import cameras_app
+    from visionloop.cli_labeling import labeling_app
 
     cli_learning.register(app, models_app)
     app.add_typer(cameras_app, name="cameras")
+    app.add_typer(labeling_app, name="labeling")
 
 
 _register_learning_commands()

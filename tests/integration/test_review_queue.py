@@ -104,3 +104,85 @@ def test_near_duplicates_are_suppressed_within_the_window(redis_server: Embedded
     assert not dedup.is_duplicate("cam", other, now + 2)
     assert not dedup.is_duplicate("cam2", frames[0], now + 2)  # per camera
     assert not dedup.is_duplicate("cam", noisy, now + 120)  # the window has passed
+
+
+def test_selector_queues_doubtful_frames_once_and_says_why(redis_server: EmbeddedRedis) -> None:
+    import cv2
+
+    from labeling.samplers import CompositeSampler
+    from labeling.selector import FrameSelector
+    from visionloop.contracts import EncodedFrame
+
+    client = redis.Redis.from_url(redis_server.url)
+    streams = StreamNames("sel")
+    queue = ReviewQueue(client, streams, consumer="w")
+    selector = FrameSelector(
+        CompositeSampler({"least_confidence": 1.0}, threshold=0.5, random_rate=0.0, options={}),
+        queue,
+        DuplicateFilter(client, "sel", window_s=60, max_distance=6),
+        RateLimiter(client, "sel", per_minute=100),
+        ClassQuota(client, "sel", per_hour=100),
+    )
+    frames = render_clip(frames=3, width=320, height=180, seed=12)
+    other = render_clip(frames=1, width=320, height=180, seed=13, domain="C")[0]
+
+    def offer(image: np.ndarray, conf: float, seq: int) -> ReviewItem | None:
+        jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+        detections = Detections(np.array([[5, 5, 50, 50]], np.float32), np.array([conf], np.float32), np.array([1]))
+        result = FrameResult("cam:1", seq, 1000.0 + seq, "v2", detections, frame_width=320, frame_height=180)
+        return selector.offer(EncodedFrame("cam:1", jpeg, seq), result)
+
+    assert offer(frames[0], 0.95, 1) is None  # confident: not worth a label
+    queued = offer(frames[0], 0.3, 2)
+    assert queued is not None and "least_confidence" in queued.selection.reason and ":" not in queued.frame_id
+    assert offer(frames[1], 0.3, 3) is None  # the next video frame: a near duplicate
+    assert offer(other, 0.3, 4) is not None
+    assert selector.stats.selected == 2 and selector.stats.rejected["near duplicate"] == 1
+    assert queue.stats()["queued_total"] == 2
+    client.close()
+
+
+def test_review_items_survive_a_redis_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import free_port
+
+    port = free_port()
+    streams = StreamNames("aof")
+    with EmbeddedRedis(port, tmp_path / "redis") as server:
+        client = redis.Redis.from_url(server.url)
+        queue = ReviewQueue(client, streams, consumer="w")
+        for n in range(5):
+            queue.put(_item(n))
+        taken = queue.take(count=2, block_ms=50)  # two in flight (pending) when Redis goes down
+        assert len(taken) == 2
+        client.close()
+    with EmbeddedRedis(port, tmp_path / "redis") as server:  # same data dir: the AOF is replayed
+        client = redis.Redis.from_url(server.url)
+        queue = ReviewQueue(client, streams, consumer="w2", min_idle_ms=0)
+        recovered = queue.take(count=10, block_ms=50)
+        assert sorted(d.item.frame_id for d in recovered if d.item) == [f"cam-{n}" for n in range(5)]
+        client.close()
+
+
+def test_labeling_status_cli_reads_the_queue(redis_server: EmbeddedRedis) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    client = redis.Redis.from_url(redis_server.url)
+    queue = ReviewQueue(client, StreamNames("visionloop"), consumer="w")
+    for n in range(3):
+        queue.put(_item(n))
+    queue.take(count=1, block_ms=50)
+    client.close()
+    out = subprocess.run(
+        [sys.executable, "-m", "visionloop.cli", "labeling", "status", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "VISIONLOOP_REDIS__URL": redis_server.url},
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["queued_total"] == 3 and report["pending"] == 1 and report["backlog"] == 2
+    assert report["by_reason"] == {"margin": 3} and report["dead_lettered"] == 0

@@ -1,0 +1,75 @@
+"""From a served frame to the review queue: ask the samplers, then the gates, then queue it with its reason.
+
+Cheap checks first: the samplers look only at the detections; the frame is decoded (for the novelty memory and
+the duplicate check) only once a sampler wants it, and the Redis-backed gates run last.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from labeling.gates import ClassQuota, DuplicateFilter, RateLimiter
+from labeling.review_queue import ReviewItem, ReviewQueue
+from labeling.samplers import CompositeSampler
+from visionloop.contracts import EncodedFrame, FrameResult
+
+
+@dataclass
+class SelectorStats:
+    seen: int = 0
+    selected: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    by_reason: Counter[str] = field(default_factory=Counter)
+
+
+class FrameSelector:
+    def __init__(
+        self,
+        sampler: CompositeSampler,
+        queue: ReviewQueue,
+        dedup: DuplicateFilter,
+        rate: RateLimiter,
+        quota: ClassQuota,
+    ) -> None:
+        self._sampler, self._queue = sampler, queue
+        self._dedup, self._rate, self._quota = dedup, rate, quota
+        self.stats = SelectorStats()
+
+    def offer(self, frame: EncodedFrame, result: FrameResult) -> ReviewItem | None:
+        """Queue the frame if it is worth labelling and passes every gate; returns what was queued."""
+        self.stats.seen += 1
+        selection = self._sampler.select(result)
+        if selection is None:
+            self.stats.rejected["not selected"] += 1
+            return None
+        decoded = cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR)
+        if decoded is None:
+            self.stats.rejected["undecodable"] += 1
+            return None
+        image = np.asarray(decoded, dtype=np.uint8)
+        if self._dedup.is_duplicate(result.camera_id, image):
+            self.stats.rejected["near duplicate"] += 1
+            return None
+        if not self._rate.allow(result.camera_id):
+            self.stats.rejected["camera rate limit"] += 1
+            return None
+        if not self._quota.allow(int(c) for c in result.detections.class_id):
+            self.stats.rejected["class quota"] += 1
+            return None
+        item = ReviewItem(
+            f"{result.camera_id}-{result.seq}-{int(result.capture_ts * 1000)}".replace(":", "_"),
+            frame.data,
+            result,
+            selection,
+            time.time(),
+        )
+        self._queue.put(item)
+        self._sampler.observe_selected(result, image)
+        self.stats.selected += 1
+        self.stats.by_reason[selection.sampler] += 1
+        return item
