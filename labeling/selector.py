@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+import redis
 
 from labeling.gates import ClassQuota, DuplicateFilter, RateLimiter
 from labeling.review_queue import ReviewItem, ReviewQueue
 from labeling.samplers import CompositeSampler
 from visionloop.contracts import EncodedFrame, FrameResult
+from visionloop.settings import Settings
+from visionloop.streams import StreamNames
 
 
 @dataclass
@@ -41,17 +44,20 @@ class FrameSelector:
         self.stats = SelectorStats()
 
     def offer(self, frame: EncodedFrame, result: FrameResult) -> ReviewItem | None:
-        """Queue the frame if it is worth labelling and passes every gate; returns what was queued."""
+        """Queue the frame if it is worth labelling and passes every gate; returns what was queued.
+
+        Runs off the serving path (the Router hands frames to a background thread), so decoding here is fine.
+        """
         self.stats.seen += 1
-        selection = self._sampler.select(result)
-        if selection is None:
-            self.stats.rejected["not selected"] += 1
-            return None
         decoded = cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR)
         if decoded is None:
             self.stats.rejected["undecodable"] += 1
             return None
         image = np.asarray(decoded, dtype=np.uint8)
+        selection = self._sampler.select(result, image)
+        if selection is None:
+            self.stats.rejected["not selected"] += 1
+            return None
         if self._dedup.is_duplicate(result.camera_id, image):
             self.stats.rejected["near duplicate"] += 1
             return None
@@ -73,3 +79,23 @@ class FrameSelector:
         self.stats.selected += 1
         self.stats.by_reason[selection.sampler] += 1
         return item
+
+
+def build_selector(settings: Settings, redis_url: str) -> FrameSelector:
+    """The selector the settings describe, with its state in the given Redis."""
+    labeling = settings.labeling
+    client = redis.Redis.from_url(redis_url, socket_timeout=settings.redis.socket_timeout_s)
+    prefix = settings.redis.stream_prefix
+    sampler = CompositeSampler(
+        labeling.sampler_weights,
+        labeling.select_threshold,
+        labeling.random_rate,
+        options={"confidence_band": {"threshold": settings.serving.conf_threshold}},
+    )
+    return FrameSelector(
+        sampler,
+        ReviewQueue(client, StreamNames(prefix), consumer="selector"),
+        DuplicateFilter(client, prefix, labeling.dedup_window_s, labeling.dedup_max_distance),
+        RateLimiter(client, prefix, labeling.per_camera_per_minute),
+        ClassQuota(client, prefix, labeling.per_class_per_hour),
+    )

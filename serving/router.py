@@ -5,14 +5,16 @@ result publisher. Shadow traffic joins here in a later step; it is never on the 
 """
 
 # No `from __future__ import annotations` here: FastAPI must see real annotations on the ingress methods.
+import asyncio
 import itertools
 import logging
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, FastAPI, File, HTTPException, Path, Query, UploadFile
+from fastapi import Depends, FastAPI, File, HTTPException, Path, Query, Request, UploadFile
 from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
@@ -40,6 +42,7 @@ app = FastAPI(
 _bearer = HTTPBearer(auto_error=False, description="The token from api.token in the settings.")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+MAX_SELECTION_INFLIGHT = 64
 CameraId = Annotated[str, Query(pattern=CAMERA_ID_PATTERN, description="Camera the results are filed under.")]
 
 
@@ -68,6 +71,14 @@ class Router:
         )
         self._seq = itertools.count()
         self._model_info: dict[str, ModelInfo] = {}
+        self._redis_url = redis_url
+        self._selector: Any = None
+        self._selection_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="selection")
+        self._selection_inflight = 0
+        if settings.labeling.enabled:
+            from labeling.selector import build_selector  # the selector needs the frame, which only we hold
+
+            self._selector = build_selector(settings, redis_url)
 
     # -- internals ---------------------------------------------------------------------------------------------
 
@@ -116,7 +127,31 @@ class Router:
             )
         self._publisher.publish(r for r in results if isinstance(r, FrameResult))
         self._metrics.results_buffered.set(self._publisher.buffered)
+        self._offer_for_labeling(frames, results)
         return results
+
+    def _offer_for_labeling(self, frames: list[EncodedFrame], results: list[FrameResult | str]) -> None:
+        """Hand frames to the selector on a background thread, bounded so a slow Redis cannot pile work up."""
+        if self._selector is None or self._selection_inflight >= MAX_SELECTION_INFLIGHT:
+            return
+        pairs = [(f, r) for f, r in zip(frames, results, strict=True) if isinstance(r, FrameResult)]
+        if not pairs:
+            return
+        self._selection_inflight += 1
+
+        def select() -> None:
+            try:
+                for frame, result in pairs:
+                    self._selector.offer(frame, result)
+            except Exception as exc:  # Redis away or a bad frame: labeling waits, serving goes on
+                self._metrics.errors.inc(tags={"kind": "selection"})
+                log.warning("frame selection failed: %s", exc)
+
+        future = asyncio.get_running_loop().run_in_executor(self._selection_pool, select)
+        future.add_done_callback(lambda _: self._release_selection())
+
+    def _release_selection(self) -> None:
+        self._selection_inflight -= 1
 
     async def class_names(self) -> list[str]:
         """Class names of the serving champion (the WebRTC gateway labels its boxes with them)."""
@@ -247,6 +282,51 @@ class Router:
     ) -> dict[str, Any]:
         self._authorize(credentials)
         return dict(await self._ask_manager("remove", camera_id))
+
+    # -- labeling -------------------------------------------------------------------------------------------------
+
+    @app.post("/v1/labeling/webhook", summary="Label Studio's webhook (annotation created/updated/deleted)")
+    async def labeling_webhook(self, request: Request) -> dict[str, str]:
+        secret = request.headers.get("X-Visionloop-Secret", "")
+        expected = self._settings.labeling.webhook_secret.get_secret_value()
+        if not secrets.compare_digest(secret.encode(), expected.encode()):
+            raise HTTPException(401, "missing or wrong webhook secret")
+        body = await request.body()
+        import redis.asyncio as aioredis
+
+        from labeling.worker import webhook_stream
+
+        client = aioredis.Redis.from_url(self._redis_url, socket_timeout=self._settings.redis.socket_timeout_s)
+        try:
+            await client.xadd(webhook_stream(StreamNames(self._settings.redis.stream_prefix)), {"payload": body})
+        finally:
+            await client.aclose()
+        return {"status": "queued"}
+
+    @app.get("/v1/labeling/status", summary="The labeling queue: backlog, imported, labelled, dead-lettered")
+    async def labeling_status(self) -> dict[str, Any]:
+        import ray
+
+        from labeling.worker import WORKER_NAME
+
+        try:
+            worker = ray.get_actor(WORKER_NAME)
+        except ValueError:
+            raise HTTPException(503, "labeling is not running (labeling.enabled is false?)") from None
+        return dict(await worker.status.remote())
+
+    @app.post("/v1/labeling/sync", summary="Run one labeling round now (import, webhooks, reconcile)")
+    async def labeling_sync(self, credentials: Credentials) -> dict[str, Any]:
+        import ray
+
+        from labeling.worker import WORKER_NAME
+
+        self._authorize(credentials)
+        try:
+            worker = ray.get_actor(WORKER_NAME)
+        except ValueError:
+            raise HTTPException(503, "labeling is not running (labeling.enabled is false?)") from None
+        return dict(await worker.sync_once.remote())
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics of the serving stack")
     async def metrics(self) -> PlainTextResponse:

@@ -50,6 +50,8 @@ class VisionloopService:
         self.camera_manager: Any = None
         self.webrtc_gateway: Any = None
         self.webrtc_url: str | None = None
+        self.labeling_worker: Any = None
+        self.label_studio_url: str | None = None
         self._ray_started = False
 
     @property
@@ -68,6 +70,7 @@ class VisionloopService:
             self._deliver_pending_events()
             self._start_cameras()
             self._start_webrtc()
+            self._start_labeling()
         except BaseException:
             self.stop()
             raise
@@ -79,6 +82,8 @@ class VisionloopService:
         ]
         if self.webrtc_url:
             self.endpoints.append(Endpoint("Browser camera page", self.webrtc_url))
+        if self.label_studio_url:
+            self.endpoints.append(Endpoint("Label Studio", self.label_studio_url))
         return self
 
     def _start_cameras(self) -> None:
@@ -114,6 +119,29 @@ class VisionloopService:
         except Exception as exc:  # shutting down anyway; say what went wrong
             log.error("stopping the %s failed: %s", what, exc)
         ray.kill(actor)
+
+    def _start_labeling(self) -> None:
+        if not self.settings.labeling.enabled or self.redis_problem:
+            return
+        import ray
+
+        from labeling.worker import WORKER_NAME, LabelingWorker
+        from visionloop.model_setup import registry_for
+
+        try:
+            names = registry_for(self.settings).champion().class_names or list(self.settings.model.class_names)
+        except VisionloopError:
+            names = list(self.settings.model.class_names)
+        remote_class: Any = ray.remote(LabelingWorker)
+        self.labeling_worker = remote_class.options(name=WORKER_NAME, num_cpus=0, max_concurrency=4).remote(
+            self.settings, self.redis_url, names
+        )
+        started = ray.get(self.labeling_worker.start.remote(), timeout=600)
+        self.label_studio_url = started["label_studio"]
+
+    def _stop_labeling(self) -> None:
+        worker, self.labeling_worker = self.labeling_worker, None
+        self._stop_actor(worker, "stop", 60, "labeling worker")
 
     def _stop_webrtc(self) -> None:
         gateway, self.webrtc_gateway = self.webrtc_gateway, None
@@ -163,6 +191,7 @@ class VisionloopService:
 
     def stop(self) -> None:
         if self._ray_started:
+            self._stop_labeling()
             self._stop_webrtc()
             self._stop_cameras()
             shutdown_ray()

@@ -273,6 +273,46 @@ class WebRTCSettings(StrictModel):
     target_fps: float = Field(default=15.0, gt=0, le=60, description="Frames per second sent to the model per peer.")
 
 
+class LabelingSettings(StrictModel):
+    enabled: bool = Field(
+        default=True, description="Select frames for labeling and run the Label Studio sync with the service."
+    )
+    label_studio_url: str | None = Field(
+        default=None,
+        description="Label Studio to use; empty starts a local one (its own venv under ~/.cache/visionloop) on "
+        "127.0.0.1:label_studio_port with its data under <var_dir>/label-studio.",
+    )
+    label_studio_port: int = Field(default=8080, gt=0, lt=65536, description="Port of the local Label Studio.")
+    label_studio_token: SecretStr | None = Field(
+        default=None, description="API token of an external Label Studio (the local one has its own)."
+    )
+    project_title: str = Field(default="visionloop review", min_length=1, description="Label Studio project.")
+    sampler_weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "least_confidence": 1.0,
+            "margin": 1.0,
+            "entropy": 1.0,
+            "confidence_band": 1.0,
+            "novelty": 1.0,
+        },
+        description="Weights of the samplers mixed by the composite sampler.",
+    )
+    select_threshold: float = Field(default=0.5, ge=0, le=1, description="Composite score a frame needs.")
+    random_rate: float = Field(default=0.02, ge=0, le=1, description="Share of frames picked at random (control).")
+    per_camera_per_minute: int = Field(default=30, gt=0, description="Most frames queued per camera per minute.")
+    per_class_per_hour: int = Field(default=500, gt=0, description="Most frames queued per predicted class per hour.")
+    dedup_window_s: float = Field(default=60.0, gt=0, description="Near-duplicate memory per camera, seconds.")
+    dedup_max_distance: int = Field(default=6, ge=0, le=64, description="Hash bits two frames may differ by.")
+    max_deliveries: int = Field(default=5, gt=0, description="Import attempts before a frame is dead-lettered.")
+    reclaim_idle_s: float = Field(default=30.0, gt=0, description="Reclaim review items pending this long.")
+    reconcile_interval_s: float = Field(default=10.0, gt=0, description="How often all annotations are re-read.")
+    dataset_name: str = Field(default="labels", description="Data set versions cut from labels are named so.")
+    cut_every: int = Field(default=50, gt=0, description="Cut a new data set version every N new labels.")
+    webhook_secret: SecretStr = Field(
+        default=SecretStr("change-me-webhook"), description="Shared secret Label Studio sends with its webhooks."
+    )
+
+
 class LoggingSettings(StrictModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
@@ -292,6 +332,7 @@ class Settings(StrictModel):
     data: DataSettings = Field(default_factory=DataSettings, description="Data set versions.")
     cameras: CameraSettings = Field(default_factory=CameraSettings, description="IP cameras and files.")
     webrtc: WebRTCSettings = Field(default_factory=WebRTCSettings, description="Browser cameras over WebRTC.")
+    labeling: LabelingSettings = Field(default_factory=LabelingSettings, description="Active learning.")
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
 
     def cameras_file(self) -> Path:

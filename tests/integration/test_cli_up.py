@@ -26,6 +26,7 @@ def test_up_serves_then_stops_cleanly_on_sigterm(module_var_dir: Path) -> None:
         "VISIONLOOP_API__PORT": str(api_port),
         "VISIONLOOP_REDIS__EMBEDDED_PORT": str(redis_port),
         "VISIONLOOP_RAY__METRICS_EXPORT_PORT": str(free_port()),
+        "VISIONLOOP_LABELING__ENABLED": "false",
         "COLUMNS": "200",
     }
     process = subprocess.Popen(

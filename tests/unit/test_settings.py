@@ -24,11 +24,14 @@ def _schema_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
     return keys
 
 
-def _yaml_keys(data: dict[str, Any], prefix: str = "") -> set[str]:
+def _yaml_keys(data: dict[str, Any], model: type[BaseModel] = Settings, prefix: str = "") -> set[str]:
+    """Keys of the YAML, walking into sections only where the schema has a section (a dict setting is a leaf)."""
     keys = set()
     for name, value in data.items():
-        if isinstance(value, dict):
-            keys |= _yaml_keys(value, f"{prefix}{name}.")
+        field = model.model_fields.get(name)
+        section = field.annotation if field is not None else None
+        if isinstance(value, dict) and isinstance(section, type) and issubclass(section, BaseModel):
+            keys |= _yaml_keys(value, section, f"{prefix}{name}.")
         else:
             keys.add(f"{prefix}{name}")
     return keys

@@ -1,0 +1,212 @@
+"""The labeling worker: one Ray actor that runs the Label Studio side of the loop.
+
+Each round it imports review items, handles webhook payloads the Router queued, re-reads every annotation every
+``reconcile_interval_s`` (webhooks are fired once, without retry), and cuts a new data set version every
+``cut_every`` new labels, announced on the events stream for the learning loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+import yaml
+
+from labeling.label_studio_client import LabelStudioClient, LabelStudioRejected, LabelStudioUnavailable
+from labeling.label_studio_server import LabelStudioServer
+from labeling.review_queue import ReviewQueue
+from labeling.sync import FRAMES_DIR, LabelHarvester, LabelStudioImporter
+from visionloop.errors import VisionloopError
+from visionloop.settings import Settings
+from visionloop.streams import StreamNames, event_fields
+
+log = logging.getLogger(__name__)
+WORKER_NAME = "visionloop-labeling"
+
+
+def webhook_stream(streams: StreamNames) -> str:
+    return f"{streams.prefix}:labeling:webhooks"
+
+
+class LabelingWorker:
+    def __init__(self, settings: Settings, redis_url: str, class_names: list[str]) -> None:
+        self._settings = settings
+        self._streams = StreamNames(settings.redis.stream_prefix)
+        self._redis = redis.Redis.from_url(redis_url, socket_timeout=settings.redis.socket_timeout_s)
+        self._class_names = class_names
+        var = settings.resolved_var_dir()
+        self._files_root = var / "label-studio-files"
+        self._incoming = var / "labels" / "incoming"
+        self._server: LabelStudioServer | None = None
+        self._client: LabelStudioClient | None = None
+        self._importer: LabelStudioImporter | None = None
+        self._harvester: LabelHarvester | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_reconcile = 0.0
+        self._webhook_cursor = "0-0"
+        self._round = threading.Lock()  # the loop and an operator's "sync --once" must not interleave
+        self.label_studio_url = ""
+        self.project_id = 0
+        self.last_error: str | None = None
+
+    def start(self) -> dict[str, Any]:
+        labeling = self._settings.labeling
+        if labeling.label_studio_url:
+            if labeling.label_studio_token is None:
+                raise VisionloopError("labeling.label_studio_url is set: set labeling.label_studio_token too")
+            url, token = labeling.label_studio_url, labeling.label_studio_token.get_secret_value()
+        else:
+            self._server = LabelStudioServer(
+                self._settings.resolved_var_dir() / "label-studio", labeling.label_studio_port, self._files_root
+            ).start()
+            url, token = self._server.url, self._server.account.token
+        self.label_studio_url = url
+        frames = self._files_root / FRAMES_DIR
+        frames.mkdir(parents=True, exist_ok=True)
+        self._client = LabelStudioClient(url, token)
+        self.project_id = self._client.ensure_project(labeling.project_title, self._class_names, str(frames))
+        self._register_webhook()
+        queue = ReviewQueue(
+            self._redis,
+            self._streams,
+            consumer="labeling-worker",
+            max_deliveries=labeling.max_deliveries,
+            min_idle_ms=int(labeling.reclaim_idle_s * 1000),
+        )
+        self._importer = LabelStudioImporter(
+            queue, self._client, self.project_id, self._files_root, self._redis, self._streams, self._class_names
+        )
+        self._harvester = LabelHarvester(
+            self._client,
+            self.project_id,
+            self._files_root,
+            self._incoming,
+            self._redis,
+            self._streams,
+            self._class_names,
+        )
+        self._thread = threading.Thread(target=self._loop, name="labeling", daemon=True)
+        self._thread.start()
+        return {"label_studio": url, "project_id": self.project_id}
+
+    def _register_webhook(self) -> None:
+        assert self._client is not None
+        flag = f"{self._streams.prefix}:labeling:webhook:{self.label_studio_url}:{self.project_id}"
+        if self._redis.get(flag):
+            return
+        api = self._settings.api
+        url = f"http://{api.host}:{api.port}/v1/labeling/webhook"
+        self._client.add_webhook(self.project_id, url, self._settings.labeling.webhook_secret.get_secret_value())
+        self._redis.set(flag, "1")
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sync_once(
+                    reconcile=time.monotonic() - self._last_reconcile >= self._settings.labeling.reconcile_interval_s
+                )
+                self.last_error = None
+            except (LabelStudioUnavailable, LabelStudioRejected, redis.RedisError, OSError) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("labeling round failed (will retry): %s", self.last_error)
+                self._stop.wait(2.0)
+            self._stop.wait(0.5)
+
+    def sync_once(self, reconcile: bool = True) -> dict[str, Any]:
+        """One round: import, webhooks, (reconcile), cut a version if enough labels arrived."""
+        assert self._importer is not None and self._harvester is not None
+        with self._round:
+            report = self._importer.run_once(block_ms=200)
+            labelled = self._drain_webhooks()
+            if reconcile:
+                labelled += self._harvester.reconcile()
+                self._last_reconcile = time.monotonic()
+            version = self._maybe_cut_version(labelled)
+        return {
+            "imported": report.imported,
+            "dead_lettered": report.dead_lettered,
+            "pending": report.left_pending,
+            "labelled": labelled,
+            "dataset_version": version,
+        }
+
+    def _drain_webhooks(self) -> int:
+        assert self._harvester is not None
+        entries: Any = self._redis.xread({webhook_stream(self._streams): self._webhook_cursor}, count=100)
+        accepted = 0
+        for _, stream_entries in entries or []:
+            for entry_id, fields in stream_entries:
+                self._webhook_cursor = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                try:
+                    payload = json.loads(fields[b"payload"])
+                except (KeyError, ValueError):
+                    continue
+                if payload.get("action") in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
+                    accepted += int(self._harvester.handle_webhook(payload))
+        return accepted
+
+    def _maybe_cut_version(self, new_labels: int) -> str | None:
+        from learning.datasets import DatasetStore, read_yolo_source, stratified_split
+
+        counter = f"{self._streams.prefix}:labeling:since-cut"
+        since = int(self._redis.incrby(counter, new_labels)) if new_labels else int(self._redis.get(counter) or 0)
+        if since < self._settings.labeling.cut_every:
+            return None
+        (self._incoming / "data.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "path": str(self._incoming),
+                    "train": "images",
+                    "val": "images",
+                    "names": dict(enumerate(self._class_names)),
+                },
+                sort_keys=False,
+            )
+        )
+        images, names, report = read_yolo_source(self._incoming, skip_bad=True)
+        store = DatasetStore(self._settings.resolved_var_dir() / "datasets")
+        version = store.create(
+            self._settings.labeling.dataset_name,
+            stratified_split(images, (0.7, 0.2, 0.1), 0),
+            names,
+            meta={
+                "source": "label-studio",
+                "project_id": self.project_id,
+                "skipped": [f"{p}: {r}" for p, r in report.bad],
+            },
+        )
+        self._redis.set(counter, 0)
+        self._redis.xadd(
+            self._streams.events,
+            event_fields(  # type: ignore[arg-type]
+                "dataset_version_created", dataset=version.ref, images=len(images), source="label-studio"
+            ),
+        )
+        return version.ref
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "label_studio": self.label_studio_url,
+            "project_id": self.project_id,
+            "last_error": self.last_error,
+            "running": bool(self._thread and self._thread.is_alive()),
+        }
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(15)
+        if self._client:
+            self._client.close()
+        if self._server:
+            self._server.stop()
+
+
+def incoming_dir(settings: Settings) -> Path:
+    return settings.resolved_var_dir() / "labels" / "incoming"
