@@ -108,9 +108,18 @@ def run_demo(
         )
         console.print(_report_table(report, clients, frames_per_request))
         _camera_demo(settings, service, console, camera_seconds)
-        stream = StreamNames(settings.redis.stream_prefix).results
+        streams = StreamNames(settings.redis.stream_prefix)
         client = redis.Redis.from_url(service.redis_url)
-        console.print(f"results stream '{stream}' holds {client.xlen(stream)} entries")
+        console.print(f"results stream '{streams.results}' holds {client.xlen(streams.results)} entries")
+        if service.label_studio_url:
+            from visionloop.cli_labeling import labeling_status
+
+            time.sleep(3)  # let the labeling worker finish its round
+            report = labeling_status(client, streams)
+            console.print(
+                f"labeling: {report['queued_total']} frames selected ({report['by_reason']}), {report['imported']} "
+                f"in Label Studio at {service.label_studio_url} (project '{settings.labeling.project_title}')"
+            )
         client.close()
     finally:
         with console.status("Shutting down..."):
