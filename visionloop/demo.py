@@ -115,9 +115,9 @@ def run_demo(
             from visionloop.cli_labeling import labeling_status
 
             time.sleep(3)  # let the labeling worker finish its round
-            report = labeling_status(client, streams)
+            queue = labeling_status(client, streams)
             console.print(
-                f"labeling: {report['queued_total']} frames selected ({report['by_reason']}), {report['imported']} "
+                f"labeling: {queue['queued_total']} frames selected ({queue['by_reason']}), {queue['imported']} "
                 f"in Label Studio at {service.label_studio_url} (project '{settings.labeling.project_title}')"
             )
         client.close()
