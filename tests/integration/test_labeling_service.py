@@ -49,8 +49,9 @@ def test_frames_to_label_studio_and_back_as_a_data_set_version(module_var_dir: P
         api = httpx.Client(base_url=service.api_url, timeout=60)
         for index, image in enumerate(images):
             jpeg = cv2.imencode(".jpg", image)[1].tobytes()
-            response = api.post("/v1/detect", params={"camera_id": "lab"}, headers=AUTH,
-                                files={"image": (f"{index}.jpg", jpeg)})
+            response = api.post(
+                "/v1/detect", params={"camera_id": "lab"}, headers=AUTH, files={"image": (f"{index}.jpg", jpeg)}
+            )
             assert response.status_code == 200
         client = LabelStudioClient(service.label_studio_url, LabelStudioAccount().token)
         project = api.get("/v1/labeling/status").json()["project_id"]
@@ -58,9 +59,14 @@ def test_frames_to_label_studio_and_back_as_a_data_set_version(module_var_dir: P
         assert all(t["data"]["image"].startswith("/data/local-files/?d=frames/") for t in tasks)
         assert all(t["predictions"][0]["model_version"] == "v1" for t in tasks)
         assert {t["data"]["sampler"] for t in tasks} == {"random"}
-        region = {"from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": 320,
-                  "original_height": 180, "value": {"x": 25.0, "y": 25.0, "width": 50.0, "height": 50.0,
-                                                    "rotation": 0, "rectanglelabels": ["star"]}}
+        region = {
+            "from_name": "label",
+            "to_name": "image",
+            "type": "rectanglelabels",
+            "original_width": 320,
+            "original_height": 180,
+            "value": {"x": 25.0, "y": 25.0, "width": 50.0, "height": 50.0, "rotation": 0, "rectanglelabels": ["star"]},
+        }
         for task in tasks[:2]:
             client.annotate(task["id"], [region])
         incoming = module_var_dir / "labels" / "incoming" / "labels"
