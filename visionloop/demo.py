@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
+from typing import Any
 
 import redis
 from rich.console import Console
@@ -107,7 +109,22 @@ def run_demo(
             frames_per_request=frames_per_request,
         )
         console.print(_report_table(report, clients, frames_per_request))
-        _camera_demo(settings, service, console, camera_seconds)
+        if service.label_studio_url and settings.labeling.label_studio_url is None:
+            import httpx
+
+            from visionloop.demo_labeler import DemoLabeler
+
+            project = httpx.get(f"{service.api_url}/v1/labeling/status", timeout=30).json()["project_id"]
+            height, width = settings.world.video_size
+            clips = [("A", 7, 90, 360, 640), ("A", 101, 300, height, width), ("B", 102, 300, height, width)]
+            with console.status("Indexing the world's ground truth for the simulated labeler..."):
+                labeler: Any = DemoLabeler(settings, service.label_studio_url, project, clips)
+        else:
+            labeler = contextlib.nullcontext()
+        with labeler:
+            _camera_demo(settings, service, console, camera_seconds)
+        if hasattr(labeler, "answered"):
+            console.print(f"the SIMULATED labeler answered {labeler.answered} Label Studio tasks from ground truth")
         streams = StreamNames(settings.redis.stream_prefix)
         client = redis.Redis.from_url(service.redis_url)
         console.print(f"results stream '{streams.results}' holds {client.xlen(streams.results)} entries")
@@ -119,6 +136,13 @@ def run_demo(
             console.print(
                 f"labeling: {queue['queued_total']} frames selected ({queue['by_reason']}), {queue['imported']} "
                 f"in Label Studio at {service.label_studio_url} (project '{settings.labeling.project_title}')"
+            )
+            from learning.datasets import DatasetStore
+
+            versions = DatasetStore(settings.resolved_var_dir() / "datasets").versions(settings.labeling.dataset_name)
+            console.print(
+                f"{queue['labelled']} labels back as data; data set versions cut from them: "
+                + (", ".join(v.ref for v in versions) or "none yet")
             )
         client.close()
     finally:

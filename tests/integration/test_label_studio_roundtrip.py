@@ -179,3 +179,40 @@ def test_annotation_conversion_keeps_our_class_order() -> None:
     }
     assert annotation_to_yolo([region], NAMES) == ["4 0.050000 0.750000 0.100000 0.500000"]
     assert annotation_to_yolo([{**region, "value": {**region["value"], "rectanglelabels": ["dog"]}}], NAMES) == []
+
+
+def test_simulated_labeler_answers_from_ground_truth(
+    label_studio: LabelStudioServer, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    from labeling.simulated_labeler import GroundTruthIndex, SimulatedLabeler
+    from learning.world import load_domains, write_yolo_dataset
+    from visionloop.config import PACKAGE_ROOT
+
+    world = tmp_path / "world"
+    write_yolo_dataset(load_domains(PACKAGE_ROOT / "configs" / "domains.yaml")["B"], 3, 4, world)
+    truth = GroundTruthIndex()
+    assert truth.add_yolo_folder(world) == 4
+    store = redis.Redis.from_url(redis_server.url)
+    client = LabelStudioClient(label_studio.url, label_studio.account.token)
+    queue = ReviewQueue(store, StreamNames("t"), consumer="w1")
+    importer, project = _importer(label_studio, client, store, queue)
+    for index, image_path in enumerate(sorted((world / "images").glob("*.jpg"))):
+        empty = Detections.empty()
+        result = FrameResult("sim", index, 1.0, "v2", empty, frame_width=320, frame_height=320)
+        queue.put(ReviewItem(image_path.stem, image_path.read_bytes(), result, Selection("random", 1, "t"), 1.0))
+    assert importer.run_once().imported == 4
+    labeler = SimulatedLabeler(client, project, label_studio.files_root, truth, NAMES)
+    assert labeler.label_pending() == 4 and labeler.unmatched == 0
+    assert labeler.label_pending() == 0  # answered tasks are not answered again
+    harvester = LabelHarvester(
+        client, project, label_studio.files_root, tmp_path / "incoming", store, StreamNames("t"), NAMES
+    )
+    assert harvester.reconcile() == 4
+    for truth_file in sorted((world / "labels").glob("*.txt")):
+        expected = [list(map(float, line.split())) for line in truth_file.read_text().splitlines()]
+        got = [
+            list(map(float, line.split()))
+            for line in (tmp_path / "incoming" / "labels" / truth_file.name).read_text().splitlines()
+        ]
+        assert np.allclose(sorted(got), sorted(expected), atol=1e-4), truth_file.name
+    client.close()
