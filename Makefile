@@ -18,7 +18,7 @@ APT_PACKAGES := redis-server python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad chromium
 PYTEST_ARGS ?=
 
-.PHONY: help system-deps venv demo up test lint typecheck unit integration model bootstrap bench-serving bench-pipeline lock clean
+.PHONY: help system-deps venv demo up test lint typecheck unit integration model bootstrap bench-serving bench-pipeline bench-al lock clean
 
 help:
 	@echo "make demo           run the whole loop on embedded defaults"
@@ -27,6 +27,7 @@ help:
 	@echo "make up             run the service in the foreground (Ctrl-C stops it)"
 	@echo "make bench-serving  serving benchmark (writes benchmarks/results/serving.json)"
 	@echo "make bench-pipeline simulated RTSP cameras end to end (writes benchmarks/results/pipeline.json)"
+	@echo "make bench-al       active learning vs random on the shifted world (benchmarks/results/active_learning.json)"
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -80,6 +81,9 @@ bench-serving: system-deps venv
 
 bench-pipeline: system-deps venv
 	$(BIN)/python -m benchmarks.pipeline
+
+bench-al: system-deps venv
+	$(BIN)/python -m benchmarks.active_learning
 
 lock: venv
 	@(echo "# Exact versions the Makefile installs (pip freeze of a working venv). Regenerate: make lock"; \

@@ -51,6 +51,7 @@ class LabelingWorker:
         self._last_reconcile = 0.0
         self._webhook_cursor = "0-0"
         self._round = threading.Lock()  # the loop and an operator's "sync --once" must not interleave
+        self._gauges: Any = None
         self.label_studio_url = ""
         self.project_id = 0
         self.last_error: str | None = None
@@ -128,6 +129,7 @@ class LabelingWorker:
                 labelled += self._harvester.reconcile()
                 self._last_reconcile = time.monotonic()
             version = self._maybe_cut_version(labelled)
+            self._export_metrics()
         return {
             "imported": report.imported,
             "dead_lettered": report.dead_lettered,
@@ -189,6 +191,20 @@ class LabelingWorker:
             ),
         )
         return version.ref
+
+    def _export_metrics(self) -> None:
+        """Queue and label counts as Ray gauges (served at the API's /metrics)."""
+        from ray.util import metrics
+
+        from labeling.status import labeling_status
+
+        if self._gauges is None:
+            self._gauges = metrics.Gauge(
+                "visionloop_labeling", "Labeling queue and label counts by kind.", tag_keys=("kind",)
+            )
+        report = labeling_status(self._redis, self._streams)
+        for kind in ("queued_total", "pending", "backlog", "dead_lettered", "imported", "labelled"):
+            self._gauges.set(float(report[kind]), tags={"kind": kind})
 
     def status(self) -> dict[str, Any]:
         return {

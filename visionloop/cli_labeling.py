@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections import Counter
-from typing import Annotated, Any
+from typing import Annotated
 
 import redis
 import typer
@@ -16,25 +15,6 @@ from visionloop.errors import RedisUnavailableError
 from visionloop.streams import StreamNames
 
 labeling_app = typer.Typer(help="The labeling queue and Label Studio.", no_args_is_help=True)
-REASON_SCAN = 10_000
-
-
-def labeling_status(client: redis.Redis, streams: StreamNames) -> dict[str, Any]:
-    from labeling.review_queue import ReviewQueue
-
-    stats = ReviewQueue(client, streams, consumer="status").stats()
-    reasons: Counter[str] = Counter()
-    entries: Any = client.xrevrange(streams.review, count=REASON_SCAN)
-    for _, fields in entries or []:
-        sampler = (fields or {}).get(b"sampler")
-        reasons[sampler.decode() if isinstance(sampler, bytes) else "?"] += 1
-    prefix = streams.prefix
-    return {
-        **stats,
-        "imported": int(client.hlen(f"{prefix}:labeling:imported")),  # type: ignore[arg-type]
-        "labelled": int(client.hlen(f"{prefix}:labeling:harvested")),  # type: ignore[arg-type]
-        "by_reason": dict(sorted(reasons.items())),
-    }
 
 
 @labeling_app.command("status")
@@ -45,6 +25,8 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     settings = state.settings()
     url = settings.redis.url or f"redis://127.0.0.1:{settings.redis.embedded_port}/0"
     client = redis.Redis.from_url(url, socket_timeout=settings.redis.socket_timeout_s)
+    from labeling.status import labeling_status
+
     try:
         report = labeling_status(client, StreamNames(settings.redis.stream_prefix))
     except (redis.RedisError, OSError) as exc:
@@ -58,3 +40,25 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     for key, value in report.items():
         table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
     Console().print(table)
+
+
+@labeling_app.command("sync")
+def sync(
+    once: Annotated[bool, typer.Option("--once", help="Run one round now and print what it did.")] = True,
+) -> None:
+    """Run one labeling round in the running service: import queued frames, handle webhooks, re-read labels."""
+    import httpx
+
+    from visionloop.cli import state
+    from visionloop.errors import VisionloopError
+
+    settings = state.settings()
+    url = f"http://{settings.api.host}:{settings.api.port}/v1/labeling/sync"
+    headers = {"Authorization": f"Bearer {settings.api.token.get_secret_value()}"}
+    try:
+        response = httpx.post(url, headers=headers, timeout=120)
+    except httpx.HTTPError as exc:
+        raise VisionloopError(f"the service did not answer ({exc}); is 'visionloop up' running?") from exc
+    if response.status_code >= 400:
+        raise VisionloopError(f"labeling sync failed ({response.status_code}): {response.text}")
+    sys.stdout.write(json.dumps(response.json(), indent=2) + "\n")

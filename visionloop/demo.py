@@ -129,7 +129,7 @@ def run_demo(
         client = redis.Redis.from_url(service.redis_url)
         console.print(f"results stream '{streams.results}' holds {client.xlen(streams.results)} entries")
         if service.label_studio_url:
-            from visionloop.cli_labeling import labeling_status
+            from labeling.status import labeling_status
 
             time.sleep(3)  # let the labeling worker finish its round
             queue = labeling_status(client, streams)
