@@ -51,6 +51,13 @@ class LabelStudioClient:
             raise LabelStudioRejected(f"{method} {path}: {response.status_code} {response.text[:300]}")
         return response.json() if response.content else None
 
+    def healthy(self) -> bool:
+        """Label Studio answers its health check (no auth needed)."""
+        try:
+            return self._http.get("/health", timeout=3.0).status_code == 200
+        except httpx.TransportError:
+            return False
+
     # -- projects and storage ------------------------------------------------------------------------------------
 
     def ensure_project(self, title: str, class_names: Sequence[str], frames_dir: str) -> int:

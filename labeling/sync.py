@@ -71,6 +71,11 @@ class LabelStudioImporter:
 
     def run_once(self, count: int = 20, block_ms: int = 200) -> SyncReport:
         report = SyncReport()
+        if not self._client.healthy():
+            # Take nothing while Label Studio is away: a claim would count as a failed delivery, and a long
+            # outage would push healthy frames to the dead-letter stream.
+            report.errors.append("Label Studio is unreachable; the backlog waits in the review stream")
+            return report
         for delivery in self._queue.take(count=count, block_ms=block_ms):
             if self._queue.should_give_up(delivery):
                 reason = self._redis.hget(self._errors_key, delivery.entry_id)
