@@ -84,13 +84,17 @@ class _PerBoxSampler(Sampler):
         return aggregate(self.box_scores(result), self.aggregate_by)
 
 
+def least_confidence(result: FrameResult) -> list[float]:
+    return [1.0 - float(c) for c in result.detections.confidence]
+
+
 class LeastConfidenceSampler(_PerBoxSampler):
     """1 - the top class probability of each box."""
 
     key = "least_confidence"
 
     def box_scores(self, result: FrameResult) -> list[float]:
-        return [1.0 - float(c) for c in result.detections.confidence]
+        return least_confidence(result)
 
 
 class MarginSampler(_PerBoxSampler):
@@ -101,7 +105,7 @@ class MarginSampler(_PerBoxSampler):
     def box_scores(self, result: FrameResult) -> list[float]:
         scores = result.detections.class_scores
         if scores is None or scores.shape[1] < 2:
-            return [1.0 - float(c) for c in result.detections.confidence]
+            return least_confidence(result)
         top = np.sort(scores, axis=1)[:, ::-1]
         return [float(1.0 - (a - b)) for a, b in zip(top[:, 0], top[:, 1], strict=True)]
 
@@ -113,8 +117,8 @@ class EntropySampler(_PerBoxSampler):
 
     def box_scores(self, result: FrameResult) -> list[float]:
         scores = result.detections.class_scores
-        if scores is None or scores.shape[1] < 2:
-            return [1.0 - float(c) for c in result.detections.confidence]
+        if scores is None or scores.shape[1] < 2:  # without class scores, fall back to least confidence
+            return least_confidence(result)
         p = np.clip(scores, 1e-9, None)
         p = p / p.sum(axis=1, keepdims=True)
         entropy = -(p * np.log(p)).sum(axis=1) / math.log(p.shape[1])

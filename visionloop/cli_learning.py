@@ -63,6 +63,15 @@ def resolve_model_file(settings: Settings, spec: str, prefer: str = ".onnx") -> 
     return chosen, version.version
 
 
+def _domain(settings: Settings, name: str) -> Any:
+    from learning.world import load_domains
+
+    domains = load_domains(settings.domains_file())
+    if name not in domains:
+        raise VisionloopError(f"unknown domain '{name}'; known: {', '.join(domains)}")
+    return domains[name]
+
+
 @world_app.command("generate")
 def world_generate(
     domain: Annotated[str, typer.Option(help="Domain name from world.domains_file.")],
@@ -72,18 +81,14 @@ def world_generate(
 ) -> None:
     """Write a YOLO data set of still scenes with a ground-truth sidecar."""
     from learning.bootstrap import progress_bar
-    from learning.world import load_domains, write_yolo_dataset
+    from learning.world import write_yolo_dataset
 
     settings = _settings()
-    domains = load_domains(settings.domains_file())
-    if domain not in domains:
-        raise VisionloopError(f"unknown domain '{domain}'; known: {', '.join(domains)}")
+    world = _domain(settings, domain)
     height, width = settings.world.image_size
     with progress_bar(console) as progress:
         task = progress.add_task(f"world {domain}", total=images, status="")
-        data_yaml = write_yolo_dataset(
-            domains[domain], seed, images, out, height, width, lambda n: progress.advance(task, n)
-        )
+        data_yaml = write_yolo_dataset(world, seed, images, out, height, width, lambda n: progress.advance(task, n))
     console.print(f"wrote {images} images to {out} ({data_yaml})")
 
 
@@ -97,16 +102,14 @@ def world_video(
 ) -> None:
     """Write an H.264 video of the moving world and <out>.jsonl with per-frame ground truth."""
     from learning.bootstrap import progress_bar
-    from learning.world import load_domains, write_video
+    from learning.world import write_video
 
     settings = _settings()
-    domains = load_domains(settings.domains_file())
-    if domain not in domains:
-        raise VisionloopError(f"unknown domain '{domain}'; known: {', '.join(domains)}")
+    world = _domain(settings, domain)
     height, width = settings.world.video_size
     with progress_bar(console) as progress:
         task = progress.add_task(f"video {domain}", total=max(1, round(seconds * fps)), status="")
-        write_video(domains[domain], seed, seconds, fps, out, height, width, lambda n: progress.advance(task, n))
+        write_video(world, seed, seconds, fps, out, height, width, lambda n: progress.advance(task, n))
     console.print(f"wrote {out} and {out}.jsonl")
 
 
