@@ -33,6 +33,7 @@ from learning.world import load_domains, write_yolo_dataset
 from visionloop.config import load_settings
 from visionloop.contracts import FrameResult
 from visionloop.model_setup import registry_for, ultralytics_config_dir
+from visionloop.offline import prepare_ultralytics
 
 RESULTS = Path(__file__).resolve().parent / "results" / "active_learning.json"
 console = Console()
@@ -159,6 +160,7 @@ def main() -> None:
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
     settings = load_settings()
+    prepare_ultralytics(ultralytics_config_dir(settings))
     from learning.bootstrap import run_bootstrap
 
     run_bootstrap(settings, console)

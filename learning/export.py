@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from visionloop.errors import ModelLoadError
+from visionloop.offline import require_prepared
 
 
 def build_untrained_model(architecture: str, class_names: Sequence[str], out_file: Path) -> Path:
@@ -13,6 +14,7 @@ def build_untrained_model(architecture: str, class_names: Sequence[str], out_fil
 
     It stands in until a trained model exists: the whole serving path can run and be measured on it.
     """
+    require_prepared()
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
@@ -28,6 +30,7 @@ def build_untrained_model(architecture: str, class_names: Sequence[str], out_fil
 
 def export_onnx(weights: Path, imgsz: int, out_file: Path | None = None) -> Path:
     """Export an Ultralytics weights file to ONNX with a dynamic batch and input size; returns the .onnx path."""
+    require_prepared()
     from ultralytics import YOLO  # type: ignore[attr-defined]
 
     if not weights.is_file():
@@ -41,6 +44,7 @@ def export_onnx(weights: Path, imgsz: int, out_file: Path | None = None) -> Path
 
 def export_torchscript(weights: Path, imgsz: int) -> Path:
     """TorchScript export (for torch-only runtimes). TFLite is not offered: its TensorFlow stack is not installed."""
+    require_prepared()
     from ultralytics import YOLO  # type: ignore[attr-defined]
 
     if not weights.is_file():

@@ -53,6 +53,7 @@ def detector_spec(settings: Settings, model: str | None = None, role: ModelRole 
         max_batch_size=serving.max_batch_size,
         batch_wait_timeout_s=serving.batch_wait_timeout_s,
         concurrent_batches=serving.concurrent_batches,
+        ultralytics_dir=str(settings.resolved_var_dir() / "ultralytics"),
     )
 
 

@@ -38,6 +38,7 @@ class DetectorSpec:
     max_batch_size: int = 8
     batch_wait_timeout_s: float = 0.01
     concurrent_batches: int = 2
+    ultralytics_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,6 +53,7 @@ class DetectorSpec:
             device=self.device,
             intra_op_threads=self.intra_op_threads,
             class_names=tuple(self.class_names),
+            ultralytics_dir=Path(self.ultralytics_dir) if self.ultralytics_dir else None,
         )
 
 

@@ -217,7 +217,9 @@ def train_command(
     console.print(f"trained {result.epochs_run} epochs in {result.seconds:.0f} s: {result.weights}")
     if register:
         from learning.datasets import load_class_names
+        from visionloop.offline import prepare_ultralytics
 
+        prepare_ultralytics(ultralytics_config_dir(settings))
         onnx = export_onnx(result.weights, settings.serving.imgsz)
         version = registry_for(settings).register(
             onnx,
@@ -402,6 +404,10 @@ def export_command(
     from learning.export import export_onnx, export_torchscript
 
     settings = _settings()
+    from visionloop.model_setup import ultralytics_config_dir
+    from visionloop.offline import prepare_ultralytics
+
+    prepare_ultralytics(ultralytics_config_dir(settings))
     weights, _ = resolve_model_file(settings, version, prefer=".pt")
     if weights.suffix != ".pt":
         raise VisionloopError(f"{version} has no .pt weights to export from")

@@ -26,6 +26,16 @@ _INTEGRATIONS_OFF = {
     "wandb": False,
 }
 FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
+_prepared: Path | None = None
+
+
+def require_prepared() -> None:
+    """Fail loudly if Ultralytics would be imported without its offline settings (it would phone home and write
+    ~/.config/Ultralytics)."""
+    if _prepared is None:
+        from visionloop.errors import VisionloopError
+
+        raise VisionloopError("internal: call visionloop.offline.prepare_ultralytics() before using Ultralytics")
 
 
 def _bundled_font() -> Path:
@@ -59,4 +69,6 @@ def prepare_ultralytics(config_dir: Path) -> Any:
     }
     if any(SETTINGS.get(key) != value for key, value in wanted.items()):
         SETTINGS.update(wanted)  # type: ignore[no-untyped-call]
+    global _prepared
+    _prepared = config_dir
     return SETTINGS

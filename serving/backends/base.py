@@ -29,6 +29,7 @@ class BackendOptions:
     device: str = "auto"
     intra_op_threads: int = 2
     class_names: Sequence[str] = field(default_factory=tuple)
+    ultralytics_dir: Path | None = None  # Ultralytics' offline config dir (the torch backend only)
 
 
 @dataclass(frozen=True)

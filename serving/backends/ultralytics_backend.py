@@ -6,6 +6,7 @@ Loading a .pt unpickles it: only serve weights files you trust (the default ONNX
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from serving.backends.base import BackendOptions, BatchPrediction, Frame, InferenceBackend
@@ -26,6 +27,9 @@ class UltralyticsBackend(InferenceBackend):
 
     def __init__(self, options: BackendOptions) -> None:
         super().__init__(options)
+        from visionloop.offline import prepare_ultralytics
+
+        prepare_ultralytics(options.ultralytics_dir or Path.home() / ".cache" / "visionloop" / "ultralytics")
         import torch
         from ultralytics import YOLO  # type: ignore[attr-defined]
 

@@ -79,3 +79,27 @@ def test_operating_threshold_filters(onnx_model: Path) -> None:
     backend = create_backend("onnxruntime", BackendOptions(onnx_model, conf_threshold=0.25))
     frame = np.full((360, 640, 3), 90, np.uint8)
     assert all(float(c) > 0.25 for c in backend.predict([frame]).detections[0].confidence)
+
+
+def test_ultralytics_is_never_used_before_its_offline_settings(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "from pathlib import Path\n"
+        "from learning.export import export_onnx\n"
+        "from visionloop.errors import VisionloopError\n"
+        "try:\n"
+        "    export_onnx(Path('x.pt'), 320)\n"
+        "except VisionloopError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "HOME": str(tmp_path)},
+    )
+    assert "refused: internal: call visionloop.offline.prepare_ultralytics()" in out.stdout, out.stderr
+    assert not (tmp_path / ".config" / "Ultralytics").exists()
