@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import stat
@@ -25,6 +24,7 @@ import numpy as np
 import yaml
 
 from visionloop.errors import VisionloopError
+from visionloop.registry import publish_next_version
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SPLITS = ("train", "val", "test")
@@ -274,36 +274,32 @@ class DatasetStore:
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
         try:
             files, counts = self._write_splits(staging, splits, oversample_threshold)
-            present = [s for s in SPLITS if splits.get(s)]
-            data = {"path": "", "names": dict(enumerate(class_names))}
-            data["train"] = "images/train" if "train" in present else f"images/{present[0]}"
-            data["val"] = "images/val" if "val" in present else f"images/{present[-1]}"
-            if "test" in present:
-                data["test"] = "images/test"
-            while True:
-                number = len(self.versions(name)) + 1
-                version = f"v{number}"
-                final = folder / version
-                data["path"] = str(final.resolve())
-                (staging / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-                manifest = {
-                    "name": name,
-                    "version": version,
-                    "created": time.time(),
-                    "class_names": list(class_names),
-                    "counts": counts,
-                    "files": files,
-                    **(meta or {}),
-                }
-                (staging / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-                try:
-                    os.rename(staging, final)
-                    break
-                except OSError:
-                    continue
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        present = [s for s in SPLITS if splits.get(s)]
+        data: dict[str, Any] = {"path": "", "names": dict(enumerate(class_names))}
+        data["train"] = "images/train" if "train" in present else f"images/{present[0]}"
+        data["val"] = "images/val" if "val" in present else f"images/{present[-1]}"
+        if "test" in present:
+            data["test"] = "images/test"
+
+        def write_metadata(version: str, final: Path) -> None:
+            data["path"] = str(final.resolve())
+            (staging / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+            manifest = {
+                "name": name,
+                "version": version,
+                "created": time.time(),
+                "class_names": list(class_names),
+                "counts": counts,
+                "files": files,
+                **(meta or {}),
+            }
+            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+
+        version = publish_next_version(staging, folder, lambda: len(self.versions(name)) + 1, write_metadata)
+        final = folder / version
         _make_read_only(final, files)
         return DatasetVersion(name, version, final)
 

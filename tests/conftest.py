@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,17 @@ import pytest
 from visionloop.config import load_settings
 from visionloop.redis_server import EmbeddedRedis
 from visionloop.settings import Settings
+
+
+async def eventually(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    """True as soon as ``condition()`` holds, False if it never did within ``timeout_s`` (for async tests)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 def free_port() -> int:

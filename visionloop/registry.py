@@ -70,6 +70,31 @@ def atomic_write_json(path: Path, data: Any) -> None:
         raise
 
 
+def publish_next_version(
+    staging: Path, parent: Path, next_number: Callable[[], int], finalize: Callable[[str, Path], None]
+) -> str:
+    """Rename a fully written ``staging`` directory to ``parent/v<N>``; returns the version.
+
+    ``finalize(version, final_path)`` writes what depends on the version number into ``staging`` first. Renaming a
+    directory onto a name that does not exist is atomic, so readers never see half a version; a writer that loses
+    a race for a number takes the next one. The staging directory is removed if anything fails.
+    """
+    try:
+        while True:
+            version = f"v{next_number()}"
+            final = parent / version
+            finalize(version, final)
+            try:
+                os.rename(staging, final)
+                return version
+            except OSError:
+                if not final.exists():
+                    raise  # not a lost race: a real error
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 class ModelRegistry:
     """Versions on disk plus the champion/shadow pointers."""
 
@@ -117,21 +142,18 @@ class ModelRegistry:
                 shutil.copy2(onnx_file, staging / ONNX_FILE)
             if torch_file is not None:
                 shutil.copy2(torch_file, staging / TORCH_FILE)
-            while True:
-                number = max((n for n, _ in self._version_dirs()), default=0) + 1
-                version = f"v{number}"
-                full_meta = {"role": Role.CANDIDATE.value, "created": time.time(), **meta, "version": version}
-                atomic_write_json(staging / META_FILE, full_meta)
-                try:
-                    # rename() of a directory onto a non-existent name is atomic; a racing writer gets EEXIST/ENOTEMPTY.
-                    os.rename(staging, self.root / version)
-                    break
-                except OSError:
-                    continue
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        return self.get(version)
+
+        def write_meta(version: str, final: Path) -> None:
+            full_meta = {"role": Role.CANDIDATE.value, "created": time.time(), **meta, "version": version}
+            atomic_write_json(staging / META_FILE, full_meta)
+
+        def next_number() -> int:
+            return max((n for n, _ in self._version_dirs()), default=0) + 1
+
+        return self.get(publish_next_version(staging, self.root, next_number, write_meta))
 
     def set_role(self, version: str, role: Role) -> None:
         model = self.get(version)

@@ -19,7 +19,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 
 from learning.clips import render_clip
 from streaming.webrtc.gateway import WebRTCGateway
-from tests.conftest import free_port
+from tests.conftest import eventually, free_port
 from visionloop.contracts import Detections, EncodedFrame, FrameResult
 from visionloop.settings import WebRTCSettings
 
@@ -114,26 +114,17 @@ class Client:
                 await self._reader
 
 
-async def _until(condition: Any, timeout_s: float) -> bool:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while asyncio.get_running_loop().time() < deadline:
-        if condition():
-            return True
-        await asyncio.sleep(0.05)
-    return False
-
-
 async def test_frames_in_detections_and_annotated_video_out(gateway: tuple[WebRTCGateway, str]) -> None:
     gw, url = gateway
     client = Client()
     response = await client.offer(url)
     assert response.status == 200
-    assert await _until(lambda: len(client.messages) >= 30, 20), f"{len(client.messages)} messages"
+    assert await eventually(lambda: len(client.messages) >= 30, 20), f"{len(client.messages)} messages"
     message = client.messages[-1]
     assert message["model_version"] == "fake-v1" and message["server_latency_ms"] >= 0
     assert message["boxes"][0]["class_name"] == "square" and message["boxes"][0]["xyxy"] == list(BOX)
     assert message["capture_ts"] > 0 and "latency_ms" in message
-    assert await _until(lambda: len(client.frames) > 0 and client.frames[-1].shape == (240, 320, 3), 10)
+    assert await eventually(lambda: len(client.frames) > 0 and client.frames[-1].shape == (240, 320, 3), 10)
     # The annotated video carries the box outline (drawn in the class colour) where the detector put it.
     edge = client.frames[-1][int(BOX[1]) + 20, int(BOX[0]) - 1 : int(BOX[0]) + 3].astype(int)
     inside = client.frames[-1][int(BOX[1]) + 20, int(BOX[0]) + 20].astype(int)
@@ -141,7 +132,7 @@ async def test_frames_in_detections_and_annotated_video_out(gateway: tuple[WebRT
     (peer,) = gw.peers.values()
     assert peer.frames_in > 30 and peer.camera_id.startswith("webrtc:")
     await client.close()
-    assert await _until(lambda: not gw.peers, 10)
+    assert await eventually(lambda: not gw.peers, 10)
 
 
 @pytest.mark.parametrize(
@@ -184,7 +175,7 @@ async def test_peer_limit_is_429(gateway: tuple[WebRTCGateway, str]) -> None:
     assert (await extra.offer(url)).status == 429
     for client in [*clients, extra]:
         await client.close()
-    assert await _until(lambda: not gw.peers, 10)
+    assert await eventually(lambda: not gw.peers, 10)
 
 
 async def test_twenty_sessions_leave_no_tasks_peers_or_memory(gateway: tuple[WebRTCGateway, str]) -> None:
@@ -197,9 +188,9 @@ async def test_twenty_sessions_leave_no_tasks_peers_or_memory(gateway: tuple[Web
             baseline = (len(asyncio.all_tasks()), threading.active_count(), process.memory_info().rss / 2**20)
         client = Client()
         assert (await client.offer(url)).status == 200
-        assert await _until(lambda c=client: len(c.messages) >= 2, 15), f"cycle {cycle}"  # type: ignore[misc]
+        assert await eventually(lambda c=client: len(c.messages) >= 2, 15), f"cycle {cycle}"  # type: ignore[misc]
         await client.close()
-        assert await _until(lambda: not gw.peers, 10), f"cycle {cycle}: peer not cleaned up"
+        assert await eventually(lambda: not gw.peers, 10), f"cycle {cycle}: peer not cleaned up"
     await asyncio.sleep(0.5)
     gc.collect()
     assert baseline is not None

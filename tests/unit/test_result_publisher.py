@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 import redis
 
 from serving.results import ResultPublisher
-from tests.conftest import free_port
+from tests.conftest import eventually, free_port
 from visionloop.contracts import Detections, FrameResult
 from visionloop.redis_server import EmbeddedRedis
 
@@ -18,20 +16,11 @@ def _result(seq: int) -> FrameResult:
     return FrameResult("cam", seq, 1.0, "v1", detections)
 
 
-async def _wait_for(condition, timeout_s: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while asyncio.get_running_loop().time() < deadline:
-        if condition():
-            return True
-        await asyncio.sleep(0.05)
-    return False
-
-
 async def test_results_reach_the_capped_stream(redis_server: EmbeddedRedis) -> None:
     publisher = ResultPublisher(redis_server.url, "t:results", maxlen=100_000, buffer_size=1000)
     publisher.start()
     publisher.publish(_result(i) for i in range(50))
-    assert await _wait_for(lambda: publisher.published == 50)
+    assert await eventually(lambda: publisher.published == 50)
     client = redis.Redis.from_url(redis_server.url)
     entries = client.xrange("t:results")
     assert [FrameResult.from_stream_fields(fields).seq for _, fields in entries] == list(range(50))
@@ -46,13 +35,13 @@ async def test_outage_buffers_then_drains_without_loss(tmp_path) -> None:  # typ
     publisher = ResultPublisher(url, "t:results", maxlen=100_000, buffer_size=1000, socket_timeout_s=0.5)
     publisher.start()
     publisher.publish(_result(i) for i in range(30))
-    assert await _wait_for(lambda: publisher.connected is False)
+    assert await eventually(lambda: publisher.connected is False)
     assert publisher.buffered == 30 and publisher.dropped == 0
     assert not await publisher.ping()
     assert publisher.status()["last_error"]
     with EmbeddedRedis(port, tmp_path / "redis") as server:
         publisher.publish(_result(i) for i in range(30, 40))
-        assert await _wait_for(lambda: publisher.buffered == 0, timeout_s=15)
+        assert await eventually(lambda: publisher.buffered == 0, timeout_s=15)
         client = redis.Redis.from_url(server.url)
         seqs = [FrameResult.from_stream_fields(f).seq for _, f in client.xrange("t:results")]
         client.close()
