@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
 import socket
 from collections.abc import Callable, Iterator
@@ -27,9 +28,21 @@ async def eventually(condition: Callable[[], bool], timeout_s: float = 10.0) -> 
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port below the kernel's ephemeral range (32768+).
+
+    Ray and other clients take ephemeral ports all the time, so a port picked there can be gone by the time a
+    server that starts late (Label Studio after Ray) binds it.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20_000, 32_000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 @pytest.fixture
