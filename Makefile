@@ -9,6 +9,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 LOCK := requirements.lock
+LS_LOCK := labeling/label-studio.lock
 LOCK_HASH := $(shell cat $(LOCK) pyproject.toml | sha256sum | cut -c1-16)
 VENV_STAMP := $(VENV)/.visionloop-$(LOCK_HASH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -18,7 +19,7 @@ APT_PACKAGES := redis-server python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad chromium
 PYTEST_ARGS ?=
 
-.PHONY: help system-deps venv demo up test lint typecheck unit integration model bootstrap bench-serving bench-pipeline bench-al lock clean
+.PHONY: help system-deps venv demo up test lint typecheck unit integration model bootstrap bench-serving bench-pipeline bench-al lock lock-label-studio check-lock clean
 
 help:
 	@echo "make demo           run the whole loop on embedded defaults"
@@ -85,9 +86,24 @@ bench-pipeline: system-deps venv
 bench-al: system-deps venv
 	$(BIN)/python -m benchmarks.active_learning
 
+# Locks hold name==version pins from the index only (pip list --format=freeze never writes the URL or path a
+# package came from, which pip freeze does); scripts/check_lock.py refuses anything else.
 lock: venv
-	@(echo "# Exact versions the Makefile installs (pip freeze of a working venv). Regenerate: make lock"; \
-	  $(BIN)/pip freeze --exclude-editable | grep -v '^visionloop') > $(LOCK)
+	@(echo "# Exact versions the Makefile installs (pip list --format=freeze of a working venv). Regenerate: make lock"; \
+	  $(BIN)/pip list --format=freeze --exclude-editable | grep -v '^visionloop==') > $(LOCK)
+	$(PYTHON) scripts/check_lock.py $(LOCK)
+
+# Label Studio's own venv (it pins Django and an old redis client): resolved fresh in a throw-away venv.
+lock-label-studio:
+	@tmp=$$(mktemp -d) && $(PYTHON) -m venv $$tmp && $$tmp/bin/pip install -q "label-studio==$$(sed -n 's/^LABEL_STUDIO_VERSION = "\(.*\)"/\1/p' labeling/label_studio_server.py)" && \
+	  (echo "# Label Studio's venv (pip list --format=freeze of a fresh install). Regenerate: make lock-label-studio"; \
+	   $$tmp/bin/pip list --format=freeze) > $(LS_LOCK) && rm -rf $$tmp
+	$(PYTHON) scripts/check_lock.py $(LS_LOCK)
+
+# What CI runs before the tests: every lock line is an index pin, and each lock resolves against the index in a
+# dry run that ignores anything installed (so a cached venv cannot hide a lock a fresh machine cannot install).
+check-lock:
+	$(PYTHON) scripts/check_lock.py $(LOCK) $(LS_LOCK) --resolve
 
 clean:
 	rm -rf var .mypy_cache .ruff_cache .pytest_cache

@@ -127,7 +127,7 @@ def run_arm(
             step_dir,
             ultralytics_config_dir(settings),
         )
-        current_onnx = export_onnx(result.weights, settings.serving.imgsz)
+        current_onnx = export_onnx(result.weights, settings.serving.imgsz, step_dir / "model.onnx")
         scored = evaluate(
             current_onnx,
             gold_yaml,

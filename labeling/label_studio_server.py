@@ -8,6 +8,7 @@ which brings a start down to seconds.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -24,6 +25,13 @@ from visionloop.errors import VisionloopError
 from visionloop.redis_server import port_is_free
 
 LABEL_STUDIO_VERSION = "1.23.2"
+# Exact pins (name==version from the index) of Label Studio's venv, made by 'make lock-label-studio'.
+LABEL_STUDIO_LOCK = Path(__file__).with_name("label-studio.lock")
+
+
+def lock_digest(lock: Path = LABEL_STUDIO_LOCK) -> str:
+    """A short hash of the lock: a changed lock gets a venv of its own instead of reusing a stale one."""
+    return hashlib.sha256(lock.read_bytes()).hexdigest()[:12]
 
 
 class LabelStudioError(VisionloopError):
@@ -65,11 +73,11 @@ class LabelStudioServer:
 
     @property
     def venv(self) -> Path:
-        return self.cache / f"label-studio-{LABEL_STUDIO_VERSION}"
+        return self.cache / f"label-studio-{LABEL_STUDIO_VERSION}-{lock_digest()}"
 
     @property
     def template(self) -> Path:
-        return self.cache / f"label-studio-{LABEL_STUDIO_VERSION}-template"
+        return self.cache / f"{self.venv.name}-template"
 
     @property
     def pid(self) -> int | None:
@@ -99,7 +107,7 @@ class LabelStudioServer:
         }
 
     def ensure_installed(self) -> Path:
-        """Create Label Studio's own venv once (minutes); returns its ``label-studio`` executable.
+        """Create Label Studio's own venv once from its lock (minutes); returns its ``label-studio`` executable.
 
         A marker written last tells a complete install from one that was interrupted (which is redone).
         """
@@ -109,12 +117,12 @@ class LabelStudioServer:
             return executable
         shutil.rmtree(self.venv, ignore_errors=True)
         self.cache.mkdir(parents=True, exist_ok=True)
-        install_log = self.cache / f"label-studio-{LABEL_STUDIO_VERSION}-install.log"
+        install_log = self.cache / f"{self.venv.name}-install.log"
         try:
             with install_log.open("w") as log:
                 subprocess.run([sys.executable, "-m", "venv", str(self.venv)], check=True, stdout=log, stderr=log)
                 subprocess.run(
-                    [str(self.venv / "bin" / "pip"), "install", "-q", f"label-studio=={LABEL_STUDIO_VERSION}"],
+                    [str(self.venv / "bin" / "pip"), "install", "-q", "-r", str(LABEL_STUDIO_LOCK)],
                     check=True,
                     stdout=log,
                     stderr=log,
@@ -122,7 +130,7 @@ class LabelStudioServer:
         except subprocess.CalledProcessError as exc:
             shutil.rmtree(self.venv, ignore_errors=True)
             raise LabelStudioError(
-                f"installing label-studio=={LABEL_STUDIO_VERSION} failed ({exc}); see {install_log}"
+                f"installing Label Studio from {LABEL_STUDIO_LOCK.name} failed ({exc}); see {install_log}"
             ) from exc
         marker.touch()
         return executable

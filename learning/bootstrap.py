@@ -9,14 +9,12 @@ import hashlib
 import json
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 from learning.datasets import DatasetStore, DatasetVersion, read_yolo_source, stratified_split
 from learning.evaluation import evaluate
@@ -24,25 +22,11 @@ from learning.export import export_onnx
 from learning.training import train
 from learning.world import load_domains, write_yolo_dataset
 from visionloop.model_setup import registry_for, ultralytics_config_dir
+from visionloop.progress import progress_bar
 from visionloop.registry import ModelVersion, Role
 from visionloop.settings import Settings
 
 GOLD_SEED_OFFSET = 10_000
-
-
-@contextmanager
-def progress_bar(console: Console) -> Iterator[Progress]:
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[status]}"),
-        console=console,
-    ) as progress:
-        yield progress
 
 
 def recipe_of(settings: Settings) -> dict[str, Any]:
@@ -103,6 +87,21 @@ class BootstrapOutcome:
     seconds: float
     reused: bool
 
+    def meets(self, target: float) -> bool:
+        return self.map50 >= target
+
+    def summary(self, target: float) -> str:
+        """One line for people: the gold score against the target, and whether it was trained now or reused."""
+        how = "reused: already trained with this recipe" if self.reused else f"trained in {self.seconds / 60:.1f} min"
+        name = f"bootstrap model {self.version.version}"
+        if self.meets(target):
+            return f"{name}: gold mAP50 {self.map50:.3f} meets the {target:.2f} target ({how})"
+        return (
+            f"[bold red]WARNING: {name} MISSES its target: gold mAP50 "
+            f"{self.map50:.3f} < bootstrap.target_map50 {target:.2f}[/] ({how}). Detections will be weaker than "
+            "intended; raise bootstrap.epochs or bootstrap.images and run 'visionloop bootstrap' again."
+        )
+
 
 def _find_existing(settings: Settings, key: str) -> ModelVersion | None:
     for version in reversed(registry_for(settings).versions()):
@@ -151,7 +150,7 @@ def run_bootstrap(settings: Settings, console: Console | None = None) -> Bootstr
             on_epoch=on_epoch,
             overrides={"cache": "ram"},
         )
-        onnx = export_onnx(result.weights, settings.serving.imgsz)
+        onnx = export_onnx(result.weights, settings.serving.imgsz, run_dir / "model.onnx")
         eval_task = progress.add_task("gold evaluation", total=gold.manifest["counts"]["val"]["images"], status="")
         metrics = evaluate(
             onnx,

@@ -63,7 +63,7 @@ def compare(
     eval_images, _ = split_images(eval_yaml, "val")
     for architecture in architectures:
         result = train(architecture, data_yaml, training, work / Path(architecture).stem, ultralytics_dir)
-        onnx = export_onnx(result.weights, imgsz)
+        onnx = export_onnx(result.weights, imgsz, result.weights.with_suffix(".onnx"))
         scored = evaluate(onnx, eval_yaml, "val", operating_threshold, imgsz, ultralytics_dir)
         row = ArchitectureRow(
             architecture=architecture,

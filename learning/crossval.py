@@ -73,7 +73,7 @@ def cross_validate(
         train_items = [item for j, fold in enumerate(folds) if j != index for item in fold]
         data_yaml = _write_lists(work, index, train_items, held_out, names)
         trained = train(base_model, data_yaml, training, work / f"fold{index}" / "run", ultralytics_dir)
-        onnx = export_onnx(trained.weights, imgsz)
+        onnx = export_onnx(trained.weights, imgsz, trained.weights.with_suffix(".onnx"))
         scored = evaluate(onnx, data_yaml, "val", operating_threshold, imgsz, ultralytics_dir, class_names=names)
         result = FoldResult(index, len(train_items), len(held_out), scored.map50, scored.map50_95)
         results.append(result)

@@ -10,7 +10,6 @@ import hashlib
 import json
 import re
 import shutil
-import stat
 import tempfile
 import time
 from collections import Counter
@@ -299,9 +298,7 @@ class DatasetStore:
             (staging / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 
         version = publish_next_version(staging, folder, lambda: len(self.versions(name)) + 1, write_metadata)
-        final = folder / version
-        _make_read_only(final, files)
-        return DatasetVersion(name, version, final)
+        return DatasetVersion(name, version, folder / version)
 
     @staticmethod
     def _write_splits(
@@ -333,9 +330,3 @@ class DatasetStore:
                 "oversampled_copies": sum(1 for _, copy in items if copy),
             }
         return files, counts
-
-
-def _make_read_only(root: Path, files: dict[str, str]) -> None:
-    for rel in [*files, "manifest.json", "data.yaml"]:
-        path = root / rel
-        path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))

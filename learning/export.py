@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from visionloop.errors import ModelLoadError
 from visionloop.offline import require_prepared
@@ -28,25 +31,31 @@ def build_untrained_model(architecture: str, class_names: Sequence[str], out_fil
     return out_file
 
 
-def export_onnx(weights: Path, imgsz: int, out_file: Path | None = None) -> Path:
-    """Export an Ultralytics weights file to ONNX with a dynamic batch and input size; returns the .onnx path."""
-    require_prepared()
-    from ultralytics import YOLO  # type: ignore[attr-defined]
-
-    if not weights.is_file():
-        raise ModelLoadError(f"weights file '{weights}' does not exist")
-    exported = Path(YOLO(str(weights)).export(format="onnx", dynamic=True, imgsz=imgsz, simplify=True, verbose=False))
-    if out_file is not None and exported != out_file:
-        exported.replace(out_file)
-        return out_file
-    return exported
+def export_onnx(weights: Path, imgsz: int, out_file: Path) -> Path:
+    """Export an Ultralytics weights file to ONNX (dynamic batch and input size) at ``out_file``."""
+    return _export(weights, out_file, format="onnx", dynamic=True, imgsz=imgsz, simplify=True)
 
 
-def export_torchscript(weights: Path, imgsz: int) -> Path:
+def export_torchscript(weights: Path, imgsz: int, out_file: Path) -> Path:
     """TorchScript export (for torch-only runtimes). TFLite is not offered: its TensorFlow stack is not installed."""
+    return _export(weights, out_file, format="torchscript", imgsz=imgsz)
+
+
+def _export(weights: Path, out_file: Path, **options: Any) -> Path:
+    """Run an Ultralytics export on a private copy of ``weights``; only ``out_file`` is written.
+
+    Ultralytics writes its output next to the weights it reads. Weights may sit in a published (immutable) registry
+    version, so the export works in a temporary folder and never touches the folder the weights came from.
+    """
     require_prepared()
     from ultralytics import YOLO  # type: ignore[attr-defined]
 
     if not weights.is_file():
         raise ModelLoadError(f"weights file '{weights}' does not exist")
-    return Path(YOLO(str(weights)).export(format="torchscript", imgsz=imgsz, verbose=False))
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="visionloop-export-") as tmp:
+        private = Path(tmp) / "model.pt"
+        shutil.copyfile(weights, private)
+        exported = Path(YOLO(str(private)).export(verbose=False, **options))
+        shutil.move(exported, out_file)
+    return out_file

@@ -130,15 +130,9 @@ def bootstrap() -> None:
 
     settings = state.settings()
     outcome = run_bootstrap(settings, console)
-    target = settings.bootstrap.target_map50
-    verdict = "[green]meets[/]" if outcome.map50 >= target else "[red]misses[/]"
-    how = (
-        "reused (already trained with this recipe)" if outcome.reused else f"trained in {outcome.seconds / 60:.1f} min"
-    )
-    console.print(
-        f"bootstrap model {outcome.version.version}: gold mAP50 {outcome.map50:.3f} ({verdict} the {target:.2f} "
-        f"target), {how}; champion is {registry_champion(settings)}"
-    )
+    console.print(f"{outcome.summary(settings.bootstrap.target_map50)}; champion is {registry_champion(settings)}")
+    if not outcome.meets(settings.bootstrap.target_map50):
+        raise typer.Exit(1)  # the model is kept (better than none), but a script must see the miss
 
 
 def registry_champion(settings: Settings) -> str:

@@ -46,7 +46,7 @@ def resolve_data(settings: Settings, spec: str) -> Path:
 
 
 def resolve_model_file(settings: Settings, spec: str, prefer: str = ".onnx") -> tuple[Path, str]:
-    """(file, label) for a registry version, 'champion', or a weights path."""
+    """(file, label) for a registry version, 'champion', 'latest' (the newest version), or a weights path."""
     from visionloop.model_setup import registry_for
 
     path = Path(spec)
@@ -55,12 +55,27 @@ def resolve_model_file(settings: Settings, spec: str, prefer: str = ".onnx") -> 
     if path.suffix in (".onnx", ".pt"):
         raise VisionloopError(f"model file '{path}' does not exist")
     registry = registry_for(settings)
-    version = registry.champion() if spec == "champion" else registry.get(spec)
+    if spec == "champion":
+        version = registry.champion()
+    elif spec == "latest":
+        versions = registry.versions()
+        if not versions:
+            raise VisionloopError(f"the registry at {registry.root} is empty: train or 'visionloop models init' first")
+        version = versions[-1]
+    else:
+        version = registry.get(spec)
     first, second = (
         (version.onnx_path, version.torch_path) if prefer == ".onnx" else (version.torch_path, version.onnx_path)
     )
     chosen = first if first.is_file() else second
     return chosen, version.version
+
+
+def new_run_dir(settings: Settings, kind: str) -> Path:
+    """A fresh folder under ``var/runs`` for one command's work (``var/runs`` is created on first use)."""
+    runs = settings.resolved_var_dir() / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=runs))
 
 
 def _domain(settings: Settings, name: str) -> Any:
@@ -80,8 +95,8 @@ def world_generate(
     images: Annotated[int, typer.Option(min=1, help="How many images.")] = 100,
 ) -> None:
     """Write a YOLO data set of still scenes with a ground-truth sidecar."""
-    from learning.bootstrap import progress_bar
     from learning.world import write_yolo_dataset
+    from visionloop.progress import progress_bar
 
     settings = _settings()
     world = _domain(settings, domain)
@@ -101,8 +116,8 @@ def world_video(
     fps: Annotated[int, typer.Option(min=1, max=120, help="Frames per second.")] = 15,
 ) -> None:
     """Write an H.264 video of the moving world and <out>.jsonl with per-frame ground truth."""
-    from learning.bootstrap import progress_bar
     from learning.world import write_video
+    from visionloop.progress import progress_bar
 
     settings = _settings()
     world = _domain(settings, domain)
@@ -184,10 +199,10 @@ def train_command(
     register: Annotated[bool, typer.Option(help="Export and register the result as a candidate version.")] = True,
 ) -> None:
     """Train from an architecture yaml or fine-tune from weights; registers a candidate with its lineage."""
-    from learning.bootstrap import progress_bar
     from learning.export import export_onnx
     from learning.training import train, train_on_ray
     from visionloop.model_setup import registry_for, ultralytics_config_dir
+    from visionloop.progress import progress_bar
 
     settings = _settings()
     data_yaml = resolve_data(settings, data)
@@ -199,7 +214,7 @@ def train_command(
         if base_model.suffix != ".pt":
             raise VisionloopError(f"fine-tuning needs a .pt file; '{base}' has only {base_model.name}")
     training = settings.training if epochs is None else settings.training.model_copy(update={"epochs": epochs})
-    out = Path(tempfile.mkdtemp(prefix="train-", dir=settings.resolved_var_dir() / "runs"))
+    out = new_run_dir(settings, "train")
     if on_ray:
         from visionloop.ray_runtime import init_ray
 
@@ -218,10 +233,12 @@ def train_command(
     if register:
         from learning.datasets import load_class_names
         from visionloop.offline import prepare_ultralytics
+        from visionloop.registry import Role
 
         prepare_ultralytics(ultralytics_config_dir(settings))
-        onnx = export_onnx(result.weights, settings.serving.imgsz)
-        version = registry_for(settings).register(
+        onnx = export_onnx(result.weights, settings.serving.imgsz, out / "model.onnx")
+        registry = registry_for(settings)
+        version = registry.register(
             onnx,
             result.weights,
             {
@@ -236,11 +253,15 @@ def train_command(
                 "metrics": {"val": result.metrics},
             },
         )
-        console.print(f"registered {version.version} (candidate, parent {parent})")
+        if registry.pointers()["champion"] is None:
+            registry.set_pointer(Role.CHAMPION, version.version)
+            console.print(f"registered {version.version} and made it champion (the registry had none)")
+        else:
+            console.print(f"registered {version.version} (candidate, parent {parent})")
 
 
 def eval_command(
-    model: Annotated[str, typer.Option(help="A registry version, 'champion', or a .onnx/.pt path.")],
+    model: Annotated[str, typer.Option(help="A registry version, 'champion', 'latest', or a .onnx/.pt path.")],
     data: Annotated[str, typer.Option(help="Data set ref (name, name/vN) or a data.yaml path.")],
     split: Annotated[str, typer.Option(help="Which split to score on.")] = "val",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -296,7 +317,7 @@ def _kfold(settings: Settings, model: str, data_yaml: Path, k: int, as_json: boo
     except VisionloopError:
         pass
     base: str | Path = model if model.endswith((".yaml", ".yml")) else resolve_model_file(settings, model, ".pt")[0]
-    work = Path(tempfile.mkdtemp(prefix="kfold-", dir=settings.resolved_var_dir() / "runs"))
+    work = new_run_dir(settings, "kfold")
     summary = cross_validate(
         base,
         images,
@@ -330,7 +351,7 @@ def tune_command(
     data_yaml = resolve_data(settings, data)
     start: str | Path = base if base.endswith((".yaml", ".yml")) else resolve_model_file(settings, base, ".pt")[0]
     training = settings.training if epochs is None else settings.training.model_copy(update={"epochs": epochs})
-    work = Path(tempfile.mkdtemp(prefix="tune-", dir=settings.resolved_var_dir() / "runs"))
+    work = new_run_dir(settings, "tune")
     results = run_tune(start, data_yaml, training, trials, work, ultralytics_config_dir(settings))
     rows = [{"map50": r.map50, "map50_95": r.map50_95, **r.config} for r in results]
     if as_json:
@@ -357,7 +378,7 @@ def compare_command(
 
     settings = _settings()
     training = settings.training if epochs is None else settings.training.model_copy(update={"epochs": epochs})
-    work = Path(tempfile.mkdtemp(prefix="compare-", dir=settings.resolved_var_dir() / "runs"))
+    work = new_run_dir(settings, "compare")
     rows = compare(
         list(arch or DEFAULT_ARCHITECTURES),
         resolve_data(settings, data),
@@ -397,30 +418,31 @@ def compare_command(
 
 
 def export_command(
-    version: Annotated[str, typer.Argument(help="A registry version or 'champion'.")],
+    version: Annotated[str, typer.Argument(help="A registry version, 'champion' or 'latest'.")],
     fmt: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "torchscript",
+    out: Annotated[
+        Path | None, typer.Option(help="Output file (default: var/exports/<version>/model.<format>).")
+    ] = None,
 ) -> None:
-    """Export a registered model's weights (ONNX is already in every version)."""
+    """Export a registered model's weights (ONNX is already in every version); the version itself is untouched."""
     from learning.export import export_onnx, export_torchscript
-
-    settings = _settings()
     from visionloop.model_setup import ultralytics_config_dir
     from visionloop.offline import prepare_ultralytics
 
-    prepare_ultralytics(ultralytics_config_dir(settings))
-    weights, _ = resolve_model_file(settings, version, prefer=".pt")
-    if weights.suffix != ".pt":
-        raise VisionloopError(f"{version} has no .pt weights to export from")
-    if fmt == "onnx":
-        out = export_onnx(weights, settings.serving.imgsz)
-    elif fmt == "torchscript":
-        out = export_torchscript(weights, settings.serving.imgsz)
-    else:
+    exporters = {"onnx": (export_onnx, "onnx"), "torchscript": (export_torchscript, "torchscript")}
+    if fmt not in exporters:
         raise VisionloopError(
             f"unknown export format '{fmt}': choose onnx or torchscript (TFLite needs TensorFlow, "
             "which this install does not carry)"
         )
-    console.print(f"exported {out}")
+    settings = _settings()
+    prepare_ultralytics(ultralytics_config_dir(settings))
+    weights, label = resolve_model_file(settings, version, prefer=".pt")
+    if weights.suffix != ".pt":
+        raise VisionloopError(f"{version} has no .pt weights to export from")
+    exporter, suffix = exporters[fmt]
+    target = out or settings.resolved_var_dir() / "exports" / Path(label).stem / f"model.{suffix}"
+    console.print(f"exported {exporter(weights, settings.serving.imgsz, target)}")
 
 
 def register(app: typer.Typer, models_app: typer.Typer) -> None:

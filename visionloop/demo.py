@@ -86,11 +86,7 @@ def run_demo(
     console = Console()
     console.print("Bootstrap model (trained once on the synthetic world, then cached under var/)...")
     outcome = run_bootstrap(settings, console)
-    champion = outcome.version
-    console.print(
-        f"champion model: [bold]{champion.version}[/] ({champion.meta.get('source', '?')}, "
-        f"gold mAP50 {outcome.map50:.3f})"
-    )
+    console.print(outcome.summary(settings.bootstrap.target_map50))
     with console.status("Starting Redis, Ray and the Serve app (about 20-30 s)..."):
         service = VisionloopService(settings).start()
     try:

@@ -47,7 +47,7 @@ def init_untrained_champion(settings: Settings, force: bool = False) -> ModelVer
 
     with tempfile.TemporaryDirectory(prefix="visionloop-model-") as tmp:
         weights = build_untrained_model(settings.model.architecture, settings.model.class_names, Path(tmp) / "model.pt")
-        onnx = export_onnx(weights, settings.serving.imgsz)
+        onnx = export_onnx(weights, settings.serving.imgsz, Path(tmp) / "model.onnx")
         version = registry.register(
             onnx,
             weights,

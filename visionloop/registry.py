@@ -1,7 +1,10 @@
 """The model registry: ``<root>/<version>/`` holds ``model.onnx``, ``model.pt`` and ``meta.json``.
 
-Which version is champion (and which runs in shadow) lives in ``<root>/pointers.json``, replaced atomically
-(write a temporary file, fsync, rename) so a reader never sees half a pointer.
+A published version is immutable: its files are read-only and nothing writes into its folder again (exports work
+in a temporary folder), so the file a replica serves is the file that was evaluated. What changes over a model's
+life lives beside the versions: which version is champion (and which runs in shadow) in ``<root>/pointers.json``,
+and each version's role in ``<root>/roles.json``, both replaced atomically (write a temporary file, fsync, rename)
+so a reader never sees half a pointer.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +28,7 @@ ONNX_FILE = "model.onnx"
 TORCH_FILE = "model.pt"
 META_FILE = "meta.json"
 POINTERS_FILE = "pointers.json"
+ROLES_FILE = "roles.json"
 _VERSION_RE = re.compile(r"^v(\d+)$")
 
 
@@ -70,6 +75,14 @@ def atomic_write_json(path: Path, data: Any) -> None:
         raise
 
 
+def set_files_writable(folder: Path, writable: bool) -> None:
+    """Give the owner write access to every file under ``folder``, or drop every write bit (a published version)."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            mode = path.stat().st_mode
+            path.chmod(mode | stat.S_IWUSR if writable else mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
 def publish_next_version(
     staging: Path, parent: Path, next_number: Callable[[], int], finalize: Callable[[str, Path], None]
 ) -> str:
@@ -77,13 +90,16 @@ def publish_next_version(
 
     ``finalize(version, final_path)`` writes what depends on the version number into ``staging`` first. Renaming a
     directory onto a name that does not exist is atomic, so readers never see half a version; a writer that loses
-    a race for a number takes the next one. The staging directory is removed if anything fails.
+    a race for a number takes the next one. Every file is made read-only before it is published: a version never
+    changes once readers can see it. The staging directory is removed if anything fails.
     """
     try:
         while True:
             version = f"v{next_number()}"
             final = parent / version
+            set_files_writable(staging, True)  # finalize may rewrite its files after a lost race
             finalize(version, final)
+            set_files_writable(staging, False)
             try:
                 os.rename(staging, final)
                 return version
@@ -120,11 +136,24 @@ class ModelRegistry:
         if not _VERSION_RE.match(version) or not meta_path.is_file():
             known = ", ".join(v.name for _, v in sorted(self._version_dirs())) or "none"
             raise RegistryError(f"model version '{version}' is not in the registry at {self.root} (known: {known})")
+        meta = self._read_json(meta_path)
+        # Registries written before roles.json kept the role in meta.json; a new version starts as a candidate.
+        role = self._roles().get(version) or meta.get("role") or Role.CANDIDATE.value
+        return ModelVersion(version=version, path=path, meta={**meta, "role": role})
+
+    @staticmethod
+    def _read_json(path: Path) -> dict[str, Any]:
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
-            raise RegistryError(f"cannot read {meta_path}: {exc}") from exc
-        return ModelVersion(version=version, path=path, meta=meta)
+            raise RegistryError(f"cannot read {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise RegistryError(f"{path} does not hold a JSON object")
+        return data
+
+    def _roles(self) -> dict[str, str]:
+        path = self.root / ROLES_FILE
+        return {str(k): str(v) for k, v in self._read_json(path).items()} if path.is_file() else {}
 
     def register(
         self,
@@ -147,7 +176,7 @@ class ModelRegistry:
             raise
 
         def write_meta(version: str, final: Path) -> None:
-            full_meta = {"role": Role.CANDIDATE.value, "created": time.time(), **meta, "version": version}
+            full_meta = {"created": time.time(), **meta, "version": version}
             atomic_write_json(staging / META_FILE, full_meta)
 
         def next_number() -> int:
@@ -156,17 +185,15 @@ class ModelRegistry:
         return self.get(publish_next_version(staging, self.root, next_number, write_meta))
 
     def set_role(self, version: str, role: Role) -> None:
-        model = self.get(version)
-        atomic_write_json(model.path / META_FILE, {**model.meta, "role": role.value})
+        """Record a version's role beside the versions (its own folder stays untouched)."""
+        self.get(version)
+        atomic_write_json(self.root / ROLES_FILE, {**self._roles(), version: role.value})
 
     def pointers(self) -> dict[str, str | None]:
         path = self.root / POINTERS_FILE
         if not path.is_file():
             return {"champion": None, "shadow": None}
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise RegistryError(f"cannot read {path}: {exc}") from exc
+        data = self._read_json(path)
         return {"champion": data.get("champion"), "shadow": data.get("shadow")}
 
     def set_pointer(self, role: Role, version: str | None) -> dict[str, str | None]:

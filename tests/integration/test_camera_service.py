@@ -83,8 +83,11 @@ def test_cameras_through_the_api_cli_and_a_restart(module_var_dir: Path, tmp_pat
             listed = json.loads(out.stdout)
             assert [c["id"] for c in listed] == ["gate"] and "pa55" not in out.stdout
             assert api.get("/v1/cameras/nope").status_code == 404
-            metrics = _wait_for(lambda: api.get("/metrics").text, lambda text: "visionloop_camera_frames" in text, 60)
+            metrics = _wait_for(
+                lambda: api.get("/metrics").text, lambda text: "ray_visionloop_camera_frames_total{" in text, 60
+            )
             assert 'camera="gate"' in metrics and "pa55" not in metrics
+            assert "ray_visionloop_camera_state{" in metrics and "ray_visionloop_camera_latency_ms_bucket{" in metrics
             events = [json.loads(f[b"payload"]) for _, f in client.xrange(StreamNames().events)]
             assert any(e.get("camera_id") == "gate" and e.get("new") == "streaming" for e in events)
             assert all("pa55" not in json.dumps(e) for e in events)

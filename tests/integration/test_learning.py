@@ -72,7 +72,7 @@ def test_onnx_export_matches_torch(trained: Path, tiny_data: Path) -> None:
     import torch
     from ultralytics import YOLO
 
-    onnx = export_onnx(trained, 64)
+    onnx = export_onnx(trained, 64, trained.with_suffix(".onnx"))
     image = cv2.imread(str(next((tiny_data.parent / "images" / "val").glob("*.jpg"))))
     tensor = letterbox_batch([image, image[:, ::-1].copy()], (64, 96)).tensor  # batch 2, a rectangle: dynamic axes
     net = YOLO(str(trained)).model.float().eval()
@@ -86,7 +86,7 @@ def test_onnx_export_matches_torch(trained: Path, tiny_data: Path) -> None:
 
 
 def test_torchscript_export(trained: Path) -> None:
-    out = export_torchscript(trained, 64)
+    out = export_torchscript(trained, 64, trained.with_suffix(".torchscript"))
     assert out.suffix == ".torchscript" and out.stat().st_size > 1_000_000
 
 
@@ -95,7 +95,7 @@ def test_registry_swap_is_published_on_the_events_stream(trained: Path, tmp_path
     settings = load_settings(
         environ={"VISIONLOOP_PATHS__VAR_DIR": str(tmp_path / "var"), "VISIONLOOP_REDIS__EMBEDDED_PORT": str(port)}
     )
-    onnx = export_onnx(trained, 64)
+    onnx = export_onnx(trained, 64, tmp_path / "model.onnx")
     registry = registry_for(settings)
     first = registry.register(onnx, trained, {"source": "test"})
     # Redis is down: the swap waits in the pending file, and is delivered with the next one.
@@ -180,3 +180,13 @@ def test_eval_cli_prints_the_metrics_as_json(var_dir: Path, tiny_data: Path) -> 
     report = json.loads(out.stdout)
     assert {"map50", "map50_95", "precision", "recall", "f1", "per_class"} <= set(report)
     assert report["model"] == "v1"
+
+
+def test_exports_from_a_published_version_leave_it_byte_identical(trained: Path, tmp_path: Path) -> None:
+    registry = registry_for(load_settings(environ={"VISIONLOOP_PATHS__VAR_DIR": str(tmp_path / "var")}))
+    version = registry.register(export_onnx(trained, 64, tmp_path / "first.onnx"), trained, {"source": "test"})
+    before = {p.name: p.read_bytes() for p in version.path.iterdir()}
+    onnx = export_onnx(version.torch_path, 64, tmp_path / "out" / "again.onnx")
+    script = export_torchscript(version.torch_path, 64, tmp_path / "out" / "model.torchscript")
+    assert onnx.stat().st_size > 1_000_000 and script.stat().st_size > 1_000_000
+    assert {p.name: p.read_bytes() for p in version.path.iterdir()} == before

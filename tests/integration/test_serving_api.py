@@ -170,7 +170,14 @@ def test_bad_camera_id_is_rejected(api: httpx.Client, jpegs: list[bytes]) -> Non
 
 def test_metrics_are_scrapeable(api: httpx.Client, jpegs: list[bytes]) -> None:
     api.post("/v1/detect", files={"image": ("f.jpg", jpegs[2])}, headers=AUTH)
-    wanted = ("visionloop_requests", "visionloop_batch_size", "visionloop_stage_latency_ms", "visionloop_frames")
+    # The names a Prometheus scrape sees (Ray's exporter adds 'ray_'; counters end in _total): the README's names.
+    wanted = (
+        "ray_visionloop_requests_total{",
+        "ray_visionloop_request_latency_ms_bucket{",
+        "ray_visionloop_batch_size_bucket{",
+        "ray_visionloop_stage_latency_ms_bucket{",
+        "ray_visionloop_frames_total{",
+    )
     deadline, text = time.monotonic() + 60, ""
     while time.monotonic() < deadline:
         text = api.get("/metrics").text

@@ -90,7 +90,7 @@ def test_ultralytics_is_never_used_before_its_offline_settings(tmp_path: Path) -
         "from learning.export import export_onnx\n"
         "from visionloop.errors import VisionloopError\n"
         "try:\n"
-        "    export_onnx(Path('x.pt'), 320)\n"
+        "    export_onnx(Path('x.pt'), 320, Path('x.onnx'))\n"
         "except VisionloopError as exc:\n"
         "    print('refused:', exc)\n"
     )

@@ -66,3 +66,22 @@ def test_champion_cannot_be_cleared(tmp_path: Path, files: tuple[Path, Path]) ->
     registry.set_pointer(Role.CHAMPION, registry.register(*files, meta={}).version)
     with pytest.raises(RegistryError, match="cannot be cleared"):
         registry.set_pointer(Role.CHAMPION, None)
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mode) for p in sorted(folder.rglob("*"))}
+
+
+def test_a_published_version_is_read_only_and_never_rewritten(tmp_path: Path, files: tuple[Path, Path]) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    v1 = registry.register(*files, meta={"source": "test"})
+    v2 = registry.register(*files, meta={"source": "test"})
+    for path in v1.path.iterdir():
+        assert path.stat().st_mode & 0o222 == 0, f"{path.name} is writable"
+    before = _snapshot(v1.path)
+    registry.set_pointer(Role.CHAMPION, v1.version)
+    registry.set_pointer(Role.SHADOW, v2.version)
+    registry.set_pointer(Role.CHAMPION, v2.version)  # v1 retires: its role changes, its folder does not
+    assert registry.get(v1.version).meta["role"] == "retired"
+    assert _snapshot(v1.path) == before
+    assert "role" not in json.loads((v1.path / "meta.json").read_text())  # roles live in roles.json, beside it
