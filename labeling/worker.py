@@ -21,7 +21,7 @@ from labeling.label_studio_client import LabelStudioClient, LabelStudioRejected,
 from labeling.label_studio_server import LabelStudioServer
 from labeling.review_queue import ReviewQueue
 from labeling.sync import FRAMES_DIR, LabelHarvester, LabelStudioImporter
-from visionloop.errors import VisionloopError
+from visionloop.errors import NotReadyError, VisionloopError
 from visionloop.settings import Settings
 from visionloop.streams import StreamNames, event_fields
 
@@ -121,7 +121,8 @@ class LabelingWorker:
 
     def sync_once(self, reconcile: bool = True) -> dict[str, Any]:
         """One round: import, webhooks, (reconcile), cut a version if enough labels arrived."""
-        assert self._importer is not None and self._harvester is not None
+        if self._importer is None or self._harvester is None:
+            raise NotReadyError("labeling is still starting (Label Studio is not ready yet); try again shortly")
         with self._round:
             report = self._importer.run_once(block_ms=200)
             labelled = self._drain_webhooks()

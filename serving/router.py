@@ -27,6 +27,7 @@ from serving.results import ResultPublisher
 from visionloop.cameras import CAMERA_ID_PATTERN as CAMERA_SPEC_ID_PATTERN
 from visionloop.cameras import MANAGER_NAME, CameraExists, CameraNotFound, CameraSpec
 from visionloop.contracts import EncodedFrame, FrameResult, ModelRole, StageLatency
+from visionloop.errors import NotReadyError
 from visionloop.redaction import redact
 from visionloop.registry import ModelRegistry
 from visionloop.settings import Settings
@@ -326,7 +327,10 @@ class Router:
             worker = ray.get_actor(WORKER_NAME)
         except ValueError:
             raise HTTPException(503, "labeling is not running (labeling.enabled is false?)") from None
-        return dict(await worker.sync_once.remote())
+        try:
+            return dict(await worker.sync_once.remote())
+        except NotReadyError as exc:
+            raise HTTPException(503, str(exc).splitlines()[-1]) from None
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics of the serving stack")
     async def metrics(self) -> PlainTextResponse:

@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -163,15 +164,21 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
     if as_json:
         _print_json({"pointers": pointers, "versions": versions})
         return
-    table = Table("version", "role", "source", "parent", "mAP50", "created")
+    table = Table("version", "role", "source", "parent", "mAP50", "scored on", "created")
     for meta in versions:
+        metrics = meta.get("metrics", {})
+        # Bootstrap versions are scored on gold; trained ones carry their own validation split's score.
+        score, scored_on = (
+            (metrics["map50"], "gold") if "map50" in metrics else (metrics.get("val", {}).get("map50"), "val")
+        )
         table.add_row(
             meta["version"],
             meta.get("role", ""),
             str(meta.get("source", "")),
             str(meta.get("parent") or ""),
-            str(meta.get("metrics", {}).get("map50", "")),
-            f"{meta.get('created', 0):.0f}",
+            "" if score is None else f"{score:.3f}",
+            "" if score is None else scored_on,
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(meta.get("created", 0))),
         )
     console.print(table)
 

@@ -23,3 +23,7 @@ class RedisUnavailableError(VisionloopError):
 
 class RegistryError(VisionloopError):
     """A model version or pointer in the registry is missing or inconsistent."""
+
+
+class NotReadyError(VisionloopError):
+    """A component is still starting; the request can be repeated shortly (HTTP 503, not a server fault)."""
