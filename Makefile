@@ -90,14 +90,14 @@ bench-al: system-deps venv
 # package came from, which pip freeze does); scripts/check_lock.py refuses anything else.
 lock: venv
 	@(echo "# Exact versions the Makefile installs (pip list --format=freeze of a working venv). Regenerate: make lock"; \
-	  $(BIN)/pip list --format=freeze --exclude-editable | grep -v '^visionloop==') > $(LOCK)
+	  $(BIN)/pip list --format=freeze --exclude-editable --exclude pip | grep -v '^visionloop==') > $(LOCK)
 	$(PYTHON) scripts/check_lock.py $(LOCK)
 
 # Label Studio's own venv (it pins Django and an old redis client): resolved fresh in a throw-away venv.
 lock-label-studio:
 	@tmp=$$(mktemp -d) && $(PYTHON) -m venv $$tmp && $$tmp/bin/pip install -q "label-studio==$$(sed -n 's/^LABEL_STUDIO_VERSION = "\(.*\)"/\1/p' labeling/label_studio_server.py)" && \
 	  (echo "# Label Studio's venv (pip list --format=freeze of a fresh install). Regenerate: make lock-label-studio"; \
-	   $$tmp/bin/pip list --format=freeze) > $(LS_LOCK) && rm -rf $$tmp
+	   $$tmp/bin/pip list --format=freeze --exclude pip) > $(LS_LOCK) && rm -rf $$tmp
 	$(PYTHON) scripts/check_lock.py $(LS_LOCK)
 
 # What CI runs before the tests: every lock line is an index pin, and each lock resolves against the index in a
