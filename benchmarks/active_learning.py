@@ -29,7 +29,7 @@ from learning.datasets import LabelledImage, read_yolo_source
 from learning.evaluation import evaluate, predict_all
 from learning.export import export_onnx
 from learning.training import train
-from learning.world import load_domains, write_yolo_dataset
+from simulation.world import load_domains, write_yolo_dataset
 from visionloop.config import load_settings
 from visionloop.contracts import FrameResult
 from visionloop.model_setup import registry_for, ultralytics_config_dir
@@ -161,7 +161,7 @@ def main() -> None:
     steps = [int(s) for s in args.steps.split(",")]
     settings = load_settings()
     prepare_ultralytics(ultralytics_config_dir(settings))
-    from learning.bootstrap import run_bootstrap
+    from simulation.bootstrap import run_bootstrap
 
     run_bootstrap(settings, console)
     bootstrap_pt = registry_for(settings).champion().torch_path

@@ -25,11 +25,11 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.serving import tree_rss_mb
-from streaming.simulator import RtspSimulator, SimulatedCamera, prepare_world_camera
+from simulation.rtsp_cameras import RtspSimulator, SimulatedCamera, prepare_world_camera
+from visionloop.cli.service import VisionloopService
 from visionloop.config import load_settings
 from visionloop.contracts import FrameResult
 from visionloop.redis_server import port_is_free
-from visionloop.service import VisionloopService
 from visionloop.settings import Settings
 from visionloop.streams import StreamNames
 
@@ -124,7 +124,7 @@ def main() -> None:
         "VISIONLOOP_RAY__METRICS_EXPORT_PORT": "18134",
     }
     settings = load_settings(environ={**os.environ, **overrides})
-    from learning.bootstrap import run_bootstrap
+    from simulation.bootstrap import run_bootstrap
 
     run_bootstrap(settings, console)
     height, width = settings.world.video_size

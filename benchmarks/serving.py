@@ -28,13 +28,14 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from learning.clips import render_clip, render_clip_jpegs
-from serving.app import resolve_model
+from learning.registration import init_untrained_champion
+from serving.app import resolve_serving_model
 from serving.backends import BackendOptions, create_backend
-from serving.imaging import decode_image
+from simulation.clips import render_clip, render_clip_jpegs
 from visionloop.config import load_settings
 from visionloop.contracts import EncodedFrame
-from visionloop.model_setup import init_untrained_champion, ultralytics_config_dir
+from visionloop.imaging import decode_image
+from visionloop.model_setup import ultralytics_config_dir
 from visionloop.offline import prepare_ultralytics
 from visionloop.settings import Settings
 
@@ -55,7 +56,8 @@ def tree_rss_mb() -> float:
 
 
 def measure_raw(settings: Settings, jpegs: list[bytes], seconds: float) -> dict[str, float]:
-    path, _, names = resolve_model(settings)
+    resolved = resolve_serving_model(settings)
+    path, names = resolved.path, resolved.class_names
     s = settings.serving
     backend = create_backend(
         "onnxruntime",
@@ -134,9 +136,9 @@ async def measure_handle(
 ) -> tuple[float, list[float]]:
     from ray import serve
 
-    from serving.app import APP_NAME
+    from visionloop.streams import SERVE_APP_NAME
 
-    router = serve.get_app_handle(APP_NAME)
+    router = serve.get_app_handle(SERVE_APP_NAME)
     latencies: list[float] = []
     frames_done = 0
     stop_at = time.monotonic() + seconds
@@ -184,8 +186,8 @@ def main() -> None:
     console.print(f"[bold]ultralytics predict loop[/] ({args.clients} cameras, {args.seconds:.0f} s)")
     ultra_fps = measure_ultralytics_loop(settings, frames, args.clients, args.seconds)
 
-    from visionloop.loadgen import run_clients
-    from visionloop.service import VisionloopService
+    from visionloop.cli.loadgen import run_clients
+    from visionloop.cli.service import VisionloopService
 
     rss_before = tree_rss_mb()
     console.print("[bold]Serve app[/] (starting)")
@@ -199,7 +201,7 @@ def main() -> None:
         report = sweep[args.frames_per_request]
         rss_mb = tree_rss_mb()
         handle_fps, handle_lat = asyncio.run(measure_handle(jpegs, args.clients, args.frames_per_request, args.seconds))
-        from visionloop.client import ApiClient
+        from visionloop.cli.client import ApiClient
 
         batch_mean = None
         with ApiClient(service.api_url) as client:

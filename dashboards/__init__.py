@@ -1,1 +1,2 @@
-"""The Streamlit operator dashboard, SHAP explanations, Grafana and Prometheus configuration."""
+"""Reserved for the operator dashboard (Streamlit), which lands with its own issue; nothing lives here yet and
+nothing may import it."""

@@ -11,6 +11,8 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
+from visionloop.streams import StreamNames
+
 Image = npt.NDArray[np.uint8]
 
 
@@ -33,13 +35,13 @@ class DuplicateFilter:
     def __init__(
         self, client: redis.Redis, prefix: str, window_s: float = 60.0, max_distance: int = 6, keep: int = 500
     ) -> None:
-        self._redis, self._prefix = client, prefix
+        self._redis, self._keys = client, StreamNames(prefix)
         self.window_s, self.max_distance, self.keep = window_s, max_distance, keep
 
     def is_duplicate(self, camera_id: str, image: Image, now: float | None = None) -> bool:
         """True if a near copy was selected recently; otherwise remember this frame and return False."""
         now = time.time() if now is None else now
-        key = f"{self._prefix}:dedup:{camera_id}"
+        key = self._keys.dedup(camera_id)
         code = perceptual_hash(image)
         self._redis.zremrangebyscore(key, 0, now - self.window_s)
         members = self._redis.zrange(key, 0, -1)
@@ -58,11 +60,11 @@ class RateLimiter:
     """At most ``per_minute`` selections per camera per minute, counted in Redis across workers."""
 
     def __init__(self, client: redis.Redis, prefix: str, per_minute: int) -> None:
-        self._redis, self._prefix, self.per_minute = client, prefix, per_minute
+        self._redis, self._keys, self.per_minute = client, StreamNames(prefix), per_minute
 
     def allow(self, camera_id: str, now: float | None = None) -> bool:
         minute = int((time.time() if now is None else now) // 60)
-        key = f"{self._prefix}:rate:{camera_id}:{minute}"
+        key = self._keys.rate(camera_id, minute)
         with self._redis.pipeline() as pipe:
             pipe.incr(key)
             pipe.expire(key, 120)
@@ -74,7 +76,7 @@ class ClassQuota:
     """At most ``per_hour`` selected frames per predicted class per hour: no class floods the labelers."""
 
     def __init__(self, client: redis.Redis, prefix: str, per_hour: int) -> None:
-        self._redis, self._prefix, self.per_hour = client, prefix, per_hour
+        self._redis, self._keys, self.per_hour = client, StreamNames(prefix), per_hour
 
     def allow(self, classes: Iterable[int], now: float | None = None) -> bool:
         """True (and counted) if any of the frame's classes is under quota; frames with no box always pass."""
@@ -82,7 +84,7 @@ class ClassQuota:
         wanted = sorted(set(classes))
         if not wanted:
             return True
-        keys = [f"{self._prefix}:quota:{c}:{hour}" for c in wanted]
+        keys = [self._keys.quota(c, hour) for c in wanted]
         counts = [int(v or 0) for v in self._redis.mget(keys)]
         if all(count >= self.per_hour for count in counts):
             return False

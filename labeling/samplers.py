@@ -62,12 +62,16 @@ class Sampler(ABC):
     def observe_selected(self, result: FrameResult, image: Image | None) -> None:  # noqa: B027 (optional hook)
         """Told when a frame was actually queued (novelty remembers it); most samplers need not care."""
 
+    @classmethod
+    def available(cls) -> list[str]:
+        return sorted(cls._registry)
+
 
 def create_sampler(key: str, **options: Any) -> Sampler:
     try:
         cls = Sampler._registry[key]
     except KeyError:
-        raise ConfigError(f"unknown sampler '{key}'; choose one of: {', '.join(sorted(Sampler._registry))}") from None
+        raise ConfigError(f"unknown sampler '{key}'; choose one of: {', '.join(Sampler.available())}") from None
     return cls(**options)
 
 

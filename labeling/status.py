@@ -20,10 +20,9 @@ def labeling_status(client: redis.Redis, streams: StreamNames) -> dict[str, Any]
     for _, fields in entries or []:
         sampler = (fields or {}).get(b"sampler")
         reasons[sampler.decode() if isinstance(sampler, bytes) else "?"] += 1
-    prefix = streams.prefix
     return {
         **stats,
-        "imported": int(client.hlen(f"{prefix}:labeling:imported")),  # type: ignore[arg-type]
-        "labelled": int(client.hlen(f"{prefix}:labeling:harvested")),  # type: ignore[arg-type]
+        "imported": int(client.hlen(streams.labeling_imported)),  # type: ignore[arg-type]
+        "labelled": int(client.hlen(streams.labeling_harvested)),  # type: ignore[arg-type]
         "by_reason": dict(sorted(reasons.items())),
     }

@@ -63,11 +63,11 @@ class LabelStudioImporter:
 
     @property
     def _imported_key(self) -> str:
-        return f"{self._streams.prefix}:labeling:imported"
+        return self._streams.labeling_imported
 
     @property
     def _errors_key(self) -> str:
-        return f"{self._streams.prefix}:labeling:last-error"
+        return self._streams.labeling_last_error
 
     def run_once(self, count: int = 20, block_ms: int = 200) -> SyncReport:
         report = SyncReport()
@@ -176,7 +176,7 @@ class LabelHarvester:
 
     @property
     def _seen_key(self) -> str:
-        return f"{self._streams.prefix}:labeling:harvested"
+        return self._streams.labeling_harvested
 
     def reconcile(self) -> int:
         """Read every annotated task; returns how many new or changed labels were written."""

@@ -26,11 +26,6 @@ from visionloop.settings import Settings
 from visionloop.streams import StreamNames, event_fields
 
 log = logging.getLogger(__name__)
-WORKER_NAME = "visionloop-labeling"
-
-
-def webhook_stream(streams: StreamNames) -> str:
-    return f"{streams.prefix}:labeling:webhooks"
 
 
 class LabelingWorker:
@@ -98,7 +93,7 @@ class LabelingWorker:
 
     def _register_webhook(self) -> None:
         assert self._client is not None
-        flag = f"{self._streams.prefix}:labeling:webhook:{self.label_studio_url}:{self.project_id}"
+        flag = self._streams.labeling_webhook_registered(self.label_studio_url, self.project_id)
         if self._redis.get(flag):
             return
         api = self._settings.api
@@ -141,7 +136,7 @@ class LabelingWorker:
 
     def _drain_webhooks(self) -> int:
         assert self._harvester is not None
-        entries: Any = self._redis.xread({webhook_stream(self._streams): self._webhook_cursor}, count=100)
+        entries: Any = self._redis.xread({self._streams.labeling_webhooks: self._webhook_cursor}, count=100)
         accepted = 0
         for _, stream_entries in entries or []:
             for entry_id, fields in stream_entries:
@@ -157,7 +152,7 @@ class LabelingWorker:
     def _maybe_cut_version(self, new_labels: int) -> str | None:
         from learning.datasets import DatasetStore, read_yolo_source, stratified_split
 
-        counter = f"{self._streams.prefix}:labeling:since-cut"
+        counter = self._streams.labeling_since_cut
         since = int(self._redis.incrby(counter, new_labels)) if new_labels else int(self._redis.get(counter) or 0)
         if since < self._settings.labeling.cut_every:
             return None

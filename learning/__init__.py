@@ -1,2 +1,2 @@
-"""Synthetic world, datasets, training and fine-tuning, evaluation, export, drift statistics and the promotion
-policy."""
+"""Data set versions and splits, training and fine-tuning, evaluation, cross-validation, tuning, architecture
+comparison, export, and registering trained models."""

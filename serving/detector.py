@@ -12,46 +12,46 @@ from typing import Any
 from ray import serve
 
 from serving.backends import BackendOptions, InferenceBackend, create_backend
-from serving.imaging import decode_image
 from serving.metrics import DetectorMetrics
 from visionloop.contracts import Detections, ModelRole, StageLatency
 from visionloop.errors import InvalidImageError
+from visionloop.imaging import decode_image
+from visionloop.settings import ServingSettings
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class DetectorSpec:
-    """Everything a Detector replica needs; plain data so Ray can ship it and ``reconfigure`` can swap it."""
+    """What a Detector replica needs: its model, and the serving settings (declared once, in the settings schema).
 
-    backend: str
+    ``to_dict`` is plain JSON, so Ray can ship it and ``reconfigure`` can swap it (Serve's user_config must be JSON).
+    """
+
     model_path: str
     model_version: str
+    serving: ServingSettings = field(default_factory=ServingSettings)
     class_names: list[str] = field(default_factory=list)
-    imgsz: int = 320
-    conf_threshold: float = 0.25
-    iou_threshold: float = 0.45
-    max_detections: int = 300
-    device: str = "auto"
-    intra_op_threads: int = 2
     role: str = ModelRole.CHAMPION.value
-    max_batch_size: int = 8
-    batch_wait_timeout_s: float = 0.01
-    concurrent_batches: int = 2
     ultralytics_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "serving": self.serving.model_dump(mode="json")}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DetectorSpec:
+        return cls(**{**data, "serving": ServingSettings.model_validate(data["serving"])})
 
     def backend_options(self) -> BackendOptions:
+        serving = self.serving
         return BackendOptions(
             model_path=Path(self.model_path),
-            imgsz=self.imgsz,
-            conf_threshold=self.conf_threshold,
-            iou_threshold=self.iou_threshold,
-            max_detections=self.max_detections,
-            device=self.device,
-            intra_op_threads=self.intra_op_threads,
+            imgsz=serving.imgsz,
+            conf_threshold=serving.conf_threshold,
+            iou_threshold=serving.iou_threshold,
+            max_detections=serving.max_detections,
+            device=serving.device,
+            intra_op_threads=serving.intra_op_threads,
             class_names=tuple(self.class_names),
             ultralytics_dir=Path(self.ultralytics_dir) if self.ultralytics_dir else None,
         )
@@ -96,13 +96,13 @@ class DetectorCore:
 
     def __init__(self, spec: DetectorSpec) -> None:
         self.spec = spec
-        self.backend: InferenceBackend = create_backend(spec.backend, spec.backend_options())
+        self.backend: InferenceBackend = create_backend(spec.serving.backend, spec.backend_options())
         self.metrics: DetectorMetrics | None = None
 
     def info(self) -> ModelInfo:
         return ModelInfo(
             model_version=self.spec.model_version,
-            backend=self.spec.backend,
+            backend=self.spec.serving.backend,
             device=self.backend.device,
             class_names=self.backend.class_names,
             role=self.spec.role,
@@ -170,28 +170,28 @@ class Detector:
     """A Ray Serve replica holding one model; ``reconfigure`` swaps the model without a restart."""
 
     def __init__(self, spec_data: dict[str, Any]) -> None:
-        self._core = DetectorCore(DetectorSpec(**spec_data))
+        self._core = DetectorCore(DetectorSpec.from_dict(spec_data))
         self._core.metrics = DetectorMetrics.create()
         spec = self._core.spec
         # Built per replica (not as a class decorator) so the batch shape comes from the settings. Items are
         # calls carrying up to max_batch_size frames; batch_size_fn makes max_batch_size count frames, not calls.
         self._batched: Any = serve.batch(
-            max_batch_size=spec.max_batch_size,
-            batch_wait_timeout_s=spec.batch_wait_timeout_s,
-            max_concurrent_batches=spec.concurrent_batches,
+            max_batch_size=spec.serving.max_batch_size,
+            batch_wait_timeout_s=spec.serving.batch_wait_timeout_s,
+            max_concurrent_batches=spec.serving.concurrent_batches,
             batch_size_fn=frames_in,
         )(self._run_batch)
         log.info("detector ready", extra={"model_version": spec.model_version})
 
     def _apply_batching(self, spec: DetectorSpec) -> None:
-        self._batched.set_max_batch_size(spec.max_batch_size)
-        self._batched.set_batch_wait_timeout_s(spec.batch_wait_timeout_s)
+        self._batched.set_max_batch_size(spec.serving.max_batch_size)
+        self._batched.set_batch_wait_timeout_s(spec.serving.batch_wait_timeout_s)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Load another model in place (e.g. after a promotion); frames in flight finish on the old one."""
         if not user_config:
             return
-        spec = DetectorSpec(**user_config)
+        spec = DetectorSpec.from_dict(user_config)
         if spec == self._core.spec:
             return
         core = DetectorCore(spec)
@@ -211,7 +211,7 @@ class Detector:
         Callers that send several frames per call pay Serve's per-request cost once for all of them; the frames
         join the replica's shared batch queue in chunks of at most ``max_batch_size``.
         """
-        now, size = time.perf_counter(), self._core.spec.max_batch_size
+        now, size = time.perf_counter(), self._core.spec.serving.max_batch_size
         chunks = [FrameRequest(list(frames[i : i + size]), now) for i in range(0, len(frames), size)]
         replies = await asyncio.gather(*(self._batched(chunk) for chunk in chunks))
         return [reply for chunk_replies in replies for reply in chunk_replies]

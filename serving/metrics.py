@@ -8,8 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-LATENCY_BOUNDARIES_MS: list[float] = [1, 2.5, 5, 10, 20, 35, 50, 75, 100, 150, 250, 500, 1000, 2500]
-BATCH_BOUNDARIES: list[float] = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]
+from visionloop.metric_buckets import BATCH_BOUNDARIES, LATENCY_BOUNDARIES_MS
 
 
 @dataclass

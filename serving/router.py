@@ -24,14 +24,14 @@ from serving.detector import FrameReply, ModelInfo
 from serving.limits import BodySizeLimitMiddleware, UploadLimit
 from serving.metrics import RouterMetrics
 from serving.results import ResultPublisher
-from visionloop.cameras import CAMERA_ID_PATTERN as CAMERA_SPEC_ID_PATTERN
-from visionloop.cameras import MANAGER_NAME, CameraExists, CameraNotFound, CameraSpec
+from visionloop.cameras import CAMERA_ID_PATTERN, CameraExists, CameraNotFound, CameraSpec
 from visionloop.contracts import EncodedFrame, FrameResult, ModelRole, StageLatency
 from visionloop.errors import NotReadyError
+from visionloop.frames import FrameObserverFactory
 from visionloop.redaction import redact
 from visionloop.registry import ModelRegistry
 from visionloop.settings import Settings
-from visionloop.streams import StreamNames
+from visionloop.streams import CAMERA_MANAGER_ACTOR, LABELING_WORKER_ACTOR, StreamNames
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,7 @@ app = FastAPI(
 )
 _bearer = HTTPBearer(auto_error=False, description="The token from api.token in the settings.")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
-MAX_SELECTION_INFLIGHT = 64
+MAX_OBSERVER_INFLIGHT = 64
 CameraId = Annotated[str, Query(pattern=CAMERA_ID_PATTERN, description="Camera the results are filed under.")]
 
 
@@ -55,7 +54,10 @@ app.add_middleware(BodySizeLimitMiddleware, limit=UploadLimit.get)
 class Router:
     """HTTP API and frame entry point; one per node is plenty (it does little CPU work)."""
 
-    def __init__(self, settings: Settings, champion: Any, redis_url: str) -> None:
+    def __init__(
+        self, settings: Settings, champion: Any, redis_url: str, observer: FrameObserverFactory | None = None
+    ) -> None:
+        """``observer`` builds what is told about every answered frame (the face passes the labeling selector)."""
         self._settings = settings
         self._token = self._settings.api.token.get_secret_value()
         UploadLimit.set(self._settings.api.max_upload_bytes)
@@ -73,13 +75,10 @@ class Router:
         self._seq = itertools.count()
         self._model_info: dict[str, ModelInfo] = {}
         self._redis_url = redis_url
-        self._selector: Any = None
-        self._selection_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="selection")
-        self._selection_inflight = 0
-        if settings.labeling.enabled:
-            from labeling.selector import build_selector  # the selector needs the frame, which only we hold
-
-            self._selector = build_selector(settings, redis_url)
+        # The observer needs the frame, which only the Router holds; it runs off the response path.
+        self._observer = observer(settings, redis_url) if observer is not None else None
+        self._observer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frame-observer")
+        self._observer_inflight = 0
 
     # -- internals ---------------------------------------------------------------------------------------------
 
@@ -128,31 +127,32 @@ class Router:
             )
         self._publisher.publish(r for r in results if isinstance(r, FrameResult))
         self._metrics.results_buffered.set(self._publisher.buffered)
-        self._offer_for_labeling(frames, results)
+        self._observe_frames(frames, results)
         return results
 
-    def _offer_for_labeling(self, frames: list[EncodedFrame], results: list[FrameResult | str]) -> None:
-        """Hand frames to the selector on a background thread, bounded so a slow Redis cannot pile work up."""
-        if self._selector is None or self._selection_inflight >= MAX_SELECTION_INFLIGHT:
+    def _observe_frames(self, frames: list[EncodedFrame], results: list[FrameResult | str]) -> None:
+        """Hand frames to the observer on a background thread, bounded so a slow Redis cannot pile work up."""
+        observer = self._observer
+        if observer is None or self._observer_inflight >= MAX_OBSERVER_INFLIGHT:
             return
         pairs = [(f, r) for f, r in zip(frames, results, strict=True) if isinstance(r, FrameResult)]
         if not pairs:
             return
-        self._selection_inflight += 1
+        self._observer_inflight += 1
 
-        def select() -> None:
+        def observe() -> None:
             try:
                 for frame, result in pairs:
-                    self._selector.offer(frame, result)
+                    observer.offer(frame, result)
             except Exception as exc:  # Redis away or a bad frame: labeling waits, serving goes on
                 self._metrics.errors.inc(tags={"kind": "selection"})
-                log.warning("frame selection failed: %s", exc)
+                log.warning("frame observer failed: %s", exc)
 
-        future = asyncio.get_running_loop().run_in_executor(self._selection_pool, select)
-        future.add_done_callback(lambda _: self._release_selection())
+        future = asyncio.get_running_loop().run_in_executor(self._observer_pool, observe)
+        future.add_done_callback(lambda _: self._release_observer())
 
-    def _release_selection(self) -> None:
-        self._selection_inflight -= 1
+    def _release_observer(self) -> None:
+        self._observer_inflight -= 1
 
     async def class_names(self) -> list[str]:
         """Class names of the serving champion (the WebRTC gateway labels its boxes with them)."""
@@ -248,7 +248,7 @@ class Router:
         import ray
 
         try:
-            return ray.get_actor(MANAGER_NAME)
+            return ray.get_actor(CAMERA_MANAGER_ACTOR)
         except ValueError:
             raise HTTPException(
                 503, "the camera manager is not running (start the service with 'visionloop up')"
@@ -269,7 +269,7 @@ class Router:
         return list(await self._ask_manager("list"))
 
     @app.get("/v1/cameras/{camera_id}", summary="One camera's state and counters")
-    async def camera_status(self, camera_id: Annotated[str, Path(pattern=CAMERA_SPEC_ID_PATTERN)]) -> dict[str, Any]:
+    async def camera_status(self, camera_id: Annotated[str, Path(pattern=CAMERA_ID_PATTERN)]) -> dict[str, Any]:
         return dict(await self._ask_manager("status", camera_id))
 
     @app.post("/v1/cameras", status_code=201, summary="Add a camera (RTSP/HTTP URL or file) and start it")
@@ -279,7 +279,7 @@ class Router:
 
     @app.delete("/v1/cameras/{camera_id}", summary="Stop and remove a camera")
     async def remove_camera(
-        self, credentials: Credentials, camera_id: Annotated[str, Path(pattern=CAMERA_SPEC_ID_PATTERN)]
+        self, credentials: Credentials, camera_id: Annotated[str, Path(pattern=CAMERA_ID_PATTERN)]
     ) -> dict[str, Any]:
         self._authorize(credentials)
         return dict(await self._ask_manager("remove", camera_id))
@@ -295,11 +295,9 @@ class Router:
         body = await request.body()
         import redis.asyncio as aioredis
 
-        from labeling.worker import webhook_stream
-
         client = aioredis.Redis.from_url(self._redis_url, socket_timeout=self._settings.redis.socket_timeout_s)
         try:
-            await client.xadd(webhook_stream(StreamNames(self._settings.redis.stream_prefix)), {"payload": body})
+            await client.xadd(StreamNames(self._settings.redis.stream_prefix).labeling_webhooks, {"payload": body})
         finally:
             await client.aclose()
         return {"status": "queued"}
@@ -308,10 +306,8 @@ class Router:
     async def labeling_status(self) -> dict[str, Any]:
         import ray
 
-        from labeling.worker import WORKER_NAME
-
         try:
-            worker = ray.get_actor(WORKER_NAME)
+            worker = ray.get_actor(LABELING_WORKER_ACTOR)
         except ValueError:
             raise HTTPException(503, "labeling is not running (labeling.enabled is false?)") from None
         return dict(await worker.status.remote())
@@ -320,11 +316,9 @@ class Router:
     async def labeling_sync(self, credentials: Credentials) -> dict[str, Any]:
         import ray
 
-        from labeling.worker import WORKER_NAME
-
         self._authorize(credentials)
         try:
-            worker = ray.get_actor(WORKER_NAME)
+            worker = ray.get_actor(LABELING_WORKER_ACTOR)
         except ValueError:
             raise HTTPException(503, "labeling is not running (labeling.enabled is false?)") from None
         try:

@@ -1,2 +1,1 @@
-"""Frame sources (RTSP/HTTP/file), the camera supervisor and manager, the WebRTC gateway and the RTSP camera
-simulator."""
+"""Frame sources (RTSP/HTTP/file), the camera supervisor, workers and manager, and the WebRTC gateway."""

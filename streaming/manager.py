@@ -14,10 +14,11 @@ from typing import Any
 import redis
 
 from streaming.worker import CameraWorker
-from visionloop.cameras import MANAGER_NAME, CameraExists, CameraNotFound, CameraSpec, load_camera_file
+from visionloop.cameras import CameraExists, CameraNotFound, CameraSpec, load_camera_file
+from visionloop.frames import FrameSink
 from visionloop.redaction import redact
 from visionloop.settings import Settings
-from visionloop.streams import StreamNames, event_fields
+from visionloop.streams import CAMERA_MANAGER_ACTOR, StreamNames, camera_worker_actor, event_fields
 
 log = logging.getLogger(__name__)
 SEEDED_FLAG = "seeded"
@@ -26,13 +27,13 @@ SEEDED_FLAG = "seeded"
 class CameraManager:
     """Add, remove, list and inspect cameras at runtime (wrapped with ``ray.remote`` by :func:`start_manager`)."""
 
-    def __init__(self, settings: Settings, redis_url: str, app_name: str) -> None:
+    def __init__(self, settings: Settings, redis_url: str, sink: FrameSink) -> None:
         self._settings = settings
         self._streams = StreamNames(settings.redis.stream_prefix)
         self._redis = redis.Redis.from_url(
             redis_url, decode_responses=True, socket_timeout=settings.redis.socket_timeout_s
         )
-        self._app_name = app_name
+        self._sink = sink
         self._workers: dict[str, Any] = {}
         self._specs: dict[str, CameraSpec] = {}
         self._lock = threading.Lock()  # the actor serves calls from several threads
@@ -42,10 +43,10 @@ class CameraManager:
     def resume(self) -> list[str]:
         """Start every camera of the stored list (seeding it from the config file the first time)."""
         stored = self._redis.hgetall(self._streams.cameras)
-        if not stored and not self._redis.hget(self._streams.cameras + ":meta", SEEDED_FLAG):
+        if not stored and not self._redis.hget(self._streams.cameras_meta, SEEDED_FLAG):
             for spec in load_camera_file(self._settings.cameras_file()):
                 self._redis.hset(self._streams.cameras, spec.id, spec.model_dump_json())
-            self._redis.hset(self._streams.cameras + ":meta", SEEDED_FLAG, "1")
+            self._redis.hset(self._streams.cameras_meta, SEEDED_FLAG, "1")
             stored = self._redis.hgetall(self._streams.cameras)
         for camera_id, raw in sorted(stored.items()):
             try:
@@ -60,13 +61,11 @@ class CameraManager:
         worker = (
             ray.remote(CameraWorker)
             .options(  # type: ignore[attr-defined]
-                name=f"camera-{spec.id}",
+                name=camera_worker_actor(spec.id),
                 num_cpus=self._settings.cameras.worker_num_cpus,
                 max_concurrency=4,
             )
-            .remote(
-                spec.model_dump(), self._settings.cameras.model_dump(mode="json"), self._app_name, self._self_handle()
-            )
+            .remote(spec.model_dump(), self._settings.cameras.model_dump(mode="json"), self._sink, self._self_handle())
         )
         self._workers[spec.id] = worker
         self._specs[spec.id] = spec
@@ -160,13 +159,13 @@ class CameraManager:
             log.error("could not record event %s: %s", kind, exc)
 
 
-def start_manager(settings: Settings, redis_url: str, app_name: str) -> Any:
+def start_manager(settings: Settings, redis_url: str, sink: FrameSink) -> Any:
     """Create the manager actor and resume the stored cameras; returns its handle."""
     import ray
 
     remote_class: Any = ray.remote(CameraManager)
-    actor: Any = remote_class.options(name=MANAGER_NAME, num_cpus=0, max_concurrency=8).remote(
-        settings, redis_url, app_name
+    actor: Any = remote_class.options(name=CAMERA_MANAGER_ACTOR, num_cpus=0, max_concurrency=8).remote(
+        settings, redis_url, sink
     )
     ray.get(actor.resume.remote(), timeout=120)
     return actor

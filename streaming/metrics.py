@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from serving.metrics import LATENCY_BOUNDARIES_MS
 from streaming.state import CameraState
+from visionloop.metric_buckets import LATENCY_BOUNDARIES_MS
 
 
 @dataclass

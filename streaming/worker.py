@@ -14,7 +14,6 @@ import time
 from collections import deque
 from typing import Any
 
-import cv2
 import numpy as np
 
 from streaming.buffers import BufferMode, CapturedFrame, FrameBuffer
@@ -23,6 +22,8 @@ from streaming.state import Transition
 from streaming.supervisor import CameraSupervisor, RestartPolicy
 from visionloop.cameras import CameraSpec
 from visionloop.contracts import EncodedFrame, FrameResult
+from visionloop.frames import FrameSink
+from visionloop.imaging import encode_jpeg
 from visionloop.redaction import redact
 from visionloop.settings import CameraSettings
 
@@ -82,12 +83,9 @@ class CameraRuntime:
             self._on_transition(self.spec.id, transition)
 
     def _encode(self, frame: CapturedFrame) -> EncodedFrame:
-        ok, jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, self.settings.jpeg_quality])
-        if not ok:
-            raise ValueError("JPEG encoding failed")
         return EncodedFrame(
             camera_id=self.spec.id,
-            data=jpeg.tobytes(),
+            data=encode_jpeg(frame.image, self.settings.jpeg_quality),
             seq=frame.seq,
             capture_ts=frame.capture_ts,
             decode_ms=frame.decode_ms,
@@ -153,13 +151,11 @@ class CameraRuntime:
 class CameraWorker:
     """The Ray actor around a CameraRuntime (created with ``ray.remote`` by the manager)."""
 
-    def __init__(self, spec: dict[str, Any], settings: dict[str, Any], app_name: str, events: Any = None) -> None:
-        from ray import serve
-
+    def __init__(self, spec: dict[str, Any], settings: dict[str, Any], sink: FrameSink, events: Any = None) -> None:
         from streaming.metrics import CameraMetrics
 
         self._spec = CameraSpec(**spec)
-        self._router = serve.get_app_handle(app_name)
+        self._sink = sink
         self._metrics = CameraMetrics.create()
         self._events = events
         self._runtime = CameraRuntime(
@@ -169,8 +165,7 @@ class CameraWorker:
         self._last_report = {"frames_in": 0, "frames_processed": 0, "frames_skipped": 0, "reconnects": 0}
 
     def _send(self, frames: list[EncodedFrame]) -> list[FrameResult | str]:
-        result: list[FrameResult | str] = self._router.process_frames.remote(frames).result(timeout_s=30)
-        return result
+        return self._sink.send(frames)
 
     def _transition(self, camera_id: str, transition: Transition) -> None:
         self._metrics.state(camera_id, transition.new.value)

@@ -56,7 +56,7 @@ def redis_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
 @pytest.fixture(scope="session")
 def model_registry_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A var/ directory whose registry holds an untrained nano YOLO as champion (built once per session)."""
-    from visionloop.model_setup import init_untrained_champion
+    from learning.registration import init_untrained_champion
 
     var_dir = tmp_path_factory.mktemp("template-var")
     settings = load_settings(environ={"VISIONLOOP_PATHS__VAR_DIR": str(var_dir)})

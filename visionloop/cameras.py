@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from visionloop.errors import ConfigError, VisionloopError
 from visionloop.redaction import redact
 
-CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$"
-MANAGER_NAME = "visionloop-camera-manager"
+# The one camera-id rule: results, metrics, the API and camera specs all accept exactly these ids.
+CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 
 
 class CameraNotFound(VisionloopError):

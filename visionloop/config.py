@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,12 +118,19 @@ def _describe(exc: ValidationError, layers: list[Layer]) -> str:
     return "invalid settings:\n" + "\n".join(lines)
 
 
+# A check the schema cannot make itself (names that only the parts' registries know): it returns, for each bad
+# value, the key's location and what is wrong. The face passes the parts' checks; the source is found here.
+SettingsCheck = Callable[[Settings], list[tuple[tuple[str, ...], str]]]
+
+
 def load_settings(
     user_config: Path | None = None,
     environ: Mapping[str, str] | None = None,
     default_config: Path = DEFAULT_CONFIG,
+    checks: Sequence[SettingsCheck] = (),
 ) -> Settings:
-    """Validate defaults, then the user's YAML, then ``VISIONLOOP_*`` variables, later layers winning."""
+    """Validate defaults, then the user's YAML, then ``VISIONLOOP_*`` variables, later layers winning; then run
+    ``checks``. Every problem names the key and the file or environment variable it came from."""
     env = os.environ if environ is None else environ
     if user_config is None and env.get("VISIONLOOP_CONFIG"):
         user_config = Path(env["VISIONLOOP_CONFIG"])
@@ -135,6 +142,11 @@ def load_settings(
     for layer in layers:
         merged = _deep_merge(merged, layer.values)
     try:
-        return Settings.model_validate(merged)
+        settings = Settings.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, layers)) from None
+    problems = [problem for check in checks for problem in check(settings)]
+    if problems:
+        lines = [f"  {'.'.join(loc)}: {message} (from {_source_of(layers, loc)})" for loc, message in problems]
+        raise ConfigError("invalid settings:\n" + "\n".join(lines))
+    return settings

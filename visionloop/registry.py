@@ -22,7 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from visionloop.errors import RegistryError
+from visionloop.errors import ModelLoadError, RegistryError
 
 ONNX_FILE = "model.onnx"
 TORCH_FILE = "model.pt"
@@ -30,6 +30,7 @@ META_FILE = "meta.json"
 POINTERS_FILE = "pointers.json"
 ROLES_FILE = "roles.json"
 _VERSION_RE = re.compile(r"^v(\d+)$")
+MODEL_SUFFIXES = (".onnx", ".pt", ".torchscript", ".engine")
 
 
 class Role(StrEnum):
@@ -216,6 +217,20 @@ class ModelRegistry:
             self._on_swap("model_pointer_changed", {"pointer": role.value, "from": previous, "to": version})
         return pointers
 
+    def latest(self) -> ModelVersion:
+        versions = self.versions()
+        if not versions:
+            raise RegistryError(f"the registry at {self.root} is empty: train a model or run 'visionloop models init'")
+        return versions[-1]
+
+    def resolve(self, spec: str) -> ModelVersion:
+        """A version named by 'champion', 'latest' (the newest) or its number ('v3')."""
+        if spec == "champion":
+            return self.champion()
+        if spec == "latest":
+            return self.latest()
+        return self.get(spec)
+
     def champion(self) -> ModelVersion:
         version = self.pointers()["champion"]
         if version is None:
@@ -224,3 +239,38 @@ class ModelRegistry:
                 "init') to build one, or set serving.model to a model file"
             )
         return self.get(version)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model file to load, with a label for results ('v3', or 'file:<name>') and its class names if known."""
+
+    path: Path
+    label: str
+    class_names: list[str]
+
+
+def is_model_file(spec: str) -> bool:
+    """A spec names a file (not a registry version) when it has a model suffix or a path separator."""
+    return spec.endswith(MODEL_SUFFIXES) or "/" in spec or os.sep in spec
+
+
+def resolve_model(registry: ModelRegistry, spec: str, prefer: str = ONNX_FILE) -> ResolvedModel:
+    """The one rule for naming a model: 'champion', 'latest', a version ('v3') or a model file path.
+
+    For a registry version, ``prefer`` (``model.onnx`` or ``model.pt``) is taken when the version has it, else the
+    other file. Every miss is a ``ModelLoadError`` or ``RegistryError`` that names what was asked for.
+    """
+    if is_model_file(spec):
+        path = Path(spec).expanduser().resolve()
+        if not path.is_file():
+            raise ModelLoadError(f"model file '{path}' does not exist")
+        return ResolvedModel(path, f"file:{path.name}", [])
+    version = registry.resolve(spec)
+    first, second = version.path / prefer, version.path / (TORCH_FILE if prefer == ONNX_FILE else ONNX_FILE)
+    path = first if first.is_file() else second
+    if not path.is_file():
+        raise ModelLoadError(
+            f"model version {version.version} has neither {prefer} nor {second.name} at {version.path}"
+        )
+    return ResolvedModel(path, version.version, version.class_names)

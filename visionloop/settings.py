@@ -86,8 +86,11 @@ class ApiSettings(StrictModel):
 
 
 class ServingSettings(StrictModel):
-    backend: Literal["onnxruntime", "ultralytics"] = Field(
-        default="onnxruntime", description="Inference backend of the Detector replicas."
+    backend: str = Field(
+        default="onnxruntime",
+        min_length=1,
+        description="Inference backend of the Detector replicas, by its registered name (onnxruntime, "
+        "ultralytics); checked against the backends' registry when the service or the CLI starts.",
     )
     model: str = Field(
         default="champion",
@@ -345,6 +348,10 @@ class Settings(StrictModel):
 
     def resolved_var_dir(self) -> Path:
         return self.paths.var_dir.expanduser().resolve()
+
+    def redis_url(self) -> str:
+        """``redis.url``, or the embedded server's address when the service runs its own Redis."""
+        return self.redis.url or f"redis://127.0.0.1:{self.redis.embedded_port}/0"
 
     def ray_temp_dir(self) -> Path:
         if self.ray.temp_dir is not None:

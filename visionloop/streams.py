@@ -1,4 +1,4 @@
-"""Redis stream names (all in one place) and the small helpers every producer shares."""
+"""Every Redis key and Ray actor name (all in one place), and the small helpers every producer shares."""
 
 from __future__ import annotations
 
@@ -6,6 +6,16 @@ import json
 import time
 from dataclasses import dataclass
 from typing import Any
+
+# Ray names: the Serve application, and the named actors the parts find each other by.
+SERVE_APP_NAME = "visionloop"
+CAMERA_MANAGER_ACTOR = "visionloop-camera-manager"
+LABELING_WORKER_ACTOR = "visionloop-labeling"
+WEBRTC_GATEWAY_ACTOR = "visionloop-webrtc-gateway"
+
+
+def camera_worker_actor(camera_id: str) -> str:
+    return f"camera-{camera_id}"
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,57 @@ class StreamNames:
     def cameras(self) -> str:
         """Hash of camera id -> camera spec (JSON), so a restart resumes the same cameras."""
         return f"{self.prefix}:cameras"
+
+    @property
+    def cameras_meta(self) -> str:
+        """Hash of facts about the camera list (whether it was seeded from the config file)."""
+        return f"{self.prefix}:cameras:meta"
+
+    # -- labeling ---------------------------------------------------------------------------------------------
+
+    @property
+    def labeling_webhooks(self) -> str:
+        """Label Studio's webhook bodies, queued by the API for the labeling worker (a consumer group reads it)."""
+        return f"{self.prefix}:labeling:webhooks"
+
+    @property
+    def labeling_imported(self) -> str:
+        """Hash of frame id -> Label Studio task id: imports are idempotent by frame id."""
+        return f"{self.prefix}:labeling:imported"
+
+    @property
+    def labeling_harvested(self) -> str:
+        """Hash of task id -> annotation fingerprint: labels already turned into files."""
+        return f"{self.prefix}:labeling:harvested"
+
+    @property
+    def labeling_last_error(self) -> str:
+        return f"{self.prefix}:labeling:last-error"
+
+    @property
+    def labeling_since_cut(self) -> str:
+        """Labels harvested since the last data set version was cut."""
+        return f"{self.prefix}:labeling:since-cut"
+
+    @property
+    def labeling_cut_files(self) -> str:
+        """Set of incoming label files already in a data set version (each cut adds only the new ones)."""
+        return f"{self.prefix}:labeling:cut-files"
+
+    def labeling_webhook_registered(self, label_studio_url: str, project_id: int) -> str:
+        return f"{self.prefix}:labeling:webhook:{label_studio_url}:{project_id}"
+
+    def dedup(self, camera_id: str) -> str:
+        """Recent perceptual hashes of a camera's selected frames (near-duplicate suppression)."""
+        return f"{self.prefix}:dedup:{camera_id}"
+
+    def rate(self, camera_id: str, minute: int) -> str:
+        """Frames selected from a camera in one minute (the per-camera rate limit)."""
+        return f"{self.prefix}:rate:{camera_id}:{minute}"
+
+    def quota(self, class_name: str | int, hour: int) -> str:
+        """Frames selected for a class in one hour (the per-class quota)."""
+        return f"{self.prefix}:quota:{class_name}:{hour}"
 
 
 def event_fields(kind: str, **payload: Any) -> dict[str, str]:

@@ -6,28 +6,34 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
 from visionloop.contracts import Detections
 from visionloop.errors import ModelLoadError
+from visionloop.settings import ServingSettings
 
 Frame = npt.NDArray[np.uint8]
 
 
+def _serving_default(name: str) -> Any:
+    """A default of the serving settings: the schema declares it once, the backends reuse it."""
+    return ServingSettings.model_fields[name].default
+
+
 @dataclass(frozen=True)
 class BackendOptions:
-    """What every backend needs to know to load a model and run it."""
+    """What every backend needs to know to load a model and run it (defaults: the serving settings' own)."""
 
     model_path: Path
-    imgsz: int = 320
-    conf_threshold: float = 0.25
-    iou_threshold: float = 0.45
-    max_detections: int = 300
-    device: str = "auto"
-    intra_op_threads: int = 2
+    imgsz: int = _serving_default("imgsz")
+    conf_threshold: float = _serving_default("conf_threshold")
+    iou_threshold: float = _serving_default("iou_threshold")
+    max_detections: int = _serving_default("max_detections")
+    device: str = _serving_default("device")
+    intra_op_threads: int = _serving_default("intra_op_threads")
     class_names: Sequence[str] = field(default_factory=tuple)
     ultralytics_dir: Path | None = None  # Ultralytics' offline config dir (the torch backend only)
 

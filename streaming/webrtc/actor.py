@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from visionloop.contracts import EncodedFrame, FrameResult
+from visionloop.frames import ServeFrameSink
 from visionloop.settings import Settings
-
-GATEWAY_NAME = "visionloop-webrtc-gateway"
 
 
 class GatewayActor:
@@ -17,24 +16,20 @@ class GatewayActor:
         self._runner: Any = None
         self._gateway: Any = None
 
-    async def start(self, settings: Settings, app_name: str) -> str:
+    async def start(self, settings: Settings, sink: ServeFrameSink) -> str:
         from aiohttp import web
-        from ray import serve
 
         from streaming.webrtc.gateway import WebRTCGateway
 
-        router = serve.get_app_handle(app_name)
-
         async def detect(frames: list[EncodedFrame]) -> list[FrameResult | str]:
-            result: list[FrameResult | str] = await router.process_frames.remote(frames)
-            return result
-
-        async def class_names() -> list[str]:
-            names: list[str] = await router.class_names.remote()
-            return names
+            return await sink.send_async(frames)
 
         self._gateway = WebRTCGateway(
-            settings.webrtc, settings.api.token.get_secret_value(), detect, class_names, settings.api.max_upload_bytes
+            settings.webrtc,
+            settings.api.token.get_secret_value(),
+            detect,
+            sink.class_names,
+            settings.api.max_upload_bytes,
         )
         self._runner = web.AppRunner(self._gateway.app())
         await self._runner.setup()

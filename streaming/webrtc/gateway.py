@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import av
-import cv2
 import numpy as np
 from aiohttp import web
 from aiortc import VideoStreamTrack
@@ -28,6 +27,8 @@ from aiortc import VideoStreamTrack
 from streaming.webrtc.annotate import draw_detections
 from streaming.webrtc.ice import keep_candidates, restrict_host_addresses
 from visionloop.contracts import EncodedFrame, FrameResult
+from visionloop.errors import InvalidImageError
+from visionloop.imaging import encode_jpeg
 from visionloop.settings import WebRTCSettings
 
 log = logging.getLogger(__name__)
@@ -244,12 +245,13 @@ class WebRTCGateway:
             mark, peer.pending_mark = peer.pending_mark, None
             image = frame.to_ndarray(format="bgr24")
             decode_ms = (time.monotonic() - started) * 1e3
-            ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
-            if not ok:
+            try:
+                jpeg = encode_jpeg(image)
+            except InvalidImageError:
                 continue
             sent = time.perf_counter()
             (result,) = await self._detect(
-                [EncodedFrame(peer.camera_id, jpeg.tobytes(), capture_ts=received, decode_ms=decode_ms)]
+                [EncodedFrame(peer.camera_id, jpeg, capture_ts=received, decode_ms=decode_ms)]
             )
             server_ms = (time.perf_counter() - sent) * 1e3
             if isinstance(result, FrameResult):

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port, make_settings
-from visionloop.service import VisionloopService
+from visionloop.cli.service import VisionloopService
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"

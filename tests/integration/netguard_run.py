@@ -52,7 +52,7 @@ def main(work: Path) -> None:
     guard_works = ATTEMPTS == ["resolve example.invalid"]
     ATTEMPTS.clear()
 
-    from learning.world import load_domains, write_yolo_dataset
+    from simulation.world import load_domains, write_yolo_dataset
     from visionloop.config import PACKAGE_ROOT
     from visionloop.offline import prepare_ultralytics
 

@@ -13,10 +13,10 @@ import httpx
 import pytest
 import redis
 
-from streaming.simulator import RtspSimulator, prepare_world_camera
+from simulation.rtsp_cameras import RtspSimulator, prepare_world_camera
 from tests.conftest import free_port, make_settings
+from visionloop.cli.service import VisionloopService
 from visionloop.contracts import FrameResult
-from visionloop.service import VisionloopService
 from visionloop.streams import StreamNames
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from labeling.label_studio_server import LabelStudioServer
 from labeling.review_queue import ReviewItem, ReviewQueue
 from labeling.samplers import Selection
 from labeling.sync import LabelHarvester, LabelStudioImporter, annotation_to_yolo
-from learning.clips import render_clip
+from simulation.clips import render_clip
 from tests.conftest import free_port
 from visionloop.contracts import Detections, FrameResult
 from visionloop.redis_server import EmbeddedRedis
@@ -195,8 +195,8 @@ def test_annotation_conversion_keeps_our_class_order() -> None:
 def test_simulated_labeler_answers_from_ground_truth(
     label_studio: LabelStudioServer, redis_server: EmbeddedRedis, tmp_path: Path
 ) -> None:
-    from labeling.simulated_labeler import GroundTruthIndex, SimulatedLabeler
-    from learning.world import load_domains, write_yolo_dataset
+    from simulation.simulated_labeler import GroundTruthIndex, SimulatedLabeler
+    from simulation.world import load_domains, write_yolo_dataset
     from visionloop.config import PACKAGE_ROOT
 
     world = tmp_path / "world"

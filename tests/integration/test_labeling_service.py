@@ -15,9 +15,9 @@ import redis
 
 from labeling.label_studio_client import LabelStudioClient
 from labeling.label_studio_server import LabelStudioAccount
-from learning.clips import render_clip
+from simulation.clips import render_clip
 from tests.conftest import free_port, make_settings
-from visionloop.service import VisionloopService
+from visionloop.cli.service import VisionloopService
 from visionloop.streams import StreamNames
 
 pytestmark = pytest.mark.integration

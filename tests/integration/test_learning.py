@@ -16,8 +16,8 @@ import redis
 from learning.datasets import DatasetStore, read_yolo_source, stratified_split
 from learning.export import export_onnx, export_torchscript
 from learning.training import TrainingError, train
-from learning.world import load_domains, write_yolo_dataset
 from serving.backends.letterbox import letterbox_batch
+from simulation.world import load_domains, write_yolo_dataset
 from tests.conftest import free_port
 from visionloop.config import PACKAGE_ROOT, load_settings
 from visionloop.model_setup import registry_for

@@ -10,10 +10,10 @@ import httpx
 import pytest
 import redis
 
-from learning.clips import render_clip_jpegs
+from simulation.clips import render_clip_jpegs
 from tests.conftest import free_port, make_settings
+from visionloop.cli.service import VisionloopService
 from visionloop.redis_server import EmbeddedRedis
-from visionloop.service import VisionloopService
 from visionloop.streams import StreamNames
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ import redis
 from labeling.gates import ClassQuota, DuplicateFilter, RateLimiter, hamming, perceptual_hash
 from labeling.review_queue import ReviewItem, ReviewQueue
 from labeling.samplers import Selection
-from learning.clips import render_clip
+from simulation.clips import render_clip
 from visionloop.contracts import Detections, FrameResult
 from visionloop.redis_server import EmbeddedRedis
 from visionloop.streams import StreamNames

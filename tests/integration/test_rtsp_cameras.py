@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from streaming.simulator import RtspSimulator, SimulatedCamera, prepare_world_camera
+from simulation.rtsp_cameras import RtspSimulator, SimulatedCamera, prepare_world_camera
 from streaming.state import CameraState
 from streaming.worker import CameraRuntime
 from tests.conftest import free_port

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import redis
 
-from learning.clips import render_clip_jpegs
+from simulation.clips import render_clip_jpegs
 from tests.conftest import make_settings
+from visionloop.cli.service import VisionloopService
 from visionloop.contracts import FrameResult
-from visionloop.service import VisionloopService
 from visionloop.streams import StreamNames
 
 pytestmark = pytest.mark.integration

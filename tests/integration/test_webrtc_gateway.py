@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 
-from learning.clips import render_clip
+from simulation.clips import render_clip
 from streaming.webrtc.gateway import WebRTCGateway
 from tests.conftest import eventually, free_port
 from visionloop.contracts import Detections, EncodedFrame, FrameResult

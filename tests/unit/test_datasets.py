@@ -16,7 +16,7 @@ from learning.datasets import (
     read_yolo_source,
     stratified_split,
 )
-from learning.world import load_domains, write_yolo_dataset
+from simulation.world import load_domains, write_yolo_dataset
 from visionloop.config import PACKAGE_ROOT
 
 DOMAIN_A = load_domains(PACKAGE_ROOT / "configs" / "domains.yaml")["A"]

@@ -8,17 +8,16 @@ from pathlib import Path
 import numpy as np
 
 from serving.detector import DetectorCore, DetectorSpec, FrameRequest, frames_in
-from serving.imaging import encode_jpeg
+from visionloop.imaging import encode_jpeg
+from visionloop.settings import ServingSettings
 
 
 def _core(var_dir: Path) -> DetectorCore:
     spec = DetectorSpec(
-        backend="onnxruntime",
         model_path=str(var_dir / "models" / "v1" / "model.onnx"),
         model_version="v1",
+        serving=ServingSettings(backend="onnxruntime", conf_threshold=0.0, max_detections=5),
         class_names=["circle", "square", "triangle", "star", "cross"],
-        conf_threshold=0.0,
-        max_detections=5,
     )
     return DetectorCore(spec)
 

@@ -103,7 +103,7 @@ def test_iou_matrix() -> None:
 
 
 def test_evaluate_end_to_end_writes_metrics_and_plots(var_dir: Path, tmp_path: Path) -> None:
-    from learning.world import load_domains, write_yolo_dataset
+    from simulation.world import load_domains, write_yolo_dataset
     from visionloop.config import PACKAGE_ROOT
 
     domain = load_domains(PACKAGE_ROOT / "configs" / "domains.yaml")["A"]

@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from serving.imaging import decode_image, encode_jpeg
 from visionloop.errors import InvalidImageError
+from visionloop.imaging import decode_image, encode_jpeg
 
 
 def _png(width: int = 32, height: int = 16) -> bytes:

@@ -17,7 +17,7 @@ from labeling.samplers import (
     aggregate,
     create_sampler,
 )
-from learning.clips import render_clip
+from simulation.clips import render_clip
 from visionloop.contracts import Detections, FrameResult
 from visionloop.errors import ConfigError
 

@@ -8,6 +8,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from visionloop.cli.plugins import PLUGIN_CHECKS
 from visionloop.config import DEFAULT_CONFIG, load_settings
 from visionloop.errors import ConfigError
 from visionloop.settings import Settings
@@ -96,7 +97,7 @@ def test_bad_settings_name_the_key_and_source(
     user = tmp_path / "user.yaml"
     user.write_text(yaml_text)
     with pytest.raises(ConfigError) as excinfo:
-        load_settings(user, environ=env)
+        load_settings(user, environ=env, checks=PLUGIN_CHECKS)  # backend names are checked against the registry
     for fragment in expected_fragments:
         assert fragment in str(excinfo.value)
 

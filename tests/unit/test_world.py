@@ -9,8 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from learning.world import CLASS_NAMES, load_domains, write_video, write_yolo_dataset
-from learning.world.domain import Domain
+from simulation.world import CLASS_NAMES, load_domains, write_video, write_yolo_dataset
+from simulation.world.domain import Domain
 from visionloop.config import PACKAGE_ROOT
 from visionloop.errors import ConfigError
 

@@ -63,7 +63,7 @@ class GroundTruthIndex:
         return added
 
     def add_world_frames(self, frames: Iterable[tuple[np.ndarray[Any, Any], list[dict[str, Any]]]]) -> int:
-        """Frames of a world video with their per-frame truth (``learning.world.video.world_frames``)."""
+        """Frames of a world video with their per-frame truth (``simulation.world.video.world_frames``)."""
         added = 0
         for image, labels in frames:
             self.add(image, [(int(b["class_id"]), tuple(b["xyxy"])) for b in labels])  # type: ignore[misc]

@@ -11,8 +11,8 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from visionloop.loadgen import LoadReport, run_clients
-from visionloop.service import VisionloopService
+from visionloop.cli.loadgen import LoadReport, run_clients
+from visionloop.cli.service import VisionloopService
 from visionloop.settings import Settings
 from visionloop.streams import StreamNames
 
@@ -42,8 +42,8 @@ def _camera_demo(settings: Settings, service: VisionloopService, console: Consol
     import httpx
     from rich.live import Live
 
-    from streaming.simulator import RtspSimulator, prepare_world_camera
-    from visionloop.cli_cameras import camera_table
+    from simulation.rtsp_cameras import RtspSimulator, prepare_world_camera
+    from visionloop.cli.cameras import camera_table
     from visionloop.redis_server import port_is_free
 
     height, width = settings.world.video_size
@@ -80,8 +80,8 @@ def run_demo(
     frames_per_request: int = 8,
     camera_seconds: float = 20.0,
 ) -> int:
-    from learning.bootstrap import run_bootstrap
-    from learning.clips import render_clip_jpegs
+    from simulation.bootstrap import run_bootstrap
+    from simulation.clips import render_clip_jpegs
 
     console = Console()
     console.print("Bootstrap model (trained once on the synthetic world, then cached under var/)...")
@@ -108,7 +108,7 @@ def run_demo(
         if service.label_studio_url and settings.labeling.label_studio_url is None:
             import httpx
 
-            from visionloop.demo_labeler import DemoLabeler
+            from simulation.demo_labeler import DemoLabeler
 
             project = httpx.get(f"{service.api_url}/v1/labeling/status", timeout=30).json()["project_id"]
             height, width = settings.world.video_size

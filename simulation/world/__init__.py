@@ -1,9 +1,9 @@
 """The synthetic world: procedural scenes with known truth, so the loop can be measured without downloads."""
 
-from learning.world.domain import Domain, load_domains
-from learning.world.scene import CLASS_NAMES, Scene, SceneObject, render_scene
-from learning.world.video import write_video
-from learning.world.yolo_export import write_yolo_dataset
+from simulation.world.domain import Domain, load_domains
+from simulation.world.scene import CLASS_NAMES, Scene, SceneObject, render_scene
+from simulation.world.video import write_video
+from simulation.world.yolo_export import write_yolo_dataset
 
 __all__ = [
     "CLASS_NAMES",

@@ -16,9 +16,9 @@ class DemoLabeler:
     def __init__(self, settings: Settings, label_studio_url: str, project_id: int, world_clips: list[Any]) -> None:
         from labeling.label_studio_client import LabelStudioClient
         from labeling.label_studio_server import LabelStudioAccount
-        from labeling.simulated_labeler import GroundTruthIndex, SimulatedLabeler
-        from learning.world import load_domains
-        from learning.world.video import world_frames
+        from simulation.simulated_labeler import GroundTruthIndex, SimulatedLabeler
+        from simulation.world import load_domains
+        from simulation.world.video import world_frames
 
         domains = load_domains(settings.domains_file())
         truth = GroundTruthIndex()

@@ -6,12 +6,12 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 import yaml
 
-from learning.world.domain import Domain
-from learning.world.scene import CLASS_NAMES, Scene, render_scene
+from simulation.world.domain import Domain
+from simulation.world.scene import CLASS_NAMES, Scene, render_scene
+from visionloop.imaging import encode_jpeg
 
 JPEG_QUALITY = 92
 
@@ -58,10 +58,7 @@ def write_yolo_dataset(
         for index in range(images):
             scene = render_scene(scene_rng(seed, index), domain, height, width)
             stem = f"{domain.name}_{seed}_{index:06d}"
-            ok, jpeg = cv2.imencode(".jpg", scene.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-            if not ok:
-                raise OSError(f"could not encode image {stem}")
-            (out_dir / "images" / f"{stem}.jpg").write_bytes(jpeg.tobytes())
+            (out_dir / "images" / f"{stem}.jpg").write_bytes(encode_jpeg(scene.image, JPEG_QUALITY))
             (out_dir / "labels" / f"{stem}.txt").write_text("\n".join(yolo_lines(scene)) + "\n" if scene.boxes else "")
             truth.write(json.dumps({"image": f"images/{stem}.jpg", "boxes": scene.labels()}) + "\n")
             if progress:

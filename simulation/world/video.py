@@ -11,9 +11,9 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from learning.world.backgrounds import render_background
-from learning.world.domain import Domain
-from learning.world.scene import SceneObject, compose, sample_distractors, sample_look, sample_objects
+from simulation.world.backgrounds import render_background
+from simulation.world.domain import Domain
+from simulation.world.scene import SceneObject, compose, sample_distractors, sample_look, sample_objects
 
 
 def _advance(objects: list[SceneObject], height: int, width: int) -> None:

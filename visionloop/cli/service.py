@@ -11,11 +11,14 @@ from typing import Any
 import httpx
 import redis
 
+from visionloop.cli.plugins import frame_observer
 from visionloop.errors import VisionloopError
+from visionloop.frames import ServeFrameSink
 from visionloop.ray_runtime import init_ray, shutdown_ray
 from visionloop.redaction import redact
 from visionloop.redis_server import EmbeddedRedis
 from visionloop.settings import Settings
+from visionloop.streams import LABELING_WORKER_ACTOR, WEBRTC_GATEWAY_ACTOR
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,7 @@ class VisionloopService:
             self._ray_started = True
             from serving.app import start_serving
 
-            start_serving(self.settings, self.redis_url)
+            start_serving(self.settings, self.redis_url, frame_observer(self.settings))
             self._wait_healthy()
             self._deliver_pending_events()
             self._start_cameras()
@@ -90,22 +93,20 @@ class VisionloopService:
         if self.redis_problem:
             log.error("camera list lives in Redis, which is unreachable: cameras not started")
             return
-        from serving.app import APP_NAME
         from streaming.manager import start_manager
 
-        self.camera_manager = start_manager(self.settings, self.redis_url, APP_NAME)
+        self.camera_manager = start_manager(self.settings, self.redis_url, ServeFrameSink())
 
     def _start_webrtc(self) -> None:
         if not self.settings.webrtc.enabled:
             return
         import ray
 
-        from serving.app import APP_NAME
-        from streaming.webrtc.actor import GATEWAY_NAME, GatewayActor
+        from streaming.webrtc.actor import GatewayActor
 
         remote_class: Any = ray.remote(GatewayActor)
-        self.webrtc_gateway = remote_class.options(name=GATEWAY_NAME, num_cpus=0).remote()
-        self.webrtc_url = ray.get(self.webrtc_gateway.start.remote(self.settings, APP_NAME), timeout=60)
+        self.webrtc_gateway = remote_class.options(name=WEBRTC_GATEWAY_ACTOR, num_cpus=0).remote()
+        self.webrtc_url = ray.get(self.webrtc_gateway.start.remote(self.settings, ServeFrameSink()), timeout=60)
 
     @staticmethod
     def _stop_actor(actor: Any, method: str, timeout_s: float, what: str) -> None:
@@ -125,7 +126,7 @@ class VisionloopService:
             return
         import ray
 
-        from labeling.worker import WORKER_NAME, LabelingWorker
+        from labeling.worker import LabelingWorker
         from visionloop.model_setup import registry_for
 
         try:
@@ -133,7 +134,7 @@ class VisionloopService:
         except VisionloopError:
             names = list(self.settings.model.class_names)
         remote_class: Any = ray.remote(LabelingWorker)
-        self.labeling_worker = remote_class.options(name=WORKER_NAME, num_cpus=0, max_concurrency=4).remote(
+        self.labeling_worker = remote_class.options(name=LABELING_WORKER_ACTOR, num_cpus=0, max_concurrency=4).remote(
             self.settings, self.redis_url, names
         )
         started = ray.get(self.labeling_worker.start.remote(), timeout=600)

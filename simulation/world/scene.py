@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from learning.world.backgrounds import render_background
-from learning.world.domain import Domain
-from learning.world.shapes import CLASS_OUTLINES, irregular_polygon, place
+from simulation.world.backgrounds import render_background
+from simulation.world.domain import Domain
+from simulation.world.shapes import CLASS_OUTLINES, irregular_polygon, place
 
 CLASS_NAMES: tuple[str, ...] = tuple(CLASS_OUTLINES)
 MIN_VISIBLE_FRACTION = 0.35  # a shape hidden more than this is not labelled (it is not recognisable either)

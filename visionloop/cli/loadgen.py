@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from visionloop.client import ApiClient
+from visionloop.cli.client import ApiClient
 
 
 @dataclass

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
-from learning.world import load_domains
-from learning.world.video import world_frames
+from simulation.world import load_domains
+from simulation.world.video import world_frames
 from visionloop.config import PACKAGE_ROOT
+from visionloop.imaging import encode_jpeg
 
 DOMAINS_FILE = PACKAGE_ROOT / "configs" / "domains.yaml"
 
@@ -24,7 +24,4 @@ def render_clip(
 def render_clip_jpegs(
     frames: int = 60, width: int = 640, height: int = 360, seed: int = 0, domain: str = "A"
 ) -> list[bytes]:
-    return [
-        bytes(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])[1])
-        for frame in render_clip(frames, width, height, seed, domain)
-    ]
+    return [encode_jpeg(frame) for frame in render_clip(frames, width, height, seed, domain)]

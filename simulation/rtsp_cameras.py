@@ -38,7 +38,7 @@ def prepare_world_camera(
     name: str, domain: str, seed: int, seconds: float, fps: int, out_dir: Path, height: int = 360, width: int = 640
 ) -> SimulatedCamera:
     """A raw H.264 file (plus per-frame ground truth) of the world, cached by its recipe."""
-    from learning.world import load_domains, write_video
+    from simulation.world import load_domains, write_video
     from visionloop.config import PACKAGE_ROOT
 
     out = out_dir / f"{domain}-s{seed}-{seconds:g}s-{fps}fps-{width}x{height}.264"

@@ -1,4 +1,4 @@
-"""Decoding uploaded and streamed frames, with errors that say what was wrong."""
+"""The one image codec: decoding uploaded and streamed frames (with errors that say what was wrong), encoding JPEG."""
 
 from __future__ import annotations
 

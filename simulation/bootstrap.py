@@ -20,7 +20,7 @@ from learning.datasets import DatasetStore, DatasetVersion, read_yolo_source, st
 from learning.evaluation import evaluate
 from learning.export import export_onnx
 from learning.training import train
-from learning.world import load_domains, write_yolo_dataset
+from simulation.world import load_domains, write_yolo_dataset
 from visionloop.model_setup import registry_for, ultralytics_config_dir
 from visionloop.progress import progress_bar
 from visionloop.registry import ModelVersion, Role

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from visionloop.errors import VisionloopError
+from visionloop.cli.context import api_client, console, print_json, settings_of
 
 cameras_app = typer.Typer(help="IP cameras and video files as sources.", no_args_is_help=True)
-console = Console()
 COLUMNS = (
     "id",
     "state",
@@ -29,29 +24,6 @@ COLUMNS = (
     "latency_ms_p50",
     "last_error",
 )
-
-
-def _api() -> tuple[str, dict[str, str]]:
-    from visionloop.cli import state
-
-    settings = state.settings()
-    token = settings.api.token.get_secret_value()
-    return f"http://{settings.api.host}:{settings.api.port}", {"Authorization": f"Bearer {token}"}
-
-
-def _call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    base, headers = _api()
-    try:
-        response = httpx.request(method, base + path, json=body, headers=headers, timeout=60)
-    except httpx.HTTPError as exc:
-        raise VisionloopError(f"the service at {base} did not answer ({exc}); is 'visionloop up' running?") from exc
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise VisionloopError(f"{method} {path} failed ({response.status_code}): {detail}")
-    return response.json()
 
 
 def camera_table(rows: list[dict[str, Any]], title: str = "cameras") -> Table:
@@ -74,6 +46,7 @@ def camera_table(rows: list[dict[str, Any]], title: str = "cameras") -> Table:
 
 @cameras_app.command("add")
 def cameras_add(
+    ctx: typer.Context,
     camera_id: Annotated[str, typer.Argument(help="Camera id (letters, digits, _ . : @ -).")],
     url: Annotated[str, typer.Argument(help="rtsp://user:pass@host/path, http(s)://..., or a video file.")],
     fps: Annotated[float, typer.Option(help="Target frames per second.")] = 15.0,
@@ -84,42 +57,48 @@ def cameras_add(
     if not url.startswith(("rtsp://", "rtsps://", "http://", "https://", "file://")):
         url = str(Path(url).resolve())
     body = {"id": camera_id, "url": url, "target_fps": fps, "transport": transport, "mode": mode}
-    added = _call("POST", "/v1/cameras", body)
+    with api_client(ctx) as client:
+        added = client.add_camera(body)
     console.print(f"added camera {added['id']} ({added['url']})")
 
 
 @cameras_app.command("remove")
-def cameras_remove(camera_id: Annotated[str, typer.Argument(help="Camera id.")]) -> None:
+def cameras_remove(ctx: typer.Context, camera_id: Annotated[str, typer.Argument(help="Camera id.")]) -> None:
     """Stop a camera and forget it."""
-    final = _call("DELETE", f"/v1/cameras/{camera_id}")
+    with api_client(ctx) as client:
+        final = client.remove_camera(camera_id)
     console.print(f"removed {camera_id} after {final.get('frames_processed', 0)} processed frames")
 
 
 @cameras_app.command("list")
-def cameras_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def cameras_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Every camera with its state and counters."""
-    rows = _call("GET", "/v1/cameras")
+    with api_client(ctx) as client:
+        rows = client.cameras()
     if as_json:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        print_json(rows)
     else:
         console.print(camera_table(rows))
 
 
 @cameras_app.command("status")
 def cameras_status(
+    ctx: typer.Context,
     camera_id: Annotated[str | None, typer.Argument(help="One camera (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """State, frames in/processed/skipped, reconnects and the last error (credentials redacted)."""
-    rows = [_call("GET", f"/v1/cameras/{camera_id}")] if camera_id else _call("GET", "/v1/cameras")
+    with api_client(ctx) as client:
+        rows = [client.camera(camera_id)] if camera_id else client.cameras()
     if as_json:
-        sys.stdout.write(json.dumps(rows if camera_id is None else rows[0], indent=2) + "\n")
+        print_json(rows if camera_id is None else rows[0])
     else:
         console.print(camera_table(rows))
 
 
 @cameras_app.command("simulate")
 def cameras_simulate(
+    ctx: typer.Context,
     cameras: Annotated[int, typer.Option(min=1, max=32, help="How many cameras.")] = 2,
     domain: Annotated[str, typer.Option(help="World domain the cameras show.")] = "A",
     seconds: Annotated[float, typer.Option(help="Length of each looped clip.")] = 20.0,
@@ -129,10 +108,9 @@ def cameras_simulate(
     password: Annotated[str, typer.Option(help="Password for --user.")] = "",
 ) -> None:
     """Serve the synthetic world as looping RTSP cameras until Ctrl-C."""
-    from streaming.simulator import RtspSimulator, prepare_world_camera
-    from visionloop.cli import state
+    from simulation.rtsp_cameras import RtspSimulator, prepare_world_camera
 
-    settings = state.settings()
+    settings = settings_of(ctx)
     out_dir = settings.resolved_var_dir() / "simulator"
     height, width = settings.world.video_size
     with console.status("Rendering the world's videos (cached under var/simulator)..."):

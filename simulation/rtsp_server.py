@@ -2,9 +2,9 @@
 """A small RTSP server that loops H.264 (Annex-B) files as cameras: the demo's and the tests' IP cameras.
 
 Runs with the system python3 (it needs PyGObject and GstRtspServer from Debian's packages, which a virtual
-environment does not see). visionloop starts it through streaming/simulator.py.
+environment does not see). visionloop starts it through simulation/rtsp_cameras.py.
 
-    /usr/bin/python3 streaming/rtsp_server.py --port 8554 --mount cam1=/path/a.264:15 --mount cam2=/path/b.264:15
+    /usr/bin/python3 simulation/rtsp_server.py --port 8554 --mount cam1=/path/a.264:15 --mount cam2=/path/b.264:15
 
 Prints "READY <port>" once it listens; SIGTERM or SIGINT stops it.
 """

@@ -1,0 +1,85 @@
+"""Trained weights become registry versions: exported to ONNX, registered with their lineage.
+
+Until a trained model exists an untrained one stands in (``init_untrained_champion``), so the whole serving path
+can run and be measured on a machine that has trained nothing yet.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from learning.datasets import load_class_names
+from learning.export import build_untrained_model, export_onnx
+from learning.training import TrainResult
+from visionloop.model_setup import registry_for, ultralytics_config_dir
+from visionloop.offline import prepare_ultralytics
+from visionloop.registry import ModelVersion, Role
+from visionloop.settings import Settings
+
+
+def register_trained(
+    settings: Settings,
+    result: TrainResult,
+    work: Path,
+    data_ref: str,
+    data_yaml: Path,
+    architecture: str,
+    parent: str | None,
+) -> tuple[ModelVersion, bool]:
+    """Export ``result`` to ONNX and register it as a candidate; (version, whether it became champion).
+
+    On an empty registry the first trained model becomes champion: there is nothing to compare it against.
+    """
+    prepare_ultralytics(ultralytics_config_dir(settings))
+    onnx = export_onnx(result.weights, settings.serving.imgsz, work / "model.onnx")
+    registry = registry_for(settings)
+    version = registry.register(
+        onnx,
+        result.weights,
+        {
+            "source": "train",
+            "parent": parent,
+            "dataset_version": data_ref,
+            "architecture": architecture,
+            "class_names": load_class_names(data_yaml),
+            "imgsz": settings.serving.imgsz,
+            "epochs_run": result.epochs_run,
+            "train_seconds": round(result.seconds, 1),
+            "metrics": {"val": result.metrics},
+        },
+    )
+    if registry.pointers()["champion"] is None:
+        registry.set_pointer(Role.CHAMPION, version.version)
+        return registry.get(version.version), True
+    return version, False
+
+
+def init_untrained_champion(settings: Settings, force: bool = False) -> ModelVersion:
+    """Build an untrained model from ``model.architecture``, export it to ONNX, register it as champion.
+
+    Skipped (returning the current champion) when a champion exists, unless ``force``.
+    """
+    registry = registry_for(settings)
+    current = registry.pointers()["champion"]
+    if current and not force:
+        return registry.get(current)
+    prepare_ultralytics(ultralytics_config_dir(settings))
+    with tempfile.TemporaryDirectory(prefix="visionloop-model-") as tmp:
+        weights = build_untrained_model(settings.model.architecture, settings.model.class_names, Path(tmp) / "model.pt")
+        onnx = export_onnx(weights, settings.serving.imgsz, Path(tmp) / "model.onnx")
+        version = registry.register(
+            onnx,
+            weights,
+            {
+                "source": "untrained",
+                "architecture": settings.model.architecture,
+                "class_names": list(settings.model.class_names),
+                "imgsz": settings.serving.imgsz,
+                "parent": None,
+                "dataset_version": None,
+                "metrics": {},
+            },
+        )
+    registry.set_pointer(Role.CHAMPION, version.version)
+    return registry.get(version.version)

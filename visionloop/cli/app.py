@@ -1,0 +1,136 @@
+"""The ``visionloop`` command: the root options and the commands that run or ask the service as a whole.
+
+Command groups live in their own modules (data, training, models, cameras, labeling) and read this invocation's
+settings from Typer's context, so none of them imports this module.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from visionloop.cli import cameras, data, labeling, models, training
+from visionloop.cli.context import CliContext, api_client, console, print_json, settings_of
+from visionloop.errors import VisionloopError
+
+app = typer.Typer(help="visionloop: real-time detection with an active-learning loop.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the settings.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(models.models_app, name="models")
+app.add_typer(data.world_app, name="world")
+app.add_typer(data.data_app, name="data")
+app.add_typer(cameras.cameras_app, name="cameras")
+app.add_typer(labeling.labeling_app, name="labeling")
+training.register(app)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Your YAML settings, layered over configs/default.yaml."),
+]
+
+
+@app.callback()
+def main_options(ctx: typer.Context, config: ConfigOption = None) -> None:
+    ctx.obj = CliContext(config)
+
+
+@config_app.command("show")
+def config_show(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML.")] = False
+) -> None:
+    """Print the effective settings (secrets masked)."""
+    data = settings_of(ctx).masked()
+    if as_json:
+        print_json(data)
+    else:
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
+
+
+@app.command()
+def up(ctx: typer.Context) -> None:
+    """Run the whole service in the foreground; Ctrl-C or SIGTERM stops everything."""
+    from visionloop.cli.service import VisionloopService
+
+    settings = settings_of(ctx)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with console.status("Starting Redis, Ray and the Serve app..."):
+        service = VisionloopService(settings).start()
+    try:
+        for endpoint in service.endpoints:
+            console.print(f"{endpoint.name:<20} {endpoint.url}")
+        if service.redis_problem:
+            console.print(f"[red]Redis unreachable: {service.redis_problem}; results are buffered[/]")
+        console.print("visionloop is up. Ctrl-C to stop.")
+        stop.wait()
+    finally:
+        console.print("Stopping...")
+        service.stop()
+    console.print("Stopped.")
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    seconds: Annotated[float, typer.Option(help="How long to stream the clip.")] = 15.0,
+    clients: Annotated[int, typer.Option(help="Concurrent camera-like clients.")] = 4,
+    frames_per_request: Annotated[int, typer.Option(help="Frames each request carries.")] = 8,
+) -> None:
+    """Start everything on embedded defaults, stream a generated clip through the API, print speed, stop."""
+    from visionloop.cli.demo import run_demo
+
+    raise typer.Exit(run_demo(settings_of(ctx), seconds, clients, frames_per_request))
+
+
+@app.command()
+def health(
+    ctx: typer.Context, url: Annotated[str | None, typer.Option(help="API base URL (default: from settings).")] = None
+) -> None:
+    """Ask the running service whether it is healthy."""
+    with api_client(ctx, url) as client:
+        print_json(client.health())
+
+
+@app.command()
+def detect(
+    ctx: typer.Context,
+    images: Annotated[list[Path], typer.Argument(help="JPEG or PNG files.")],
+    camera_id: Annotated[str, typer.Option(help="Camera id the results are filed under.")] = "cli",
+    url: Annotated[str | None, typer.Option(help="API base URL (default: from settings).")] = None,
+) -> None:
+    """Send images to the running service and print the detections as JSON."""
+    with api_client(ctx, url) as client:
+        print_json([client.detect(p.read_bytes(), camera_id=camera_id, filename=p.name) for p in images])
+
+
+@app.command()
+def bootstrap(ctx: typer.Context) -> None:
+    """Train the bootstrap model on the synthetic world (cached: runs once), evaluate it on gold, make it champion."""
+    from simulation.bootstrap import run_bootstrap
+    from visionloop.model_setup import registry_for
+
+    settings = settings_of(ctx)
+    outcome = run_bootstrap(settings, console)
+    champion = registry_for(settings).pointers()["champion"]
+    console.print(f"{outcome.summary(settings.bootstrap.target_map50)}; champion is {champion}")
+    if not outcome.meets(settings.bootstrap.target_map50):
+        raise typer.Exit(1)  # the model is kept (better than none), but a script must see the miss
+
+
+def main() -> None:
+    try:
+        app()
+    except VisionloopError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""``visionloop models ...``: the registry's versions and pointers, comparison of architectures, export."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from visionloop.cli.context import console, print_json, settings_of, status_console
+from visionloop.cli.data import resolve_data
+from visionloop.cli.training import new_run_dir, training_settings
+from visionloop.errors import VisionloopError
+from visionloop.model_setup import registry_for, ultralytics_config_dir
+from visionloop.registry import TORCH_FILE, resolve_model
+
+models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
+
+
+@models_app.command("init")
+def models_init(
+    ctx: typer.Context,
+    force: Annotated[bool, typer.Option(help="Build a new one even if a champion exists.")] = False,
+) -> None:
+    """Make sure a champion exists: build an untrained model from model.architecture and export it."""
+    from learning.registration import init_untrained_champion
+
+    version = init_untrained_champion(settings_of(ctx), force=force)
+    console.print(f"champion: {version.version} ({version.meta.get('source')}) at {version.path}")
+
+
+def _score(meta: dict[str, Any]) -> tuple[float | None, str]:
+    """Bootstrap versions are scored on gold; trained ones carry their own validation split's score."""
+    metrics = meta.get("metrics", {})
+    if "map50" in metrics:
+        return float(metrics["map50"]), "gold"
+    val = metrics.get("val", {}).get("map50")
+    return (None, "") if val is None else (float(val), "val")
+
+
+@models_app.command("list")
+def models_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the registered model versions and the champion/shadow pointers."""
+    registry = registry_for(settings_of(ctx))
+    pointers = registry.pointers()
+    versions = [m.meta for m in registry.versions()]
+    if as_json:
+        print_json({"pointers": pointers, "versions": versions})
+        return
+    table = Table("version", "role", "source", "parent", "mAP50", "scored on", "created")
+    for meta in versions:
+        score, scored_on = _score(meta)
+        table.add_row(
+            meta["version"],
+            meta.get("role", ""),
+            str(meta.get("source", "")),
+            str(meta.get("parent") or ""),
+            "" if score is None else f"{score:.3f}",
+            scored_on,
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(meta.get("created", 0))),
+        )
+    console.print(table)
+
+
+@models_app.command("show")
+def models_show(
+    ctx: typer.Context, version: Annotated[str, typer.Argument(help="A version, 'champion' or 'latest'.")]
+) -> None:
+    """Print one version's metadata as JSON."""
+    model = registry_for(settings_of(ctx)).resolve(version)
+    print_json({**model.meta, "path": str(model.path)})
+
+
+@models_app.command("compare")
+def models_compare(
+    ctx: typer.Context,
+    data: Annotated[str, typer.Option(help="Training data set ref or data.yaml path.")],
+    gold: Annotated[str, typer.Option(help="Data set the models are scored on (its 'val' split).")],
+    arch: Annotated[list[str] | None, typer.Option(help="Architecture yamls (repeat).")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs for every architecture.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Train several architectures with the same data and budget: mAP50, images/s (ONNX Runtime), size."""
+    from learning.compare import DEFAULT_ARCHITECTURES, compare
+
+    settings = settings_of(ctx)
+    training = training_settings(settings, epochs)
+    rows = compare(
+        list(arch or DEFAULT_ARCHITECTURES),
+        resolve_data(settings, data),
+        resolve_data(settings, gold),
+        training,
+        new_run_dir(settings, "compare"),
+        ultralytics_config_dir(settings),
+        settings.serving.imgsz,
+        settings.serving.conf_threshold,
+        os.cpu_count() or 1,
+        on_row=lambda r: status_console.print(f"{r.architecture}: mAP50 {r.map50:.3f}"),
+    )
+    if as_json:
+        print_json([r.__dict__ for r in rows])
+        return
+    table = Table(
+        "architecture", "mAP50", "mAP50-95", "images/s", "parameters", "ONNX MB", "train s",
+        title=f"same data, {training.epochs} epochs each",
+    )  # fmt: skip
+    for r in rows:
+        table.add_row(
+            r.architecture,
+            f"{r.map50:.3f}",
+            f"{r.map50_95:.3f}",
+            f"{r.images_per_s:.1f}",
+            f"{r.parameters / 1e6:.2f} M",
+            f"{r.onnx_mb:.1f}",
+            f"{r.train_seconds:.0f}",
+        )
+    console.print(table)
+
+
+@models_app.command("export")
+def models_export(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(help="A registry version, 'champion' or 'latest'.")],
+    fmt: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "torchscript",
+    out: Annotated[
+        Path | None, typer.Option(help="Output file (default: var/exports/<version>/model.<format>).")
+    ] = None,
+) -> None:
+    """Export a registered model's weights (ONNX is already in every version); the version itself is untouched."""
+    from learning.export import export_onnx, export_torchscript
+    from visionloop.offline import prepare_ultralytics
+
+    exporters = {"onnx": export_onnx, "torchscript": export_torchscript}
+    if fmt not in exporters:
+        raise VisionloopError(
+            f"unknown export format '{fmt}': choose onnx or torchscript (TFLite needs TensorFlow, "
+            "which this install does not carry)"
+        )
+    settings = settings_of(ctx)
+    prepare_ultralytics(ultralytics_config_dir(settings))
+    resolved = resolve_model(registry_for(settings), version, prefer=TORCH_FILE)
+    if resolved.path.suffix != ".pt":
+        raise VisionloopError(f"{version} has no .pt weights to export from")
+    target = out or settings.resolved_var_dir() / "exports" / resolved.label / f"model.{fmt}"
+    status_console.print(f"exported {exporters[fmt](resolved.path, settings.serving.imgsz, target)}")

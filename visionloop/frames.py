@@ -1,0 +1,66 @@
+"""How frames travel between the parts without the parts importing each other.
+
+- A ``FrameSink`` takes a camera's encoded frames and returns, per frame, its result or an error. Cameras
+  (streaming) send into one; the serving Router is the one that answers. ``ServeFrameSink`` reaches it through
+  Ray Serve by application name: plain data, so it travels to camera actors, with the handle made where it is used.
+- A ``FrameObserver`` is told about every answered frame (the labeling selector is one). The face builds it and
+  hands the factory to serving, so serving never imports the part that observes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from visionloop.contracts import EncodedFrame, FrameResult
+from visionloop.settings import Settings
+from visionloop.streams import SERVE_APP_NAME
+
+FrameReplies = list[FrameResult | str]
+
+
+class FrameSink(Protocol):
+    def send(self, frames: Sequence[EncodedFrame]) -> FrameReplies:
+        """Detect ``frames`` and publish their results; one result (or error message) per frame, in order."""
+
+
+class FrameObserver(Protocol):
+    def offer(self, frame: EncodedFrame, result: FrameResult) -> object:
+        """Look at one answered frame (off the response path); may keep it, e.g. for labeling. Its answer is
+        the observer's own business (the selector returns what it queued); the Router ignores it."""
+
+
+# Built inside the serving replica (it may hold connections): (settings, redis_url) -> observer.
+FrameObserverFactory = Callable[[Settings, str], FrameObserver]
+
+
+class ServeFrameSink:
+    """Frames to the Serve application's ingress (``process_frames``), found by the application's name."""
+
+    def __init__(self, app_name: str = SERVE_APP_NAME, timeout_s: float = 30.0) -> None:
+        self.app_name = app_name
+        self.timeout_s = timeout_s
+        self._handle: Any = None
+
+    def __reduce__(self) -> tuple[type[ServeFrameSink], tuple[str, float]]:
+        return (ServeFrameSink, (self.app_name, self.timeout_s))  # the handle is remade where it is used
+
+    def _ingress(self) -> Any:
+        if self._handle is None:
+            from ray import serve
+
+            self._handle = serve.get_app_handle(self.app_name)
+        return self._handle
+
+    def send(self, frames: Sequence[EncodedFrame]) -> FrameReplies:
+        replies: FrameReplies = self._ingress().process_frames.remote(list(frames)).result(timeout_s=self.timeout_s)
+        return replies
+
+    async def send_async(self, frames: Sequence[EncodedFrame]) -> FrameReplies:
+        replies: FrameReplies = await self._ingress().process_frames.remote(list(frames))
+        return replies
+
+    async def class_names(self) -> list[str]:
+        """Class names of the model that answers (browsers label their boxes with them)."""
+        names: list[str] = await self._ingress().class_names.remote()
+        return names
