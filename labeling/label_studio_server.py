@@ -11,10 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +20,7 @@ from types import TracebackType
 import httpx
 
 from visionloop.errors import VisionloopError
+from visionloop.processes import ChildProcess, ProcessStartError
 from visionloop.redis_server import port_is_free
 
 LABEL_STUDIO_VERSION = "1.23.2"
@@ -65,7 +64,7 @@ class LabelStudioServer:
         self.files_root = files_root
         self.account = account or LabelStudioAccount()
         self.cache = cache or default_cache()
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ChildProcess | None = None
 
     @property
     def url(self) -> str:
@@ -162,47 +161,35 @@ class LabelStudioServer:
             # Label Studio would silently move to the next port; refuse instead.
             raise LabelStudioError(f"port {self.port} on 127.0.0.1 is taken; choose another for Label Studio")
         self.files_root.mkdir(parents=True, exist_ok=True)
-        log = (data_dir / "label-studio.log").open("ab")
-        self._process = subprocess.Popen(
-            [str(executable), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(self.port)],
-            env=self.environment(data_dir),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise LabelStudioError(f"Label Studio exited at start; see {data_dir / 'label-studio.log'}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise LabelStudioError(f"Label Studio did not answer /health within {timeout_s:.0f} s")
+        args = [str(executable), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(self.port)]
+        process = ChildProcess(args, data_dir / "label-studio.log", env=self.environment(data_dir))
+        self._process = process.start()
+        try:
+            process.wait_ready(self._healthy, timeout_s, interval_s=0.5)
+        except ProcessStartError as exc:
+            self._process = None
+            if exc.returncode is None:
+                raise LabelStudioError(f"Label Studio did not answer /health within {timeout_s:.0f} s") from exc
+            raise LabelStudioError(f"Label Studio exited at start; see {exc.log}") from exc
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def pause(self) -> None:
         if self._process:
-            os.killpg(self._process.pid, signal.SIGSTOP)
+            self._process.pause()
 
     def resume(self) -> None:
         if self._process:
-            os.killpg(self._process.pid, signal.SIGCONT)
+            self._process.resume()
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGCONT)
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            process.stop(timeout_s=15)
 
     def __enter__(self) -> LabelStudioServer:
         return self.start()

@@ -2,7 +2,8 @@
 
 Each round it imports review items, handles webhook payloads the Router queued, re-reads every annotation every
 ``reconcile_interval_s`` (webhooks are fired once, without retry), and cuts a new data set version every
-``cut_every`` new labels, announced on the events stream for the learning loop.
+``cut_every`` new labels, announced on the events stream for the learning loop. Webhook payloads are read through a
+consumer group (acknowledged and deleted once handled); cuts are incremental (``labeling.cuts``).
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import redis
-import yaml
 
 from labeling.label_studio_client import LabelStudioClient, LabelStudioRejected, LabelStudioUnavailable
 from labeling.label_studio_server import LabelStudioServer
@@ -44,7 +45,7 @@ class LabelingWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_reconcile = 0.0
-        self._webhook_cursor = "0-0"
+        self._webhooks = WebhookInbox(self._redis, self._streams.labeling_webhooks)
         self._round = threading.Lock()  # the loop and an operator's "sync --once" must not interleave
         self._gauges: Any = None
         self.label_studio_url = ""
@@ -136,57 +137,46 @@ class LabelingWorker:
 
     def _drain_webhooks(self) -> int:
         assert self._harvester is not None
-        entries: Any = self._redis.xread({self._streams.labeling_webhooks: self._webhook_cursor}, count=100)
-        accepted = 0
-        for _, stream_entries in entries or []:
-            for entry_id, fields in stream_entries:
-                self._webhook_cursor = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                try:
-                    payload = json.loads(fields[b"payload"])
-                except (KeyError, ValueError):
-                    continue
-                if payload.get("action") in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
-                    accepted += int(self._harvester.handle_webhook(payload))
-        return accepted
+        harvester = self._harvester
+
+        def handle(payload: dict[str, Any]) -> bool:
+            if payload.get("action") not in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
+                return False
+            try:
+                return harvester.handle_webhook(payload)
+            except (LookupError, TypeError, AttributeError, ValueError) as exc:
+                # A malformed body would fail on every redelivery: drop it (reconciliation reads the task anyway).
+                log.warning("dropping a malformed webhook payload: %s: %s", type(exc).__name__, exc)
+                return False
+
+        return self._webhooks.drain(handle)
 
     def _maybe_cut_version(self, new_labels: int) -> str | None:
-        from learning.datasets import DatasetStore, read_yolo_source, stratified_split
+        from labeling.cuts import IncrementalCutter
+        from learning.datasets import DatasetStore
 
         counter = self._streams.labeling_since_cut
         since = int(self._redis.incrby(counter, new_labels)) if new_labels else int(self._redis.get(counter) or 0)
         if since < self._settings.labeling.cut_every:
             return None
-        (self._incoming / "data.yaml").write_text(
-            yaml.safe_dump(
-                {
-                    "path": str(self._incoming),
-                    "train": "images",
-                    "val": "images",
-                    "names": dict(enumerate(self._class_names)),
-                },
-                sort_keys=False,
-            )
-        )
-        images, names, report = read_yolo_source(self._incoming, skip_bad=True)
-        store = DatasetStore(self._settings.resolved_var_dir() / "datasets")
-        version = store.create(
+        cutter = IncrementalCutter(
+            DatasetStore(self._settings.resolved_var_dir() / "datasets"),
             self._settings.labeling.dataset_name,
-            stratified_split(images, (0.7, 0.2, 0.1), 0),
-            names,
-            meta={
-                "source": "label-studio",
-                "project_id": self.project_id,
-                "skipped": [f"{p}: {r}" for p, r in report.bad],
-            },
+            self._incoming,
+            self._class_names,
+            self._settings.data.split,
         )
+        cut = cutter.cut(meta={"source": "label-studio", "project_id": self.project_id})
         self._redis.set(counter, 0)
+        if cut is None:
+            return None  # nothing new or changed on disk: the counted labels are in the latest version already
         self._redis.xadd(
             self._streams.events,
             event_fields(  # type: ignore[arg-type]
-                "dataset_version_created", dataset=version.ref, images=len(images), source="label-studio"
+                "dataset_version_created", dataset=cut.version.ref, images=cut.images, source="label-studio"
             ),
         )
-        return version.ref
+        return cut.version.ref
 
     def _export_metrics(self) -> None:
         """Queue and label counts as Ray gauges (served at the API's /metrics)."""
@@ -218,6 +208,80 @@ class LabelingWorker:
             self._client.close()
         if self._server:
             self._server.stop()
+
+
+WEBHOOK_GROUP = "labeling"
+WEBHOOK_CONSUMER = "labeling-worker"
+
+
+class WebhookInbox:
+    """Label Studio's webhook bodies, queued by the API (``XADD ... payload``), read through a consumer group.
+
+    Label Studio fires a webhook once, so no entry may be lost, and a restart should not replay them all: the group
+    keeps the read position in Redis (a restarted worker resumes where it was), an entry is acknowledged only after
+    its handler returned (a crash before that leaves it pending, and this consumer's pending entries, read from id
+    0, come first in every round), and an acknowledged entry is deleted in the same transaction, so the stream does
+    not grow forever. Handling must be idempotent: an entry handled right before a crash is handled again.
+    """
+
+    def __init__(
+        self, client: redis.Redis, stream: str, group: str = WEBHOOK_GROUP, consumer: str = WEBHOOK_CONSUMER
+    ) -> None:
+        self._redis, self._stream, self._group, self._consumer = client, stream, group, consumer
+        self._group_ready = False
+
+    def ensure_group(self) -> None:
+        """Create the group (and the stream) if missing; from id 0, so entries queued before it are not lost."""
+        if self._group_ready:
+            return
+        try:
+            self._redis.xgroup_create(self._stream, self._group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def drain(self, handle: Callable[[dict[str, Any]], bool], count: int = 100) -> int:
+        """Hand each payload (entries left pending first, then new ones) to ``handle``; returns how many it took.
+
+        An entry is acknowledged and deleted once ``handle`` returned; if it raises, that entry and the rest of the
+        batch stay pending for the next round. Unreadable entries are logged and dropped.
+        """
+        self.ensure_group()
+        accepted = 0
+        for start in ("0", ">"):
+            try:
+                batch: Any = self._redis.xreadgroup(self._group, self._consumer, {self._stream: start}, count=count)
+            except redis.ResponseError as exc:
+                if "NOGROUP" in str(exc):  # the stream was deleted (FLUSHDB): make the group again next round
+                    self._group_ready = False
+                raise
+            for _, entries in batch or []:
+                for entry_id, fields in entries:
+                    payload = self._payload(entry_id, fields)
+                    if payload is not None:
+                        accepted += int(handle(payload))
+                    self._done(entry_id)
+        return accepted
+
+    @staticmethod
+    def _payload(entry_id: bytes | str, fields: dict[bytes, bytes] | None) -> dict[str, Any] | None:
+        if not fields:
+            return None  # pending, but deleted from the stream: nothing left to handle
+        try:
+            payload = json.loads(fields[b"payload"])
+        except (KeyError, ValueError):
+            payload = None
+        if not isinstance(payload, dict):
+            log.warning("dropping unreadable webhook entry %r", entry_id)
+            return None
+        return payload
+
+    def _done(self, entry_id: bytes | str) -> None:
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self._stream, self._group, entry_id)
+            pipe.xdel(self._stream, entry_id)
+            pipe.execute()
 
 
 def incoming_dir(settings: Settings) -> Path:

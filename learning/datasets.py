@@ -8,141 +8,54 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import yaml
 
-from visionloop.errors import VisionloopError
-from visionloop.registry import publish_next_version
+from learning.yolo_source import (
+    IMAGE_SUFFIXES,
+    DatasetError,
+    LabelledImage,
+    ReadReport,
+    images_in,
+    label_path_for,
+    load_class_names,
+    parse_labels,
+    read_images,
+    read_yolo_source,
+)
+from visionloop.registry import publish_next_version, replace_file
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "SPLITS",
+    "DatasetError",
+    "DatasetStore",
+    "DatasetVersion",
+    "LabelledImage",
+    "ReadReport",
+    "images_in",
+    "label_path_for",
+    "load_class_names",
+    "oversample_rare",
+    "read_images",
+    "read_yolo_source",
+    "sha256_of",
+    "stratified_split",
+]
+
 SPLITS = ("train", "val", "test")
 _VERSION_RE = re.compile(r"^v(\d+)$")
-
-
-class DatasetError(VisionloopError):
-    """A data set is missing, malformed, or holds bad files (the message lists them)."""
-
-
-@dataclass(frozen=True)
-class LabelledImage:
-    """One image and its YOLO labels (class, cx, cy, w, h normalised)."""
-
-    image: Path
-    labels: np.ndarray  # (N, 5) float64
-
-    @property
-    def classes(self) -> list[int]:
-        return [int(c) for c in self.labels[:, 0]]
-
-
-@dataclass
-class ReadReport:
-    images: list[LabelledImage] = field(default_factory=list)
-    bad: list[tuple[Path, str]] = field(default_factory=list)
-
-    def describe_bad(self, limit: int = 20) -> str:
-        lines = [f"  {path}: {reason}" for path, reason in self.bad[:limit]]
-        if len(self.bad) > limit:
-            lines.append(f"  ... and {len(self.bad) - limit} more")
-        return "\n".join(lines)
-
-
-def load_class_names(data_yaml: Path) -> list[str]:
-    try:
-        data = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise DatasetError(f"cannot read '{data_yaml}': {exc}") from exc
-    names = data.get("names")
-    if isinstance(names, dict):
-        return [str(names[k]) for k in sorted(names)]
-    if isinstance(names, list):
-        return [str(n) for n in names]
-    raise DatasetError(f"'{data_yaml}' has no 'names' list or mapping")
-
-
-def _parse_labels(path: Path, num_classes: int) -> tuple[np.ndarray | None, str | None]:
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 5:
-            return None, f"line {number}: expected 'class cx cy w h', got {len(parts)} fields"
-        try:
-            values = [float(p) for p in parts]
-        except ValueError:
-            return None, f"line {number}: not numbers: {line.strip()!r}"
-        class_id = values[0]
-        if class_id != int(class_id) or not 0 <= class_id < num_classes:
-            return None, f"line {number}: class {parts[0]} is not in data.yaml ({num_classes} classes)"
-        cx, cy, w, h = values[1:]
-        if not (0 <= cx <= 1 and 0 <= cy <= 1 and 0 < w <= 1 and 0 < h <= 1):
-            return None, f"line {number}: box {cx} {cy} {w} {h} is outside the image (values must lie in [0, 1])"
-        rows.append(values)
-    return np.array(rows, dtype=np.float64).reshape(-1, 5), None
-
-
-def label_path_for(image: Path) -> Path:
-    """YOLO convention: .../images/<sub>/x.jpg -> .../labels/<sub>/x.txt."""
-    parts = list(image.parts)
-    for i in range(len(parts) - 1, -1, -1):
-        if parts[i] == "images":
-            parts[i] = "labels"
-            break
-    return Path(*parts).with_suffix(".txt")
-
-
-def read_images(images: Iterable[Path], num_classes: int, check_pixels: bool = True) -> ReadReport:
-    """Validate each image and its label file; bad ones are reported with the reason, never silently used."""
-    report = ReadReport()
-    for image in sorted(images):
-        label = label_path_for(image)
-        if not label.is_file():
-            report.bad.append((image, f"missing label file {label}"))
-            continue
-        labels, problem = _parse_labels(label, num_classes)
-        if problem is not None or labels is None:
-            report.bad.append((label, problem or "unreadable"))
-            continue
-        if check_pixels and cv2.imread(str(image), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
-            report.bad.append((image, "corrupt or unreadable image"))
-            continue
-        report.images.append(LabelledImage(image, labels))
-    return report
-
-
-def images_in(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def read_yolo_source(source: Path, skip_bad: bool = False) -> tuple[list[LabelledImage], list[str], ReadReport]:
-    """Read a YOLO data set (a folder with data.yaml and images/, labels/), validating every file."""
-    data_yaml = source / "data.yaml" if source.is_dir() else source
-    root = data_yaml.parent
-    if not data_yaml.is_file():
-        raise DatasetError(f"no data.yaml at '{data_yaml}'")
-    names = load_class_names(data_yaml)
-    images = images_in(root / "images")
-    if not images:
-        raise DatasetError(f"no images under '{root / 'images'}'")
-    report = read_images(images, len(names))
-    if report.bad and not skip_bad:
-        raise DatasetError(
-            f"{len(report.bad)} bad file(s) in '{root}' (fix them, or set data.skip_bad_files to skip and count "
-            f"them):\n{report.describe_bad()}"
-        )
-    return report.images, names, report
 
 
 def stratified_split(
@@ -196,6 +109,51 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+_COPY_RE = re.compile(r"__copy\d+$")
+
+
+def _original_stem(rel: str) -> str:
+    """The stem of the image a version file belongs to (oversampled copies included)."""
+    return _COPY_RE.sub("", Path(rel).stem)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _uncount(previous: dict[str, Any], label_rel: str, label: Path, num_classes: int) -> None:
+    """Take a dropped label file of a base version off that version's counts (``previous``, changed in place)."""
+    split = Path(label_rel).parent.name
+    rows, _ = parse_labels(label, num_classes)
+    classes = [int(c) for c in rows[:, 0]] if rows is not None else []
+    entry = previous[split]
+    entry["images"] -= 1
+    entry["boxes"] -= len(classes)
+    entry["oversampled_copies"] -= int(Path(label_rel).stem != _original_stem(label_rel))
+    for class_id in classes:
+        entry["per_class"][str(class_id)] -= 1
+    entry["per_class"] = {k: v for k, v in entry["per_class"].items() if v > 0}
+
+
+def _add_counts(counts: dict[str, Any], previous: dict[str, Any]) -> None:
+    """Add the base's (remaining) counts to the new files' counts, split by split."""
+    for split in SPLITS:
+        old = previous.get(split) or {"images": 0, "boxes": 0, "per_class": {}, "oversampled_copies": 0}
+        new = counts[split]
+        per_class = Counter({int(k): int(v) for k, v in old["per_class"].items()})
+        per_class.update({int(k): int(v) for k, v in new["per_class"].items()})
+        counts[split] = {
+            "images": old["images"] + new["images"],
+            "boxes": old["boxes"] + new["boxes"],
+            "per_class": {str(k): v for k, v in sorted(per_class.items()) if v > 0},
+            "oversampled_copies": old["oversampled_copies"] + new["oversampled_copies"],
+        }
 
 
 @dataclass(frozen=True)
@@ -276,7 +234,58 @@ class DatasetStore:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        present = [s for s in SPLITS if splits.get(s)]
+        return self._publish(name, staging, files, counts, class_names, meta)
+
+    def extend(
+        self,
+        base: DatasetVersion,
+        splits: dict[str, list[LabelledImage]],
+        meta: dict[str, Any] | None = None,
+        drop: Collection[str] = (),
+    ) -> DatasetVersion:
+        """A new version of ``base``'s data set: every image of ``base`` but those named (by stem) in ``drop`` or in
+        ``splits``, plus ``splits`` (added, or replacing the image of the same stem, in the split given).
+
+        A data set that grows by a few images per version (labels cut from Label Studio) would otherwise read,
+        validate, copy and hash every earlier image again at each cut. ``base`` is immutable, validated and hashed,
+        so its files are hard-linked (copied where links are impossible) with their manifest hashes, never read;
+        only the label files of images it drops are read, to take them off the counts. No oversampling. (While the
+        new version is published its files are briefly made writable, and a hard link shares that mode with
+        ``base``: the bytes never change, and both end read-only.)
+        """
+        previous = base.manifest
+        class_names = [str(n) for n in previous["class_names"]]
+        gone = set(drop) | {image.image.stem for items in splits.values() for image in items}
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=base.path.parent))
+        try:
+            files, counts = self._write_splits(staging, splits, 0.0)
+            for rel, digest in previous["files"].items():
+                if _original_stem(rel) in gone:
+                    if rel.startswith("labels/"):
+                        _uncount(previous["counts"], rel, base.path / rel, len(class_names))
+                    continue
+                _link_or_copy(base.path / rel, staging / rel)
+                files[rel] = digest
+            _add_counts(counts, previous["counts"])
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return self._publish(base.name, staging, files, counts, class_names, {"extends": base.ref, **(meta or {})})
+
+    def _publish(
+        self,
+        name: str,
+        staging: Path,
+        files: dict[str, str],
+        counts: dict[str, Any],
+        class_names: Sequence[str],
+        meta: dict[str, Any] | None,
+    ) -> DatasetVersion:
+        present = [s for s in SPLITS if counts.get(s, {}).get("images")]
+        if not present:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise DatasetError(f"data set '{name}': a version needs at least one image")
+        folder = staging.parent
         data: dict[str, Any] = {"path": "", "names": dict(enumerate(class_names))}
         data["train"] = "images/train" if "train" in present else f"images/{present[0]}"
         data["val"] = "images/val" if "val" in present else f"images/{present[-1]}"
@@ -285,7 +294,7 @@ class DatasetStore:
 
         def write_metadata(version: str, final: Path) -> None:
             data["path"] = str(final.resolve())
-            (staging / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+            replace_file(staging / "data.yaml", yaml.safe_dump(data, sort_keys=False))
             manifest = {
                 "name": name,
                 "version": version,
@@ -295,7 +304,7 @@ class DatasetStore:
                 "files": files,
                 **(meta or {}),
             }
-            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+            replace_file(staging / "manifest.json", json.dumps(manifest, indent=2))
 
         version = publish_next_version(staging, folder, lambda: len(self.versions(name)) + 1, write_metadata)
         return DatasetVersion(name, version, folder / version)

@@ -8,6 +8,8 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
+from visionloop.http_errors import PayloadTooLarge, http_error
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -34,15 +36,17 @@ class BodyTooLarge(HTTPException):
     """Raised from inside body parsing; an HTTPException so the framework answers 413, not 'parse error'."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body larger than the {limit}-byte limit (api.max_upload_bytes)")
+        error = http_error(PayloadTooLarge.body(limit))
+        super().__init__(error.status, error.message)
 
 
 async def _reject(send: Send, limit: int) -> None:
-    body = json.dumps({"detail": f"request body larger than the {limit}-byte limit (api.max_upload_bytes)"}).encode()
+    error = http_error(PayloadTooLarge.body(limit))
+    body = json.dumps({"detail": error.message}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": error.status,
             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         }
     )

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 FLUSH_CHUNK = 256
 BACKOFF_START_S = 0.1
 BACKOFF_MAX_S = 5.0
+DRAIN_RETRY_S = 0.1  # while draining at shutdown: retry this often instead of sitting out a long backoff
 
 
 class ResultPublisher:
@@ -46,6 +47,7 @@ class ResultPublisher:
         self._buffer_size = buffer_size
         self._on_drop = on_drop
         self._wakeup = asyncio.Event()
+        self._draining = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.published = 0
         self.dropped = 0
@@ -122,19 +124,59 @@ class ResultPublisher:
                 if self.connected is not False:
                     log.error("Redis unreachable, buffering results (%d held): %s", len(self._buffer), exc)
                 self.connected, self.last_error = False, f"{type(exc).__name__}: {exc}"
-                await asyncio.sleep(backoff)
+                await self._pause(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
             if self.connected is False:
                 log.warning("Redis reachable again; draining %d buffered results", len(self._buffer))
             self.connected, self.last_success_ts, backoff = True, time.time(), BACKOFF_START_S
 
+    async def _pause(self, backoff: float) -> None:
+        """Back off after a failed write; a drain cuts the pause short, since its time is bounded."""
+        if self._draining.is_set():
+            await asyncio.sleep(DRAIN_RETRY_S)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._draining.wait(), backoff)
+
     async def drain(self, timeout_s: float) -> bool:
-        """Wait until everything buffered is written (used at shutdown); False if time ran out."""
-        deadline = time.monotonic() + timeout_s
-        while self._buffer and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        """Wait until everything buffered is written (used at shutdown); False if time ran out.
+
+        Starts the writer if nothing did yet (results queued before the first ``start()`` are not stranded) and
+        has it retry every DRAIN_RETRY_S instead of backing off, so a Redis that just came back gets them.
+        """
+        if self._buffer:
+            self.start()
+            self._wakeup.set()
+        self._draining.set()
+        try:
+            deadline = time.monotonic() + timeout_s
+            while self._buffer and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            self._draining.clear()
         return not self._buffer
+
+    async def shutdown(self, timeout_s: float) -> bool:
+        """Drain (at most ``timeout_s``), then close; what could not be written is counted as dropped and logged.
+
+        The replica calls this as it stops: a result still in memory then is otherwise lost without a trace.
+        """
+        drained = await self.drain(timeout_s)
+        if not drained:
+            lost = len(self._buffer)
+            self._buffer.clear()
+            self.dropped += lost
+            log.error(
+                "shutting down with %d results not written to Redis within %.1fs (last error: %s)",
+                lost,
+                timeout_s,
+                self.last_error,
+            )
+            if self._on_drop:
+                self._on_drop(lost)
+        await self.close()
+        return drained
 
     async def close(self) -> None:
         if self._task is not None:

@@ -17,18 +17,18 @@ import httpx
 from fastapi import Depends, FastAPI, File, HTTPException, Path, Query, Request, UploadFile
 from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import ValidationError
 from ray import serve
 
 from serving.detector import FrameReply, ModelInfo
+from serving.http_errors import http_exception
 from serving.limits import BodySizeLimitMiddleware, UploadLimit
 from serving.metrics import RouterMetrics
 from serving.results import ResultPublisher
-from visionloop.cameras import CAMERA_ID_PATTERN, CameraExists, CameraNotFound, CameraSpec
+from visionloop.cameras import CAMERA_ID_PATTERN, CameraSpec
 from visionloop.contracts import EncodedFrame, FrameResult, ModelRole, StageLatency
-from visionloop.errors import NotReadyError
+from visionloop.errors import InvalidImageError, NotReadyError
 from visionloop.frames import FrameObserverFactory
-from visionloop.redaction import redact
+from visionloop.http_errors import PayloadTooLarge, Unauthorized, is_client_error
 from visionloop.registry import ModelRegistry
 from visionloop.settings import Settings
 from visionloop.streams import CAMERA_MANAGER_ACTOR, LABELING_WORKER_ACTOR, StreamNames
@@ -43,6 +43,9 @@ app = FastAPI(
 _bearer = HTTPBearer(auto_error=False, description="The token from api.token in the settings.")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 MAX_OBSERVER_INFLIGHT = 64
+# Results still buffered when the replica stops get this long to reach Redis: well inside Serve's default
+# graceful_shutdown_timeout_s (20 s), which first waits for in-flight requests.
+RESULTS_DRAIN_TIMEOUT_S = 5.0
 CameraId = Annotated[str, Query(pattern=CAMERA_ID_PATTERN, description="Camera the results are filed under.")]
 
 
@@ -80,11 +83,18 @@ class Router:
         self._observer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frame-observer")
         self._observer_inflight = 0
 
+    async def __del__(self) -> None:
+        """Serve awaits this when the replica stops (Ray Serve accepts ``async def __del__``): write the results
+        still buffered to Redis, bounded by RESULTS_DRAIN_TIMEOUT_S, and close the connection before exiting."""
+        publisher: ResultPublisher | None = getattr(self, "_publisher", None)  # None if __init__ failed early
+        if publisher is not None:
+            await publisher.shutdown(RESULTS_DRAIN_TIMEOUT_S)
+
     # -- internals ---------------------------------------------------------------------------------------------
 
     def _authorize(self, credentials: HTTPAuthorizationCredentials | None) -> None:
         if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), self._token.encode()):
-            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+            raise http_exception(Unauthorized())
 
     async def _class_names(self, model_version: str) -> list[str]:
         if model_version not in self._model_info:
@@ -184,7 +194,7 @@ class Router:
         if isinstance(result, str):
             self._metrics.errors.inc(tags={"kind": "invalid_image"})
             self._observe("detect", 400, started)
-            raise HTTPException(400, f"image '{image.filename}': {result}")
+            raise http_exception(InvalidImageError(f"image '{image.filename}': {result}"))
         self._observe("detect", 200, started)
         return result.to_dict(await self._class_names(result.model_version))
 
@@ -200,7 +210,7 @@ class Router:
         limit = self._settings.api.max_frames_per_request
         if len(images) > limit:
             self._observe("detect_batch", 413, started)
-            raise HTTPException(413, f"{len(images)} images in one request; the limit is {limit}")
+            raise http_exception(PayloadTooLarge(f"{len(images)} images in one request; the limit is {limit}"))
         frames = [await self._read_upload(upload) for upload in images]
         results = await self.process_frames([EncodedFrame(camera_id, data) for data in frames])
         out: list[dict[str, Any]] = []
@@ -250,19 +260,16 @@ class Router:
         try:
             return ray.get_actor(CAMERA_MANAGER_ACTOR)
         except ValueError:
-            raise HTTPException(
-                503, "the camera manager is not running (start the service with 'visionloop up')"
-            ) from None
+            message = "the camera manager is not running (start the service with 'visionloop up')"
+            raise http_exception(NotReadyError(message)) from None
 
     async def _ask_manager(self, method: str, *args: Any) -> Any:
         try:
             return await getattr(self._camera_manager(), method).remote(*args)
-        except CameraNotFound as exc:
-            raise HTTPException(404, str(exc).splitlines()[-1]) from None
-        except CameraExists as exc:
-            raise HTTPException(409, str(exc).splitlines()[-1]) from None
-        except ValidationError as exc:
-            raise HTTPException(422, redact(str(exc))) from None
+        except Exception as exc:  # the manager's errors arrive wrapped by Ray; the mapping looks inside
+            if not is_client_error(exc):
+                raise
+            raise http_exception(exc) from None
 
     @app.get("/v1/cameras", summary="Every camera with its state and counters")
     async def list_cameras(self) -> list[dict[str, Any]]:
@@ -291,7 +298,7 @@ class Router:
         secret = request.headers.get("X-Visionloop-Secret", "")
         expected = self._settings.labeling.webhook_secret.get_secret_value()
         if not secrets.compare_digest(secret.encode(), expected.encode()):
-            raise HTTPException(401, "missing or wrong webhook secret")
+            raise http_exception(Unauthorized("missing or wrong webhook secret", scheme=None))
         body = await request.body()
         import redis.asyncio as aioredis
 
@@ -302,29 +309,26 @@ class Router:
             await client.aclose()
         return {"status": "queued"}
 
-    @app.get("/v1/labeling/status", summary="The labeling queue: backlog, imported, labelled, dead-lettered")
-    async def labeling_status(self) -> dict[str, Any]:
+    def _labeling_worker(self) -> Any:
         import ray
 
         try:
-            worker = ray.get_actor(LABELING_WORKER_ACTOR)
+            return ray.get_actor(LABELING_WORKER_ACTOR)
         except ValueError:
-            raise HTTPException(503, "labeling is not running (labeling.enabled is false?)") from None
-        return dict(await worker.status.remote())
+            raise http_exception(NotReadyError("labeling is not running (labeling.enabled is false?)")) from None
+
+    @app.get("/v1/labeling/status", summary="The labeling queue: backlog, imported, labelled, dead-lettered")
+    async def labeling_status(self) -> dict[str, Any]:
+        return dict(await self._labeling_worker().status.remote())
 
     @app.post("/v1/labeling/sync", summary="Run one labeling round now (import, webhooks, reconcile)")
     async def labeling_sync(self, credentials: Credentials) -> dict[str, Any]:
-        import ray
-
         self._authorize(credentials)
-        try:
-            worker = ray.get_actor(LABELING_WORKER_ACTOR)
-        except ValueError:
-            raise HTTPException(503, "labeling is not running (labeling.enabled is false?)") from None
+        worker = self._labeling_worker()
         try:
             return dict(await worker.sync_once.remote())
-        except NotReadyError as exc:
-            raise HTTPException(503, str(exc).splitlines()[-1]) from None
+        except NotReadyError as exc:  # still starting; any other failure of the worker is a 500
+            raise http_exception(exc) from None
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics of the serving stack")
     async def metrics(self) -> PlainTextResponse:
@@ -336,5 +340,5 @@ class Router:
             async with httpx.AsyncClient(timeout=5.0) as client:
                 response = await client.get(url)
         except httpx.HTTPError as exc:
-            raise HTTPException(503, f"Ray's metrics exporter at {url} did not answer: {exc}") from exc
+            raise http_exception(NotReadyError(f"Ray's metrics exporter at {url} did not answer: {exc}")) from exc
         return PlainTextResponse(response.text, media_type="text/plain; version=0.0.4")

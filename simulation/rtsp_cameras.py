@@ -1,23 +1,23 @@
 """Simulated IP cameras: the synthetic world's videos served as looping RTSP streams by a GStreamer server.
 
 The server runs as a child process under the system python3 (GStreamer's Python bindings come from Debian's
-packages); it is stopped by its PID. Tests can freeze it (SIGSTOP) to play a hung camera.
+packages); it is stopped by its PID. Tests can freeze it (SIGSTOP) to play a hung camera. Its output goes to a
+temporary log, removed when it stops and kept when it fails to start.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import select
 import shutil
-import signal
-import subprocess
-import time
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote
 
 from visionloop.errors import VisionloopError
+from visionloop.processes import ChildProcess, ProcessStartError
 
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -67,7 +67,7 @@ class RtspSimulator:
         self.user = user
         self.password = password
         self.start_timeout_s = start_timeout_s
-        self._process: subprocess.Popen[str] | None = None
+        self._process: ChildProcess | None = None
 
     @property
     def pid(self) -> int | None:
@@ -93,55 +93,51 @@ class RtspSimulator:
             args += ["--user", self.user, "--password", self.password or ""]
         # A clean environment for the system interpreter: the venv's PYTHONPATH/PYTHONHOME must not leak in.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-        self._process = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
-        )
-        self._wait_ready()
+        fd, log = tempfile.mkstemp(prefix=f"visionloop-rtsp-{self.port}-", suffix=".log")
+        os.close(fd)
+        self._process = ChildProcess(args, Path(log), env=env).start()
+        self._wait_ready(self._process)
         return self
 
-    def _wait_ready(self) -> None:
-        assert self._process is not None and self._process.stdout is not None
-        deadline = time.monotonic() + self.start_timeout_s
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                err = self._process.stderr.read() if self._process.stderr else ""
-                raise SimulatorError(f"RTSP simulator exited at start (code {self._process.returncode}): {err}")
-            ready, _, _ = select.select([self._process.stdout], [], [], 0.1)
-            if ready and self._process.stdout.readline().startswith("READY"):
-                return
-        self.stop()
-        raise SimulatorError(f"RTSP simulator did not start within {self.start_timeout_s:.0f} s")
+    def _wait_ready(self, process: ChildProcess) -> None:
+        def ready() -> bool:
+            return any(line.startswith("READY") for line in process.output(limit=1 << 20).splitlines())
+
+        try:
+            process.wait_ready(ready, self.start_timeout_s, interval_s=0.1)
+        except ProcessStartError as exc:
+            self._process = None
+            if exc.returncode is None:
+                raise SimulatorError(
+                    f"RTSP simulator did not start within {self.start_timeout_s:.0f} s; see {exc.log}"
+                ) from exc
+            raise SimulatorError(
+                f"RTSP simulator exited at start (code {exc.returncode}): {exc.output.strip()}; see {exc.log}"
+            ) from exc
 
     def pause(self) -> None:
         """Freeze the server (SIGSTOP): a camera that hangs without closing its connections."""
         if self._process:
-            self._process.send_signal(signal.SIGSTOP)
+            self._process.pause()
 
     def resume(self) -> None:
         if self._process:
-            self._process.send_signal(signal.SIGCONT)
+            self._process.resume()
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGCONT)  # a stopped process cannot handle SIGTERM
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        for stream in (process.stdout, process.stderr):
-            if stream:
-                stream.close()
+        if process is not None:
+            process.stop(timeout_s=5)
+            with contextlib.suppress(OSError):
+                process.log.unlink()
 
     def kill(self) -> None:
         """Die abruptly (SIGKILL), as a camera losing power."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
+        if process is not None:
             process.kill()
-            process.wait()
+            with contextlib.suppress(OSError):
+                process.log.unlink()
 
     def __enter__(self) -> RtspSimulator:
         return self.start()

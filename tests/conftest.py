@@ -6,14 +6,48 @@ import asyncio
 import random
 import shutil
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from visionloop.config import load_settings
 from visionloop.redis_server import EmbeddedRedis
 from visionloop.settings import Settings
+
+T = TypeVar("T")
+
+
+def wait_for(
+    fetch: Callable[[], T],
+    condition: Callable[[T], object] = bool,
+    timeout_s: float = 10.0,
+    interval_s: float = 0.1,
+) -> T:
+    """Poll ``fetch()`` until ``condition(value)`` holds and return that value; fail the test with the last value.
+
+    The one wait helper of the tests (``eventually`` is its async twin, ``seconds_until`` times it).
+    """
+    deadline, value = time.monotonic() + timeout_s, None
+    while True:
+        value = fetch()
+        if condition(value):
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not reached in {timeout_s} s; last value: {value!r}")
+        time.sleep(interval_s)
+
+
+def seconds_until(condition: Callable[[], object], timeout_s: float) -> float | None:
+    """Seconds until ``condition()`` held (never 0, so it reads as true), or None if it did not within the time."""
+    start = time.monotonic()
+    try:
+        wait_for(condition, timeout_s=timeout_s, interval_s=0.05)
+    except AssertionError:
+        return None
+    return max(time.monotonic() - start, 1e-6)
 
 
 async def eventually(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:

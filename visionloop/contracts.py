@@ -210,10 +210,13 @@ class Detections:
 
 
 class ModelRole(StrEnum):
-    """Which model produced a result: the champion answers, the shadow only runs beside it."""
+    """A model's role, the one list for the registry and for results: the champion answers, the shadow only runs
+    beside it, a candidate waits to be judged, a retired model served once."""
 
-    CHAMPION = "champion"
+    CANDIDATE = "candidate"
     SHADOW = "shadow"
+    CHAMPION = "champion"
+    RETIRED = "retired"
 
 
 @dataclass(frozen=True)

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import shutil
-import signal
 import socket
-import subprocess
-import time
 from pathlib import Path
 from types import TracebackType
 
 import redis
 
 from visionloop.errors import RedisUnavailableError
+from visionloop.processes import ChildProcess, ProcessStartError
 
 log = logging.getLogger(__name__)
-PR_SET_PDEATHSIG = 1
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -31,23 +27,17 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def _die_with_parent() -> None:
-    """Linux: have the kernel SIGTERM redis-server if visionloop dies without stopping it (SIGKILL, abort)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
-
-
 class EmbeddedRedis:
-    """A redis-server child on 127.0.0.1 with its data (AOF) under ``data_dir``."""
+    """A redis-server child on 127.0.0.1 with its data (AOF) under ``data_dir``.
+
+    It dies with visionloop (PDEATHSIG) if visionloop is killed without stopping it.
+    """
 
     def __init__(self, port: int, data_dir: Path, start_timeout_s: float = 10.0) -> None:
         self.port = port
         self.data_dir = data_dir
         self.start_timeout_s = start_timeout_s
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ChildProcess | None = None
 
     @property
     def url(self) -> str:
@@ -70,6 +60,7 @@ class EmbeddedRedis:
                 "or point redis.url at the Redis already running there"
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        logfile = self.data_dir / "redis.log"
         args = [
             binary,
             "--bind", "127.0.0.1",
@@ -80,50 +71,42 @@ class EmbeddedRedis:
             "--save", "",
             "--protected-mode", "yes",
             "--daemonize", "no",
-            "--logfile", str(self.data_dir / "redis.log"),
+            "--logfile", str(logfile),
         ]  # fmt: skip
-        self._process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent
-        )
-        self._wait_ready()
+        # Both append: what redis-server says before its own log opens lands in the same file.
+        self._process = ChildProcess(args, logfile, die_with_parent=True).start()
+        self._wait_ready(self._process)
         log.info("embedded redis started", extra={"pid": self._process.pid, "port": self.port})
         return self
 
-    def _wait_ready(self) -> None:
-        assert self._process is not None
+    def _wait_ready(self, process: ChildProcess) -> None:
         client = redis.Redis(port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + self.start_timeout_s
+
+        def answers() -> bool:
+            # While the AOF loads, PING answers LOADING: wait for a real PONG.
+            with contextlib.suppress(redis.RedisError):
+                return bool(client.ping())
+            return False
+
         try:
-            while time.monotonic() < deadline:
-                if self._process.poll() is not None:
-                    err = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
-                    raise RedisUnavailableError(
-                        f"redis-server exited with code {self._process.returncode} at start: {err.strip()}; "
-                        f"see {self.data_dir / 'redis.log'}"
-                    )
-                with contextlib.suppress(redis.RedisError):
-                    # While the AOF loads, PING answers LOADING: wait for a real PONG.
-                    if client.ping():
-                        return
-                time.sleep(0.05)
+            process.wait_ready(answers, self.start_timeout_s)
+        except ProcessStartError as exc:
+            self._process = None
+            if exc.returncode is None:
+                raise RedisUnavailableError(
+                    f"redis-server did not answer PING within {self.start_timeout_s:.0f} s"
+                ) from exc
+            raise RedisUnavailableError(
+                f"redis-server exited with code {exc.returncode} at start: {exc.output.strip()}; see {exc.log}"
+            ) from exc
         finally:
             client.close()
-        self.stop()
-        raise RedisUnavailableError(f"redis-server did not answer PING within {self.start_timeout_s:.0f} s")
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM (Redis flushes the AOF), then SIGKILL if it does not exit in time."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
+        if process is not None:
+            process.stop(timeout_s)
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

@@ -18,10 +18,10 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from visionloop.contracts import ModelRole
 from visionloop.errors import ModelLoadError, RegistryError
 
 ONNX_FILE = "model.onnx"
@@ -33,11 +33,7 @@ _VERSION_RE = re.compile(r"^v(\d+)$")
 MODEL_SUFFIXES = (".onnx", ".pt", ".torchscript", ".engine")
 
 
-class Role(StrEnum):
-    CANDIDATE = "candidate"
-    SHADOW = "shadow"
-    CHAMPION = "champion"
-    RETIRED = "retired"
+Role = ModelRole  # the registry's name for the one role enum of the contracts
 
 
 @dataclass(frozen=True)
@@ -76,12 +72,22 @@ def atomic_write_json(path: Path, data: Any) -> None:
         raise
 
 
-def set_files_writable(folder: Path, writable: bool) -> None:
-    """Give the owner write access to every file under ``folder``, or drop every write bit (a published version)."""
+def make_read_only(folder: Path) -> None:
+    """Drop every write bit of the files under ``folder`` (a published version never changes).
+
+    Files hard-linked from an older version are read-only already and are left as they are.
+    """
     for path in folder.rglob("*"):
         if path.is_file():
             mode = path.stat().st_mode
-            path.chmod(mode | stat.S_IWUSR if writable else mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+            if mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+                path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write ``text`` as a new file at ``path`` (a new inode): works over a read-only file, never edits one in place."""
+    path.unlink(missing_ok=True)
+    path.write_text(text, encoding="utf-8")
 
 
 def publish_next_version(
@@ -98,9 +104,8 @@ def publish_next_version(
         while True:
             version = f"v{next_number()}"
             final = parent / version
-            set_files_writable(staging, True)  # finalize may rewrite its files after a lost race
-            finalize(version, final)
-            set_files_writable(staging, False)
+            finalize(version, final)  # after a lost race it runs again: it must replace files, not edit them
+            make_read_only(staging)
             try:
                 os.rename(staging, final)
                 return version

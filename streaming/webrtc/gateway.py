@@ -28,6 +28,7 @@ from streaming.webrtc.annotate import draw_detections
 from streaming.webrtc.ice import keep_candidates, restrict_host_addresses
 from visionloop.contracts import EncodedFrame, FrameResult
 from visionloop.errors import InvalidImageError
+from visionloop.http_errors import BadRequest, PayloadTooLarge, TooManyRequests, Unauthorized, http_error
 from visionloop.imaging import encode_jpeg
 from visionloop.settings import WebRTCSettings
 
@@ -36,6 +37,12 @@ PAGE_DIR = Path(__file__).with_name("page")
 DetectFn = Callable[[list[EncodedFrame]], Awaitable[list[FrameResult | str]]]
 NamesFn = Callable[[], Awaitable[list[str]]]
 MAX_OFFER_BYTES = 64 * 1024
+
+
+def error_response(exc: BaseException) -> web.Response:
+    """``exc`` answered as the API answers it: the shared status and ``{"detail": message}``."""
+    error = http_error(exc)
+    return web.json_response({"detail": error.message}, status=error.status, headers=dict(error.headers))
 
 
 class AnnotatedTrack(VideoStreamTrack):  # type: ignore[misc]
@@ -134,17 +141,17 @@ class WebRTCGateway:
     async def _detect_upload(self, request: web.Request) -> web.Response:
         """The page's fallback for browsers without a camera: one image, same answer as the API's /v1/detect."""
         if not self._authorized(request):
-            return web.json_response({"detail": "missing or wrong bearer token"}, status=401)
+            return error_response(Unauthorized())
         try:
             form = await request.post()
         except web.HTTPRequestEntityTooLarge:
-            return web.json_response({"detail": f"upload larger than {self._max_upload_bytes} bytes"}, status=413)
+            return error_response(PayloadTooLarge.body(self._max_upload_bytes))
         upload = form.get("image")
         if not isinstance(upload, web.FileField):
-            return web.json_response({"detail": "send the image as multipart field 'image'"}, status=400)
+            return error_response(BadRequest("send the image as multipart field 'image'"))
         (result,) = await self._detect([EncodedFrame("webrtc:upload", upload.file.read())])
         if isinstance(result, str):
-            return web.json_response({"detail": f"image '{upload.filename}': {result}"}, status=400)
+            return error_response(InvalidImageError(f"image '{upload.filename}': {result}"))
         return web.json_response(result.to_dict(await self._names_for(result)))
 
     def _authorized(self, request: web.Request) -> bool:
@@ -154,25 +161,21 @@ class WebRTCGateway:
 
     async def _offer(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
-            return web.json_response(
-                {"detail": "missing or wrong bearer token"}, status=401, headers={"WWW-Authenticate": "Bearer"}
-            )
+            return error_response(Unauthorized())
         try:
             body = await request.json()
         except (ValueError, UnicodeDecodeError):
-            return web.json_response({"detail": "the offer must be JSON {sdp, type}"}, status=400)
+            return error_response(BadRequest("the offer must be JSON {sdp, type}"))
         if not isinstance(body, dict) or body.get("type") != "offer" or not isinstance(body.get("sdp"), str):
-            return web.json_response({"detail": "the offer must be JSON {sdp, type: 'offer'}"}, status=400)
+            return error_response(BadRequest("the offer must be JSON {sdp, type: 'offer'}"))
         if "m=video" not in body["sdp"] or not body["sdp"].startswith("v=0"):
-            return web.json_response({"detail": "the SDP offer has no video section"}, status=400)
+            return error_response(BadRequest("the SDP offer has no video section"))
         if len(self.peers) >= self.settings.max_peers:
-            return web.json_response(
-                {"detail": f"the gateway already serves {self.settings.max_peers} peers"}, status=429
-            )
+            return error_response(TooManyRequests(f"the gateway already serves {self.settings.max_peers} peers"))
         try:
             answer = await self.connect(body["sdp"])
         except ValueError as exc:
-            return web.json_response({"detail": f"malformed SDP offer: {exc}"}, status=400)
+            return error_response(BadRequest(f"malformed SDP offer: {exc}"))
         return web.json_response(answer)
 
     # -- peers ---------------------------------------------------------------------------------------------------

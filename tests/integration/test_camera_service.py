@@ -14,23 +14,13 @@ import pytest
 import redis
 
 from simulation.rtsp_cameras import RtspSimulator, prepare_world_camera
-from tests.conftest import free_port, make_settings
+from tests.conftest import free_port, make_settings, wait_for
 from visionloop.cli.service import VisionloopService
 from visionloop.contracts import FrameResult
 from visionloop.streams import StreamNames
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": "Bearer test-token-123"}
-
-
-def _wait_for(fetch, condition, timeout_s: float):  # type: ignore[no-untyped-def]
-    deadline, value = time.monotonic() + timeout_s, None
-    while time.monotonic() < deadline:
-        value = fetch()
-        if condition(value):
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"condition not met in {timeout_s} s; last value: {value}")
 
 
 def test_cameras_through_the_api_cli_and_a_restart(module_var_dir: Path, tmp_path: Path) -> None:
@@ -47,7 +37,7 @@ def test_cameras_through_the_api_cli_and_a_restart(module_var_dir: Path, tmp_pat
             assert added.status_code == 201, added.text
             assert added.json()["url"].startswith("rtsp://***@") and "pa55" not in added.text
             assert api.post("/v1/cameras", json={"id": "gate", "url": url}, headers=AUTH).status_code == 409
-            status = _wait_for(
+            status = wait_for(
                 lambda: api.get("/v1/cameras/gate").json(),
                 lambda s: s["state"] == "streaming" and s["frames_processed"] >= 10,
                 60,
@@ -83,7 +73,7 @@ def test_cameras_through_the_api_cli_and_a_restart(module_var_dir: Path, tmp_pat
             listed = json.loads(out.stdout)
             assert [c["id"] for c in listed] == ["gate"] and "pa55" not in out.stdout
             assert api.get("/v1/cameras/nope").status_code == 404
-            metrics = _wait_for(
+            metrics = wait_for(
                 lambda: api.get("/metrics").text, lambda text: "ray_visionloop_camera_frames_total{" in text, 60
             )
             assert 'camera="gate"' in metrics and "pa55" not in metrics
@@ -95,7 +85,7 @@ def test_cameras_through_the_api_cli_and_a_restart(module_var_dir: Path, tmp_pat
         # A new service on the same Redis data resumes the camera without being told again.
         with VisionloopService(settings) as service:
             api = httpx.Client(base_url=service.api_url, timeout=60)
-            _wait_for(
+            wait_for(
                 lambda: api.get("/v1/cameras").json(),
                 lambda rows: [r["id"] for r in rows] == ["gate"] and rows[0]["frames_processed"] > 0,
                 60,

@@ -5,7 +5,6 @@ become a data set version announced on the events stream."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import cv2
@@ -16,22 +15,12 @@ import redis
 from labeling.label_studio_client import LabelStudioClient
 from labeling.label_studio_server import LabelStudioAccount
 from simulation.clips import render_clip
-from tests.conftest import free_port, make_settings
+from tests.conftest import free_port, make_settings, wait_for
 from visionloop.cli.service import VisionloopService
 from visionloop.streams import StreamNames
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": "Bearer test-token-123"}
-
-
-def _wait(condition, timeout_s: float):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"not reached in {timeout_s} s")
 
 
 def test_frames_to_label_studio_and_back_as_a_data_set_version(module_var_dir: Path) -> None:
@@ -55,7 +44,7 @@ def test_frames_to_label_studio_and_back_as_a_data_set_version(module_var_dir: P
             assert response.status_code == 200
         client = LabelStudioClient(service.label_studio_url, LabelStudioAccount().token)
         project = api.get("/v1/labeling/status").json()["project_id"]
-        tasks = _wait(lambda: (t := client._query(project, [])) and len(t) == 3 and t, 60)
+        tasks = wait_for(lambda: (t := client._query(project, [])) and len(t) == 3 and t, timeout_s=60, interval_s=0.5)
         assert all(t["data"]["image"].startswith("/data/local-files/?d=frames/") for t in tasks)
         assert all(t["predictions"][0]["model_version"] == "v1" for t in tasks)
         assert {t["data"]["sampler"] for t in tasks} == {"random"}
@@ -70,11 +59,11 @@ def test_frames_to_label_studio_and_back_as_a_data_set_version(module_var_dir: P
         for task in tasks[:2]:
             client.annotate(task["id"], [region])
         incoming = module_var_dir / "labels" / "incoming" / "labels"
-        _wait(lambda: incoming.is_dir() and len(list(incoming.glob("*.txt"))) == 2, 60)
+        wait_for(lambda: incoming.is_dir() and len(list(incoming.glob("*.txt"))) == 2, timeout_s=60, interval_s=0.5)
         for label in incoming.glob("*.txt"):
             assert label.read_text().split() == ["3", "0.500000", "0.500000", "0.500000", "0.500000"]
         versions = module_var_dir / "datasets" / "labels"
-        _wait(lambda: (versions / "v1" / "manifest.json").is_file(), 60)
+        wait_for(lambda: (versions / "v1" / "manifest.json").is_file(), timeout_s=60, interval_s=0.5)
         manifest = json.loads((versions / "v1" / "manifest.json").read_text())
         assert sum(c["images"] for c in manifest["counts"].values()) == 2
         events = redis.Redis.from_url(service.redis_url).xrange(StreamNames().events)

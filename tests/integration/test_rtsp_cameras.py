@@ -20,7 +20,7 @@ import pytest
 from simulation.rtsp_cameras import RtspSimulator, SimulatedCamera, prepare_world_camera
 from streaming.state import CameraState
 from streaming.worker import CameraRuntime
-from tests.conftest import free_port
+from tests.conftest import free_port, seconds_until
 from visionloop.cameras import CameraSpec
 from visionloop.contracts import EncodedFrame, FrameResult
 from visionloop.settings import CameraSettings
@@ -70,16 +70,6 @@ def _camera(url: str, settings: CameraSettings = FAST) -> tuple[CameraRuntime, R
     return runtime, recorder
 
 
-def _wait(condition: Callable[[], bool], timeout_s: float) -> float | None:
-    """Seconds until ``condition`` held, or None if it never did."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
-        if condition():
-            return time.monotonic() - start
-        time.sleep(0.05)
-    return None
-
-
 def _state(runtime: CameraRuntime) -> CameraState:
     return runtime.supervisor.state.state
 
@@ -87,7 +77,7 @@ def _state(runtime: CameraRuntime) -> CameraState:
 def test_streams_frames_with_latency_fields(server: RtspSimulator) -> None:
     runtime, recorder = _camera(server.url("cam"))
     try:
-        assert _wait(lambda: runtime.frames_processed >= 15, 15)
+        assert seconds_until(lambda: runtime.frames_processed >= 15, 15)
         status = runtime.status()
         assert status["state"] == "streaming" and status["frames_in"] >= 15
         assert "s3cr3t" not in str(status) and status["url"].startswith("rtsp://***@")
@@ -104,13 +94,13 @@ def test_server_killed_and_restarted_streams_again_within_3_s(video: SimulatedCa
     simulator = RtspSimulator([video], port).start()
     runtime, _ = _camera(simulator.url("cam"))
     try:
-        assert _wait(lambda: _state(runtime) is CameraState.STREAMING, 15)
+        assert seconds_until(lambda: _state(runtime) is CameraState.STREAMING, 15)
         simulator.kill()
-        assert _wait(lambda: _state(runtime) is not CameraState.STREAMING, 5)
+        assert seconds_until(lambda: _state(runtime) is not CameraState.STREAMING, 5)
         time.sleep(2.0)  # down for a while: several failed attempts
         assert _state(runtime) in (CameraState.BACKOFF, CameraState.CONNECTING)
         simulator = RtspSimulator([video], port).start()
-        recovered = _wait(lambda: _state(runtime) is CameraState.STREAMING, 10)
+        recovered = seconds_until(lambda: _state(runtime) is CameraState.STREAMING, 10)
         assert recovered is not None and recovered <= 3.0, f"back after {recovered} s"
         assert runtime.status()["reconnects"] >= 1
     finally:
@@ -121,13 +111,13 @@ def test_server_killed_and_restarted_streams_again_within_3_s(video: SimulatedCa
 def test_hung_server_is_detected_within_5_s_and_recovers(server: RtspSimulator) -> None:
     runtime, _ = _camera(server.url("cam"))
     try:
-        assert _wait(lambda: _state(runtime) is CameraState.STREAMING, 15)
+        assert seconds_until(lambda: _state(runtime) is CameraState.STREAMING, 15)
         server.pause()
-        detected = _wait(lambda: _state(runtime) is not CameraState.STREAMING, 10)
+        detected = seconds_until(lambda: _state(runtime) is not CameraState.STREAMING, 10)
         assert detected is not None and detected <= 5.0, f"noticed after {detected} s"
         time.sleep(1.0)
         server.resume()
-        assert _wait(lambda: _state(runtime) is CameraState.STREAMING, 15)
+        assert seconds_until(lambda: _state(runtime) is CameraState.STREAMING, 15)
     finally:
         server.resume()
         runtime.stop()
@@ -146,7 +136,7 @@ def test_wrong_path_or_credentials_fail_clearly(
 ) -> None:
     runtime, recorder = _camera(make_url(server))
     try:
-        assert _wait(lambda: _state(runtime) is CameraState.FAILED, 10)
+        assert seconds_until(lambda: _state(runtime) is CameraState.FAILED, 10)
         error = runtime.status()["last_error"]
         assert fragment in error and "s3cr3t" not in error and "wrong-pass" not in error
         assert recorder.frames == []
@@ -165,16 +155,16 @@ def test_twenty_reconnect_cycles_leak_nothing(video: SimulatedCamera) -> None:
     simulator = RtspSimulator([video], port).start()
     runtime, recorder = _camera(simulator.url("cam"))
     try:
-        assert _wait(lambda: _state(runtime) is CameraState.STREAMING, 15)
+        assert seconds_until(lambda: _state(runtime) is CameraState.STREAMING, 15)
         for cycle in range(20):
             if cycle == 2:
                 baseline = _resources()  # after the first cycles have warmed every code path
             simulator.kill()
-            assert _wait(lambda: _state(runtime) is not CameraState.STREAMING, 5)
+            assert seconds_until(lambda: _state(runtime) is not CameraState.STREAMING, 5)
             simulator = RtspSimulator([video], port).start()
-            assert _wait(lambda: _state(runtime) is CameraState.STREAMING, 10), f"cycle {cycle}"
+            assert seconds_until(lambda: _state(runtime) is CameraState.STREAMING, 10), f"cycle {cycle}"
             frames_before = len(recorder.frames)
-            assert _wait(lambda before=frames_before: len(recorder.frames) > before, 5)  # type: ignore[misc]
+            assert seconds_until(lambda before=frames_before: len(recorder.frames) > before, 5)  # type: ignore[misc]
         after = _resources()
         assert runtime.status()["reconnects"] >= 20
         assert after[0] <= baseline[0], f"threads {baseline[0]} -> {after[0]}"
@@ -188,7 +178,7 @@ def test_twenty_reconnect_cycles_leak_nothing(video: SimulatedCamera) -> None:
 def test_nothing_listening_backs_off_and_keeps_trying() -> None:
     runtime, _ = _camera(f"rtsp://127.0.0.1:{free_port()}/cam")
     try:
-        assert _wait(lambda: runtime.status()["reconnects"] >= 2, 10)
+        assert seconds_until(lambda: runtime.status()["reconnects"] >= 2, 10)
         assert _state(runtime) in (CameraState.BACKOFF, CameraState.CONNECTING)
         assert "connection refused" in runtime.status()["last_error"]
     finally:
@@ -200,7 +190,7 @@ def test_truncated_file_and_non_video_url_get_clear_states(video: SimulatedCamer
     truncated.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(3000))
     runtime, _ = _camera(str(truncated))
     try:
-        assert _wait(lambda: _state(runtime) is CameraState.FAILED, 10)
+        assert seconds_until(lambda: _state(runtime) is CameraState.FAILED, 10)
         assert "not a video" in runtime.status()["last_error"] or "Invalid" in runtime.status()["last_error"]
     finally:
         runtime.stop()
@@ -222,7 +212,7 @@ def test_truncated_file_and_non_video_url_get_clear_states(video: SimulatedCamer
     thread.start()
     runtime, _ = _camera(f"http://127.0.0.1:{httpd.server_address[1]}/index.html")
     try:
-        assert _wait(lambda: _state(runtime) is CameraState.FAILED, 10)
+        assert seconds_until(lambda: _state(runtime) is CameraState.FAILED, 10)
     finally:
         runtime.stop()
         httpd.shutdown()
@@ -233,7 +223,7 @@ def test_a_file_is_read_in_full_at_its_target_rate(video: SimulatedCamera) -> No
     runtime, recorder = _camera(str(video.video))
     try:
         assert runtime.buffer.mode.value == "every"
-        assert _wait(lambda: len(recorder.frames) >= 30, 15)
+        assert seconds_until(lambda: len(recorder.frames) >= 30, 15)
         seqs = [f.seq for f in recorder.frames]
         assert seqs == sorted(seqs) and runtime.buffer.skipped == 0
     finally:

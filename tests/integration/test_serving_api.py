@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from simulation.clips import render_clip_jpegs
-from tests.conftest import make_settings
+from tests.conftest import make_settings, wait_for
 from visionloop.cli.service import VisionloopService
 from visionloop.contracts import FrameResult
 from visionloop.streams import StreamNames
@@ -50,18 +50,14 @@ def jpegs() -> list[bytes]:
 
 
 def _wait_for_stream(client: redis.Redis, stream: str, camera_id: str, count: int) -> list[FrameResult]:
-    deadline = time.monotonic() + 15
-    found: list[FrameResult] = []
-    while time.monotonic() < deadline:
-        found = [
+    def published() -> list[FrameResult]:
+        return [
             FrameResult.from_stream_fields(fields)
             for _, fields in client.xrange(stream)
             if fields[b"camera_id"] == camera_id.encode()
         ]
-        if len(found) >= count:
-            break
-        time.sleep(0.1)
-    return found
+
+    return wait_for(published, lambda found: len(found) >= count, timeout_s=15)
 
 
 def test_health_reports_model_and_redis(api: httpx.Client) -> None:

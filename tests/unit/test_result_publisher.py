@@ -1,6 +1,10 @@
-"""The result publisher against a real redis-server: buffering through an outage, dropping only when full."""
+"""The result publisher against a real redis-server: buffering through an outage, dropping only when full,
+and writing what is still buffered when it shuts down."""
 
 from __future__ import annotations
+
+import asyncio
+import time
 
 import numpy as np
 import redis
@@ -57,3 +61,50 @@ async def test_full_buffer_drops_oldest_and_counts() -> None:
     publisher.publish(_result(i) for i in range(25))
     assert publisher.buffered == 10 and publisher.dropped == 15 and sum(dropped) == 15
     await publisher.close()
+
+
+async def test_shutdown_writes_what_is_still_buffered(redis_server: EmbeddedRedis) -> None:
+    publisher = ResultPublisher(redis_server.url, "t:results", maxlen=100_000, buffer_size=1000)
+    publisher.publish(_result(i) for i in range(40))  # never started: only the shutdown drain can write them
+    client = redis.Redis.from_url(redis_server.url)
+    assert publisher.buffered == 40 and client.xlen("t:results") == 0
+    assert await publisher.shutdown(timeout_s=5)
+    seqs = [FrameResult.from_stream_fields(f).seq for _, f in client.xrange("t:results")]
+    client.close()
+    assert seqs == list(range(40))
+    assert publisher.buffered == 0 and publisher.dropped == 0 and publisher.published == 40
+
+
+async def test_shutdown_without_redis_is_bounded_and_counts_the_loss() -> None:
+    dropped: list[int] = []
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    publisher = ResultPublisher(url, "t:results", 1000, buffer_size=100, socket_timeout_s=0.2, on_drop=dropped.append)
+    publisher.start()
+    publisher.publish(_result(i) for i in range(5))
+    started = time.monotonic()
+    assert not await publisher.shutdown(timeout_s=0.5)
+    assert time.monotonic() - started < 3
+    assert publisher.buffered == 0 and publisher.dropped == 5 and dropped == [5]
+
+
+async def test_drain_of_an_empty_buffer_returns_at_once(redis_server: EmbeddedRedis) -> None:
+    publisher = ResultPublisher(redis_server.url, "t:results", maxlen=100, buffer_size=10)
+    started = time.monotonic()
+    assert await publisher.drain(timeout_s=5)
+    assert time.monotonic() - started < 0.5
+    await publisher.close()
+
+
+async def test_shutdown_does_not_sit_out_the_backoff_when_redis_is_back(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    publisher = ResultPublisher(f"redis://127.0.0.1:{port}/0", "t:results", 1000, buffer_size=100)
+    publisher.start()
+    publisher.publish(_result(i) for i in range(5))
+    await asyncio.sleep(3.2)  # refused at 0, 0.1, 0.3, 0.7, 1.5 and 3.1 s: the next try would be at 6.3 s
+    with EmbeddedRedis(port, tmp_path / "redis") as server:
+        started = time.monotonic()
+        assert await publisher.shutdown(timeout_s=5)
+        assert time.monotonic() - started < 1.5
+        client = redis.Redis.from_url(server.url)
+        assert client.xlen("t:results") == 5
+        client.close()

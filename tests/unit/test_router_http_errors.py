@@ -1,0 +1,196 @@
+"""The one error -> HTTP answer mapping (visionloop.http_errors), and both servers answering with it: the
+Router's FastAPI side (serving.http_errors) and the WebRTC gateway's aiohttp side."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import FormData
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import ValidationError
+from ray.exceptions import RayError, RayTaskError
+
+from serving.http_errors import http_exception
+from streaming.webrtc.gateway import WebRTCGateway
+from visionloop.cameras import CameraExists, CameraNotFound, CameraSpec
+from visionloop.contracts import EncodedFrame, FrameResult
+from visionloop.errors import InvalidImageError, ModelLoadError, NotReadyError
+from visionloop.http_errors import (
+    BadRequest,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+    clean_message,
+    http_error,
+    is_client_error,
+    status_of,
+)
+from visionloop.settings import WebRTCSettings
+
+TOKEN = "gateway-token-1"
+
+
+def _raised(exc: BaseException) -> BaseException:
+    """``exc`` with a real traceback, as it is when caught."""
+    try:
+        raise exc
+    except BaseException as caught:
+        return caught
+
+
+def _ray_wrapped(exc: BaseException) -> BaseException:
+    """``exc`` as Ray re-raises it in the caller of a remote method: the remote traceback is its text."""
+    caught = _raised(exc)
+    trace = "".join(traceback.format_exception(caught))
+    error = RayTaskError("CameraManager.status", trace, caught, proctitle="ray::CameraManager", pid=1, ip="127.0.0.1")
+    return error.as_instanceof_cause()
+
+
+def _validation_error() -> ValidationError:
+    try:
+        CameraSpec(id="gate", url="rtsp://op:pa55-word@10.0.0.1/cam", colour="red")  # type: ignore[call-arg]
+    except ValidationError as exc:
+        return exc
+    raise AssertionError("CameraSpec accepted an unknown field")
+
+
+VALIDATION = _validation_error()
+BEARER = {"WWW-Authenticate": "Bearer"}
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "message"),
+    [
+        (BadRequest("the offer must be JSON {sdp, type}"), 400, "the offer must be JSON {sdp, type}"),
+        (InvalidImageError("image 'a.jpg': not an image"), 400, "image 'a.jpg': not an image"),
+        (Unauthorized(), 401, "missing or wrong bearer token"),
+        (Unauthorized("missing or wrong webhook secret", scheme=None), 401, "missing or wrong webhook secret"),
+        (CameraNotFound("no camera 'nope'"), 404, "no camera 'nope'"),
+        (CameraExists("camera 'gate' already exists"), 409, "camera 'gate' already exists"),
+        (
+            PayloadTooLarge.body(1000),
+            413,
+            "request body larger than the 1000-byte limit (api.max_upload_bytes)",
+        ),
+        (PayloadTooLarge("9 images in one request; the limit is 8"), 413, "9 images in one request; the limit is 8"),
+        (TooManyRequests("the gateway already serves 2 peers"), 429, "the gateway already serves 2 peers"),
+        (NotReadyError("labeling is still starting"), 503, "labeling is still starting"),
+        # credentials in a URL never reach a client
+        (CameraExists("camera at rtsp://op:pa55@h/x exists"), 409, "camera at rtsp://***@h/x exists"),
+        # Ray's re-raised errors: the status of the error they carry, its own text, not the remote traceback
+        (_ray_wrapped(CameraNotFound("no camera 'nope'")), 404, "no camera 'nope'"),
+        (_ray_wrapped(CameraExists("camera 'gate' already exists")), 409, "camera 'gate' already exists"),
+        (_ray_wrapped(NotReadyError("starting:\nLabel Studio is not up")), 503, "starting:\nLabel Studio is not up"),
+        # errors that are no client's doing stay 500
+        (RuntimeError("boom"), 500, "boom"),
+        (ModelLoadError("model v3 has no model.onnx"), 500, "model v3 has no model.onnx"),
+        (_ray_wrapped(KeyError("x")), 500, "'x'"),
+        (RuntimeError(), 500, "RuntimeError"),
+    ],
+)
+def test_error_maps_to_status_and_clean_message(exc: BaseException, status: int, message: str) -> None:
+    error = http_error(exc)
+    assert (error.status, error.message) == (status, message)
+    assert status_of(exc) == status and clean_message(exc) == message
+    assert is_client_error(exc) is (status != 500)
+
+
+@pytest.mark.parametrize(
+    ("exc", "headers"),
+    [
+        (Unauthorized(), BEARER),
+        (Unauthorized("missing or wrong webhook secret", scheme=None), {}),
+        (CameraNotFound("no camera 'nope'"), {}),
+    ],
+)
+def test_only_a_bearer_401_carries_a_challenge(exc: BaseException, headers: dict[str, str]) -> None:
+    assert dict(http_error(exc).headers) == headers
+
+
+def test_validation_error_keeps_every_field_and_hides_credentials() -> None:
+    error = http_error(VALIDATION)
+    assert error.status == 422 and "colour" in error.message and "Extra inputs" in error.message
+    assert "pa55" not in error.message
+
+
+def test_ray_error_that_cannot_take_the_type_of_its_cause_still_maps_by_it() -> None:
+    """Ray cannot subclass pydantic's ValidationError, so it re-raises a bare RayTaskError carrying it."""
+    wrapped = _ray_wrapped(VALIDATION)
+    assert not isinstance(wrapped, ValidationError)
+    error = http_error(wrapped)
+    assert error.status == 422 and "colour" in error.message and "Traceback" not in error.message
+
+
+def test_only_rays_own_text_is_cut_to_its_last_line() -> None:
+    """A cause Ray could not send is replaced by a RayError whose text is the remote traceback."""
+    text = "Exception x isn't serializable.\nOriginal exception details:\nTraceback ...\nmod.Oops: it broke at rtsp://u:p@h"
+    assert http_error(RayError(text)) == http_error(RuntimeError("mod.Oops: it broke at rtsp://***@h"))
+    assert clean_message(RayError(text)) == "mod.Oops: it broke at rtsp://***@h"
+
+
+def test_fastapi_side_answers_with_the_mapping() -> None:
+    exc = http_exception(_ray_wrapped(CameraNotFound("no camera 'nope'")))
+    assert (exc.status_code, exc.detail, exc.headers) == (404, "no camera 'nope'", None)
+    exc = http_exception(Unauthorized())
+    assert (exc.status_code, exc.detail, exc.headers) == (401, "missing or wrong bearer token", BEARER)
+
+
+# -- the aiohttp gateway answers with the same mapping -------------------------------------------------------------
+
+
+async def _detect(frames: list[EncodedFrame]) -> list[FrameResult | str]:
+    return ["not a JPEG or PNG image" for _ in frames]
+
+
+async def _names() -> list[str]:
+    return []
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+    gw = WebRTCGateway(WebRTCSettings(max_peers=1), TOKEN, _detect, _names, max_upload_bytes=1000)
+    gw.peers["busy"] = None  # type: ignore[assignment]  # the one peer slot is taken
+    async with TestClient(TestServer(gw.app())) as client:
+        yield client
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+OFFER = {"sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", "type": "offer"}
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs", "expected"),
+    [
+        ("/v1/webrtc/offer", {"json": OFFER}, Unauthorized()),
+        ("/v1/detect", {"data": {"x": "1"}}, Unauthorized()),
+        ("/v1/webrtc/offer", {"json": {"type": "offer"}, "headers": AUTH}, None),
+        ("/v1/webrtc/offer", {"json": OFFER, "headers": AUTH}, TooManyRequests("the gateway already serves 1 peers")),
+        ("/v1/detect", {"data": {"x": "1"}, "headers": AUTH}, BadRequest("send the image as multipart field 'image'")),
+        ("/v1/detect", {"data": {"image": b"x" * 70_000}, "headers": AUTH}, PayloadTooLarge.body(1000)),
+    ],
+)
+async def test_gateway_errors_are_the_shared_answers(
+    gateway: TestClient,  # type: ignore[type-arg]
+    path: str,
+    kwargs: dict[str, object],
+    expected: BaseException | None,
+) -> None:
+    response = await gateway.post(path, **kwargs)  # type: ignore[arg-type]
+    body = await response.json()
+    if expected is None:  # a bad offer: 400 with the gateway's own wording
+        assert response.status == 400 and set(body) == {"detail"}
+        return
+    error = http_error(expected)
+    assert (response.status, body) == (error.status, {"detail": error.message})
+    for name, value in error.headers.items():
+        assert response.headers[name] == value
+
+
+async def test_gateway_invalid_upload_is_400_with_the_file_name(gateway: TestClient) -> None:  # type: ignore[type-arg]
+    form = FormData()
+    form.add_field("image", b"not an image", filename="bad.jpg", content_type="image/jpeg")
+    response = await gateway.post("/v1/detect", data=form, headers=AUTH)
+    assert response.status == 400
+    assert await response.json() == {"detail": "image 'bad.jpg': not a JPEG or PNG image"}
