@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from visionloop.cli.context import console, print_json, settings_of, status_console
+from visionloop.cli.context import console, print_json, settings_of, status_console, stdout_to_stderr
 from visionloop.cli.data import resolve_data
 from visionloop.cli.training import new_run_dir, training_settings
 from visionloop.errors import VisionloopError
@@ -88,18 +88,19 @@ def models_compare(
 
     settings = settings_of(ctx)
     training = training_settings(settings, epochs)
-    rows = compare(
-        list(arch or DEFAULT_ARCHITECTURES),
-        resolve_data(settings, data),
-        resolve_data(settings, gold),
-        training,
-        new_run_dir(settings, "compare"),
-        ultralytics_config_dir(settings),
-        settings.serving.imgsz,
-        settings.serving.conf_threshold,
-        os.cpu_count() or 1,
-        on_row=lambda r: status_console.print(f"{r.architecture}: mAP50 {r.map50:.3f}"),
-    )
+    with stdout_to_stderr(as_json):
+        rows = compare(
+            list(arch or DEFAULT_ARCHITECTURES),
+            resolve_data(settings, data),
+            resolve_data(settings, gold),
+            training,
+            new_run_dir(settings, "compare"),
+            ultralytics_config_dir(settings),
+            settings.serving.imgsz,
+            settings.serving.conf_threshold,
+            os.cpu_count() or 1,
+            on_row=lambda r: status_console.print(f"{r.architecture}: mAP50 {r.map50:.3f}"),
+        )
     if as_json:
         print_json([r.__dict__ for r in rows])
         return

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from visionloop.cli.context import console, print_json, settings_of, status_console
+from visionloop.cli.context import console, print_json, settings_of, status_console, stdout_to_stderr
 from visionloop.cli.data import resolve_data
 from visionloop.errors import VisionloopError
 from visionloop.model_setup import registry_for, ultralytics_config_dir
@@ -98,15 +98,16 @@ def eval_command(
         _kfold(settings, model, data_yaml, kfold, as_json)
         return
     resolved = resolve_model(registry_for(settings), model)
-    result = evaluate(
-        resolved.path,
-        data_yaml,
-        split,
-        settings.serving.conf_threshold,
-        settings.serving.imgsz,
-        ultralytics_config_dir(settings),
-        plots_dir=plots,
-    )
+    with stdout_to_stderr(as_json):
+        result = evaluate(
+            resolved.path,
+            data_yaml,
+            split,
+            settings.serving.conf_threshold,
+            settings.serving.imgsz,
+            ultralytics_config_dir(settings),
+            plots_dir=plots,
+        )
     out = {"model": resolved.label, "data": str(data_yaml), "split": split, **result.to_dict()}
     if as_json:
         print_json(out)
@@ -136,18 +137,19 @@ def _kfold(settings: Settings, model: str, data_yaml: Path, k: int, as_json: boo
     except VisionloopError:
         pass
     base, _ = start_weights(settings, model)
-    summary = cross_validate(
-        base,
-        images,
-        names,
-        k,
-        settings.training,
-        new_run_dir(settings, "kfold"),
-        ultralytics_config_dir(settings),
-        settings.serving.imgsz,
-        settings.serving.conf_threshold,
-        on_fold=lambda r: status_console.print(f"fold {r.fold}: mAP50 {r.map50:.3f}"),
-    )
+    with stdout_to_stderr(as_json):
+        summary = cross_validate(
+            base,
+            images,
+            names,
+            k,
+            settings.training,
+            new_run_dir(settings, "kfold"),
+            ultralytics_config_dir(settings),
+            settings.serving.imgsz,
+            settings.serving.conf_threshold,
+            on_fold=lambda r: status_console.print(f"fold {r.fold}: mAP50 {r.map50:.3f}"),
+        )
     if as_json:
         print_json(summary)
     else:
@@ -169,9 +171,10 @@ def tune_command(
     data_yaml = resolve_data(settings, data)
     start, _ = start_weights(settings, base)
     work = new_run_dir(settings, "tune")
-    results = run_tune(
-        start, data_yaml, training_settings(settings, epochs), trials, work, ultralytics_config_dir(settings)
-    )
+    with stdout_to_stderr(as_json):
+        results = run_tune(
+            start, data_yaml, training_settings(settings, epochs), trials, work, ultralytics_config_dir(settings)
+        )
     rows = [{"map50": r.map50, "map50_95": r.map50_95, **r.config} for r in results]
     if as_json:
         print_json(rows)
