@@ -29,6 +29,8 @@ help:
 	@echo "make bench-serving  serving benchmark (writes benchmarks/results/serving.json)"
 	@echo "make bench-pipeline simulated RTSP cameras end to end (writes benchmarks/results/pipeline.json)"
 	@echo "make bench-al       active learning vs random on the shifted world (benchmarks/results/active_learning.json)"
+	@echo "make lock           rewrite requirements.lock from the venv (index pins only)"
+	@echo "make check-lock     refuse lock lines a fresh machine cannot install; resolve every lock (CI runs it)"
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

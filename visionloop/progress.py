@@ -33,19 +33,25 @@ def _clock(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def remaining(task: Task) -> float | None:
-    """Seconds left at the average pace so far (steady for coarse steps such as epochs, unlike a windowed rate)."""
+def remaining(task: Task, elapsed_at_step: float | None = None) -> float | None:
+    """Seconds left at the average pace so far (steady for coarse steps such as epochs, unlike a windowed rate).
+
+    The pace is taken when the last step completed (``elapsed_at_step``), so the estimate counts down between
+    steps instead of growing while a long step runs.
+    """
     if not task.total or not task.completed or task.elapsed is None:
         return None
-    return task.elapsed / task.completed * (task.total - task.completed)
+    at_step = task.elapsed if elapsed_at_step is None else elapsed_at_step
+    left = at_step / task.completed * (task.total - task.completed) - (task.elapsed - at_step)
+    return max(left, 0.0)
 
 
-def describe(task: Task) -> str:
+def describe(task: Task, elapsed_at_step: float | None = None) -> str:
     """One plain line for a task: 'training: 3/30 (10%), elapsed 1m02s, ETA 8m10s, val mAP50 0.123'."""
     done = f"{task.completed:g}/{task.total:g} ({task.percentage:.0f}%)" if task.total else f"{task.completed:g}"
     line = f"{task.description}: {done}, elapsed {_clock(task.elapsed)}"
     if not task.finished:
-        line += f", ETA {_clock(remaining(task))}"
+        line += f", ETA {_clock(remaining(task, elapsed_at_step))}"
     status = str(task.fields.get("status", "")).strip()
     return f"{line}, {status}" if status else line
 
@@ -55,6 +61,7 @@ class _Reported:
     at: float
     state: tuple[float, str]
     finished: bool
+    elapsed_at_step: float | None
 
 
 class PlainReporter:
@@ -93,9 +100,11 @@ class PlainReporter:
                 or (not task.finished and state != seen.state and now - seen.at >= self.min_gap_s)
                 or (not task.finished and now - seen.at >= self.heartbeat_s)
             )
+            stepped = seen is None or state[0] != seen.state[0]
+            elapsed_at_step = task.elapsed if stepped else seen.elapsed_at_step  # type: ignore[union-attr]
             if due:
-                self.console.print(describe(task), markup=False, highlight=False)
-                self._reported[task.id] = _Reported(now, state, task.finished)
+                self.console.print(describe(task, elapsed_at_step), markup=False, highlight=False)
+                self._reported[task.id] = _Reported(now, state, task.finished, elapsed_at_step)
 
 
 @contextmanager

@@ -32,3 +32,21 @@ def test_a_terminal_gets_the_live_bar_and_no_plain_lines() -> None:
         progress.update(task, completed=2)
     assert "training: 2/2 (100%)" not in out.getvalue()
     assert "2/2" in out.getvalue()
+
+
+def test_the_eta_counts_down_between_steps_instead_of_growing() -> None:
+    from rich.progress import Progress
+
+    from visionloop.progress import remaining
+
+    now = [0.0]
+    progress = Progress(get_time=lambda: now[0], disable=True)
+    task_id = progress.add_task("training", total=10)
+    progress.start_task(task_id)
+    now[0] = 10.0
+    progress.update(task_id, completed=2)  # 5 s a step so far: 8 steps left, 40 s
+    task = progress.tasks[0]
+    assert remaining(task, elapsed_at_step=10.0) == 40.0
+    now[0] = 20.0  # 10 s into the next step
+    assert remaining(task, elapsed_at_step=10.0) == 30.0
+    assert remaining(task) == 80.0  # the naive average would have grown
