@@ -316,6 +316,46 @@ class LabelingSettings(StrictModel):
     )
 
 
+class ABSettings(StrictModel):
+    """The champion/challenger A/B on human-labelled shadow frames (learning.ab_stats, learning.ab_decision)."""
+
+    min_gain: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Promote only when the lower bound of the CI of the mAP50 difference (challenger - champion) "
+        "exceeds this.",
+    )
+    min_frames: int = Field(
+        default=200,
+        ge=1,
+        description="Labelled frames the A/B needs before it may decide. Power note: paired design (both models "
+        "on the same frames), exact McNemar on per-frame outcomes; assuming 25% of frames discordant (one model "
+        "right, the other wrong) split 17.5% / 7.5% in the challenger's favour (a net 10 points), alpha 0.05 "
+        "two-sided and power 0.8 need (1.96 sqrt(0.25) + 0.84 sqrt(0.25 - 0.01))^2 / 0.01 = 194 frames "
+        "(Connor 1987; learning.ab_stats.mcnemar_sample_size), rounded up to 200.",
+    )
+    bootstrap_resamples: int = Field(
+        default=2000, ge=1000, le=100_000, description="Paired bootstrap resamples of the frames."
+    )
+    confidence: float = Field(
+        default=0.95, gt=0.5, lt=1, description="Confidence level of the percentile CI of the mAP50 difference."
+    )
+    max_latency_ratio: float = Field(
+        default=1.5,
+        gt=0,
+        le=100,
+        description="Latency guard: the challenger's p99 latency may be at most this times the champion's.",
+    )
+    max_gold_regression: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Gold guard: the challenger's gold-set mAP50 may be at most this below the champion's.",
+    )
+    seed: int = Field(default=0, ge=0, description="Seed of the bootstrap's random generator (reproducible CIs).")
+
+
 class LoggingSettings(StrictModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
@@ -336,6 +376,7 @@ class Settings(StrictModel):
     cameras: CameraSettings = Field(default_factory=CameraSettings, description="IP cameras and files.")
     webrtc: WebRTCSettings = Field(default_factory=WebRTCSettings, description="Browser cameras over WebRTC.")
     labeling: LabelingSettings = Field(default_factory=LabelingSettings, description="Active learning.")
+    ab: ABSettings = Field(default_factory=ABSettings, description="Champion/challenger A/B decisions.")
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
 
     def cameras_file(self) -> Path:
