@@ -1,7 +1,7 @@
 """The Router: the HTTP ingress (FastAPI) in front of the champion Detector.
 
-It owns the API, authentication and limits, turns Detector replies into ``FrameResult``s and hands them to the
-result publisher. Shadow traffic joins here in a later step; it is never on the response path.
+It owns the API, authentication and limits, turns Detector replies into ``FrameResult``s, hands them to the
+result publisher and shows every answered frame to the observer the face passed in (off the response path).
 """
 
 # No `from __future__ import annotations` here: FastAPI must see real annotations on the ingress methods.

@@ -130,3 +130,14 @@ def progress_bar(console: Console, heartbeat_s: float = 15.0) -> Iterator[Progre
         else:
             with PlainReporter(progress, console, heartbeat_s):
                 yield progress
+
+
+@contextmanager
+def working(console: Console, what: str) -> Iterator[None]:
+    """A spinner with ``what`` on a terminal; off a terminal (where a spinner shows nothing) ``what`` as one line."""
+    if console.is_terminal:
+        with console.status(what):
+            yield
+    else:
+        console.print(what, markup=False, highlight=False)
+        yield

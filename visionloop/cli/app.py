@@ -18,6 +18,7 @@ import yaml
 from visionloop.cli import cameras, data, labeling, models, training
 from visionloop.cli.context import CliContext, api_client, console, print_json, settings_of
 from visionloop.errors import VisionloopError
+from visionloop.progress import working
 
 app = typer.Typer(help="visionloop: real-time detection with an active-learning loop.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the settings.", no_args_is_help=True)
@@ -61,7 +62,7 @@ def up(ctx: typer.Context) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with console.status("Starting Redis, Ray and the Serve app..."):
+    with working(console, "Starting Redis, Ray and the Serve app..."):
         service = VisionloopService(settings).start()
     try:
         for endpoint in service.endpoints:

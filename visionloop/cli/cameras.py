@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from visionloop.cli.context import api_client, console, print_json, settings_of
+from visionloop.progress import working
 
 cameras_app = typer.Typer(help="IP cameras and video files as sources.", no_args_is_help=True)
 COLUMNS = (
@@ -113,7 +114,7 @@ def cameras_simulate(
     settings = settings_of(ctx)
     out_dir = settings.resolved_var_dir() / "simulator"
     height, width = settings.world.video_size
-    with console.status("Rendering the world's videos (cached under var/simulator)..."):
+    with working(console, "Rendering the world's videos (cached under var/simulator)..."):
         sims = [
             prepare_world_camera(
                 f"cam{i + 1}",

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from visionloop.cli.loadgen import LoadReport, run_clients
 from visionloop.cli.service import VisionloopService
+from visionloop.progress import working
 from visionloop.settings import Settings
 from visionloop.streams import StreamNames
 
@@ -48,7 +49,7 @@ def _camera_demo(settings: Settings, service: VisionloopService, console: Consol
 
     height, width = settings.world.video_size
     out_dir = settings.resolved_var_dir() / "simulator"
-    with console.status("Rendering the simulated cameras' videos (cached under var/simulator)..."):
+    with working(console, "Rendering the simulated cameras' videos (cached under var/simulator)..."):
         videos = [
             prepare_world_camera("cam1", "A", 101, 20.0, 15, out_dir, height, width),
             prepare_world_camera("cam2", "B", 102, 20.0, 15, out_dir, height, width),
@@ -64,10 +65,16 @@ def _camera_demo(settings: Settings, service: VisionloopService, console: Consol
             response = api.post("/v1/cameras", json={"id": f"demo-{video.name}", "url": simulator.url(video.name)})
             response.raise_for_status()
         console.print(f"Two simulated RTSP cameras on 127.0.0.1:{port} (world A and its dusk shift B), live:")
-        with Live(console=console, refresh_per_second=2) as live:
-            deadline = time.monotonic() + seconds
+        # A live table on a terminal; in a log (where Live draws nothing until the end) a table every 5 s.
+        with Live(console=console, refresh_per_second=2) if console.is_terminal else contextlib.nullcontext() as live:
+            deadline, printed = time.monotonic() + seconds, 0.0
             while time.monotonic() < deadline:
-                live.update(camera_table(api.get("/v1/cameras").json(), title="cameras (live)"))
+                table = camera_table(api.get("/v1/cameras").json(), title="cameras (live)")
+                if live is not None:
+                    live.update(table)
+                elif time.monotonic() - printed >= 5.0:
+                    console.print(table)
+                    printed = time.monotonic()
                 time.sleep(1.0)
         for video in videos:
             api.delete(f"/v1/cameras/demo-{video.name}")
@@ -87,7 +94,7 @@ def run_demo(
     console.print("Bootstrap model (trained once on the synthetic world, then cached under var/)...")
     outcome = run_bootstrap(settings, console)
     console.print(outcome.summary(settings.bootstrap.target_map50))
-    with console.status("Starting Redis, Ray and the Serve app (about 20-30 s)..."):
+    with working(console, "Starting Redis, Ray and the Serve app (about 20-30 s)..."):
         service = VisionloopService(settings).start()
     try:
         for endpoint in service.endpoints:
@@ -113,7 +120,7 @@ def run_demo(
             project = httpx.get(f"{service.api_url}/v1/labeling/status", timeout=30).json()["project_id"]
             height, width = settings.world.video_size
             clips = [("A", 7, 90, 360, 640), ("A", 101, 300, height, width), ("B", 102, 300, height, width)]
-            with console.status("Indexing the world's ground truth for the simulated labeler..."):
+            with working(console, "Indexing the world's ground truth for the simulated labeler..."):
                 labeler: Any = DemoLabeler(settings, service.label_studio_url, project, clips)
         else:
             labeler = contextlib.nullcontext()
@@ -142,7 +149,7 @@ def run_demo(
             )
         client.close()
     finally:
-        with console.status("Shutting down..."):
+        with working(console, "Shutting down..."):
             service.stop()
     console.print("[green]demo finished; everything stopped.[/]")
     return 0 if report.frames and not report.errors else 1
