@@ -88,11 +88,6 @@ class StreamNames:
         """Labels harvested since the last data set version was cut."""
         return f"{self.prefix}:labeling:since-cut"
 
-    @property
-    def labeling_cut_files(self) -> str:
-        """Set of incoming label files already in a data set version (each cut adds only the new ones)."""
-        return f"{self.prefix}:labeling:cut-files"
-
     def labeling_webhook_registered(self, label_studio_url: str, project_id: int) -> str:
         return f"{self.prefix}:labeling:webhook:{label_studio_url}:{project_id}"
 
