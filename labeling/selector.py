@@ -68,7 +68,7 @@ class FrameSelector:
             self.stats.rejected["class quota"] += 1
             return None
         item = ReviewItem(
-            f"{result.camera_id}-{result.seq}-{int(result.capture_ts * 1000)}".replace(":", "_"),
+            result.frame_id,
             frame.data,
             result,
             selection,

@@ -211,12 +211,14 @@ class Detections:
 
 class ModelRole(StrEnum):
     """A model's role, the one list for the registry and for results: the champion answers, the shadow only runs
-    beside it, a candidate waits to be judged, a retired model served once."""
+    beside it, a candidate waits to be judged, a retired model served once, a rejected one lost its A/B (or was
+    rolled back) and is never promoted without --force."""
 
     CANDIDATE = "candidate"
     SHADOW = "shadow"
     CHAMPION = "champion"
     RETIRED = "retired"
+    REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
@@ -276,6 +278,11 @@ class FrameResult:
         if not self.model_version:
             raise ValueError("model_version must not be empty")
         object.__setattr__(self, "role", ModelRole(self.role))
+
+    @property
+    def frame_id(self) -> str:
+        """The frame's id across visionloop: review queue, Label Studio task, labelled file stem, shadow pair."""
+        return f"{self.camera_id}-{self.seq}-{int(self.capture_ts * 1000)}".replace(":", "_")
 
     def to_dict(self, class_names: Sequence[str] | None = None) -> dict[str, Any]:
         return {

@@ -83,6 +83,22 @@ class ApiSettings(StrictModel):
     max_frames_per_request: int = Field(
         default=32, gt=0, description="Most images accepted in one /v1/detect/batch request."
     )
+    named_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="More bearer tokens, by the name the audit log records for their actions (promotions, "
+        "rollbacks); api.token itself is recorded as 'operator'.",
+    )
+
+    @model_validator(mode="after")
+    def _tokens_are_long_and_distinct(self) -> ApiSettings:
+        secrets = [self.token.get_secret_value()] + [t.get_secret_value() for t in self.named_tokens.values()]
+        if any(len(s) < 8 for s in secrets):
+            raise ValueError("every API token needs at least 8 characters")
+        if len(set(secrets)) != len(secrets):
+            raise ValueError("two API tokens are equal: the audit log could not tell who acted")
+        if "auto" in self.named_tokens:
+            raise ValueError("'auto' names the loop's own promotions; pick another token name")
+        return self
 
 
 class ServingSettings(StrictModel):
@@ -186,7 +202,12 @@ class TrainingSettings(StrictModel):
     threads: int | None = Field(default=None, gt=0, description="Torch threads for CPU training (default: every core).")
     seed: int = Field(default=0, description="Training seed.")
     num_gpus: float = Field(default=0.0, ge=0, description="GPUs a training Ray task asks for.")
-    num_cpus: float = Field(default=1.0, ge=0, description="CPUs a training Ray task asks for.")
+    num_cpus: float = Field(
+        default=0.5,
+        ge=0,
+        description="CPUs a training Ray task reserves. Torch uses every core whatever the reservation; it is kept "
+        "below 1 so a challenger can train beside the champion and shadow replicas on a 2-core machine.",
+    )
     augmentation: AugmentationSettings = Field(
         default_factory=AugmentationSettings, description="Augmentation strengths."
     )
@@ -356,6 +377,71 @@ class ABSettings(StrictModel):
     seed: int = Field(default=0, ge=0, description="Seed of the bootstrap's random generator (reproducible CIs).")
 
 
+class ShadowSettings(StrictModel):
+    """The shadow Detector: the registry's shadow pointer, run beside the champion on mirrored frames."""
+
+    enabled: bool = Field(
+        default=True, description="Deploy the shadow Detector (it idles, holding no model, while no shadow is set)."
+    )
+    mirror_fraction: float = Field(
+        default=0.1, ge=0, le=1, description="Share of all answered frames mirrored to the shadow, at random."
+    )
+    mirror_selected: bool = Field(
+        default=True, description="Also mirror every frame sent for labeling (its human label pairs the models)."
+    )
+    queue_size: int = Field(
+        default=64,
+        gt=0,
+        description="Frames waiting for the shadow; a frame that would wait beyond it is dropped and counted "
+        "(the champion's answer never waits for the shadow).",
+    )
+    max_batch: int = Field(default=8, gt=0, description="Most mirrored frames sent to the shadow in one call.")
+    replicas: int = Field(default=1, gt=0, description="Shadow Detector replicas.")
+    num_cpus: float = Field(
+        default=0.25,
+        ge=0,
+        description="CPUs Ray reserves for each shadow replica (small: it runs on a fraction of the frames).",
+    )
+    pairs_maxlen: int = Field(
+        default=20_000, gt=0, description="Approximate cap (XADD MAXLEN ~) of the shadow-pairs stream."
+    )
+
+
+class LoopSettings(StrictModel):
+    """The learning loop: new labels -> challenger -> shadow -> A/B decision -> (auto-)promotion."""
+
+    enabled: bool = Field(default=True, description="Run the loop worker with the service.")
+    min_new_labels: int = Field(
+        default=50, gt=0, description="Human labels (uncertainty arm) new since the last challenger before training."
+    )
+    epochs: int = Field(default=10, gt=0, description="Fine-tuning epochs of a challenger (from the champion).")
+    replay_images: int = Field(
+        default=400,
+        ge=0,
+        description="Images of the champion's own training data mixed into fine-tuning (replay keeps the old "
+        "domain from being forgotten); 0 trains on the new labels alone.",
+    )
+    max_gold_regression: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Sanity gate: a candidate whose gold mAP50 is more than this below the champion's on any gold "
+        "set never becomes the shadow.",
+    )
+    gold_datasets: list[str] = Field(
+        default_factory=list,
+        description="Gold data sets (refs) the gate and the A/B use; empty: every data set named '*-gold'.",
+    )
+    labels_dataset: str = Field(
+        default="labels", description="Data set whose versions hold the human labels (labeling.dataset_name)."
+    )
+    training_dataset: str = Field(
+        default="challenger", description="Name of the training set versions the loop builds."
+    )
+    auto_promote: bool = Field(default=False, description="Promote the shadow when the A/B decides PROMOTE.")
+    poll_interval_s: float = Field(default=2.0, gt=0, description="How often the worker reads the events stream.")
+
+
 class LoggingSettings(StrictModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
@@ -376,6 +462,8 @@ class Settings(StrictModel):
     cameras: CameraSettings = Field(default_factory=CameraSettings, description="IP cameras and files.")
     webrtc: WebRTCSettings = Field(default_factory=WebRTCSettings, description="Browser cameras over WebRTC.")
     labeling: LabelingSettings = Field(default_factory=LabelingSettings, description="Active learning.")
+    shadow: ShadowSettings = Field(default_factory=ShadowSettings, description="The shadow Detector.")
+    loop: LoopSettings = Field(default_factory=LoopSettings, description="The learning loop.")
     ab: ABSettings = Field(default_factory=ABSettings, description="Champion/challenger A/B decisions.")
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
 

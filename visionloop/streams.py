@@ -12,6 +12,7 @@ SERVE_APP_NAME = "visionloop"
 CAMERA_MANAGER_ACTOR = "visionloop-camera-manager"
 LABELING_WORKER_ACTOR = "visionloop-labeling"
 WEBRTC_GATEWAY_ACTOR = "visionloop-webrtc-gateway"
+LOOP_WORKER_ACTOR = "visionloop-loop"
 
 
 def camera_worker_actor(camera_id: str) -> str:
