@@ -2,13 +2,16 @@
 
 A published version is immutable: its files are read-only and nothing writes into its folder again (exports work
 in a temporary folder), so the file a replica serves is the file that was evaluated. What changes over a model's
-life lives beside the versions: which version is champion (and which runs in shadow) in ``<root>/pointers.json``,
-and each version's role in ``<root>/roles.json``, both replaced atomically (write a temporary file, fsync, rename)
-so a reader never sees half a pointer.
+life lives beside the versions: which version is champion (and which runs in shadow) in ``<root>/pointers.json``
+with the champions before it (what a rollback returns to), each version's role in ``<root>/roles.json`` and its
+last A/B verdict in ``<root>/decisions.json``, all replaced atomically (write a temporary file, fsync, rename) so a
+reader never sees half a pointer; every pointer change is appended to ``<root>/history.jsonl``. Changes take an
+exclusive lock on ``<root>/registry.lock``: the API, the loop worker and the CLI may change pointers at the same time.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -17,6 +20,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,9 @@ TORCH_FILE = "model.pt"
 META_FILE = "meta.json"
 POINTERS_FILE = "pointers.json"
 ROLES_FILE = "roles.json"
+DECISIONS_FILE = "decisions.json"
+HISTORY_FILE = "history.jsonl"
+LOCK_FILE = "registry.lock"
 _VERSION_RE = re.compile(r"^v(\d+)$")
 MODEL_SUFFIXES = (".onnx", ".pt", ".torchscript", ".engine")
 
@@ -193,34 +200,101 @@ class ModelRegistry:
     def set_role(self, version: str, role: Role) -> None:
         """Record a version's role beside the versions (its own folder stays untouched)."""
         self.get(version)
+        with self.locked():
+            self._write_role(version, role)
+
+    def _write_role(self, version: str, role: Role) -> None:
         atomic_write_json(self.root / ROLES_FILE, {**self._roles(), version: role.value})
 
-    def pointers(self) -> dict[str, str | None]:
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the registry's write lock (a file lock: other processes and replicas honour it too)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / LOCK_FILE).open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _pointer_file(self) -> dict[str, Any]:
         path = self.root / POINTERS_FILE
-        if not path.is_file():
-            return {"champion": None, "shadow": None}
-        data = self._read_json(path)
+        return self._read_json(path) if path.is_file() else {}
+
+    def pointers(self) -> dict[str, str | None]:
+        data = self._pointer_file()
         return {"champion": data.get("champion"), "shadow": data.get("shadow")}
 
-    def set_pointer(self, role: Role, version: str | None) -> dict[str, str | None]:
-        """Point ``champion`` or ``shadow`` at a version (None clears shadow); returns the new pointers."""
+    def previous_champions(self) -> list[str]:
+        """Champions before the current one, oldest first: what rollbacks return to."""
+        return [str(v) for v in self._pointer_file().get("previous", [])]
+
+    def set_pointer(
+        self, role: Role, version: str | None, *, action: str = "set", by: str = "", rollback: bool = False
+    ) -> dict[str, str | None]:
+        """Point ``champion`` or ``shadow`` at a version (None clears shadow); returns the new pointers.
+
+        A new champion pushes the old one onto the rollback stack; ``rollback=True`` pops it instead (the caller
+        passes the version it popped). The change is appended to the history with ``action`` and ``by``.
+        """
         if role not in (Role.CHAMPION, Role.SHADOW):
             raise RegistryError(f"only champion and shadow are pointers, not {role.value}")
         if version is None and role is Role.CHAMPION:
             raise RegistryError("the champion pointer cannot be cleared")
         if version is not None:
             self.get(version)
-        pointers = self.pointers()
-        previous = pointers[role.value]
-        pointers[role.value] = version
-        atomic_write_json(self.root / POINTERS_FILE, pointers)
-        if version is not None:
-            self.set_role(version, role)
-        if previous and previous != version and previous not in pointers.values():
-            self.set_role(previous, Role.RETIRED if role is Role.CHAMPION else Role.CANDIDATE)
-        if self._on_swap is not None and previous != version:
-            self._on_swap("model_pointer_changed", {"pointer": role.value, "from": previous, "to": version})
+        with self.locked():
+            data = self._pointer_file()
+            pointers: dict[str, str | None] = {"champion": data.get("champion"), "shadow": data.get("shadow")}
+            previous_champions = [str(v) for v in data.get("previous", [])]
+            previous = pointers[role.value]
+            if previous == version:
+                return pointers
+            pointers[role.value] = version
+            if role is Role.CHAMPION:
+                if rollback:
+                    if not previous_champions or previous_champions[-1] != version:
+                        raise RegistryError(f"{version} is not the champion before {previous}")
+                    previous_champions.pop()
+                elif previous:
+                    previous_champions.append(previous)
+            if role is Role.CHAMPION and pointers["shadow"] == version:
+                pointers["shadow"] = None  # a promoted shadow stops shadowing itself
+            atomic_write_json(self.root / POINTERS_FILE, {**pointers, "previous": previous_champions})
+            if version is not None:
+                self._write_role(version, role)
+            if previous and previous not in pointers.values():
+                demoted = Role.RETIRED if role is Role.CHAMPION else Role.CANDIDATE
+                if self.get(previous).meta.get("role") != Role.REJECTED.value:
+                    self._write_role(previous, demoted)
+            change = {"pointer": role.value, "from": previous, "to": version, "action": action, "by": by}
+            with (self.root / HISTORY_FILE).open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"ts": time.time(), **change}) + "\n")
+        if self._on_swap is not None:
+            self._on_swap("model_pointer_changed", change)
         return pointers
+
+    def history(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Pointer changes, oldest first (the last ``limit`` when given)."""
+        path = self.root / HISTORY_FILE
+        if not path.is_file():
+            return []
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [json.loads(line) for line in (lines[-limit:] if limit else lines)]
+        return [row for row in rows if isinstance(row, dict)]
+
+    def record_decision(self, version: str, verdict: dict[str, Any]) -> None:
+        """Keep the last A/B verdict of a version (what a promotion without --force checks)."""
+        self.get(version)
+        with self.locked():
+            path = self.root / DECISIONS_FILE
+            decisions = self._read_json(path) if path.is_file() else {}
+            atomic_write_json(path, {**decisions, version: {"ts": time.time(), **verdict}})
+
+    def decision(self, version: str) -> dict[str, Any] | None:
+        path = self.root / DECISIONS_FILE
+        found = (self._read_json(path) if path.is_file() else {}).get(version)
+        return dict(found) if isinstance(found, dict) else None
 
     def latest(self) -> ModelVersion:
         versions = self.versions()
