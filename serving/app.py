@@ -6,11 +6,11 @@ import logging
 from typing import Any
 
 from serving.detector import Detector, DetectorSpec
+from serving.model_source import resolve_for_backend
 from serving.router import Router
 from visionloop.contracts import ModelRole
-from visionloop.errors import ModelLoadError
 from visionloop.frames import FrameObserverFactory
-from visionloop.registry import ONNX_FILE, TORCH_FILE, ModelRegistry, ResolvedModel, resolve_model
+from visionloop.registry import ModelRegistry, ResolvedModel
 from visionloop.settings import Settings
 from visionloop.streams import SERVE_APP_NAME
 
@@ -18,20 +18,15 @@ log = logging.getLogger(__name__)
 
 
 def resolve_serving_model(settings: Settings, model: str | None = None) -> ResolvedModel:
-    """The file a Detector loads for ``serving.model`` (or ``model``): the registry's one naming rule, plus the
-    backend's need: ONNX Runtime loads ``model.onnx``, the torch backend prefers ``model.pt``."""
+    """The file a Detector loads for ``serving.model`` (or ``model``), for the configured backend."""
     registry = ModelRegistry(settings.resolved_var_dir() / "models")
-    onnx_backend = settings.serving.backend == "onnxruntime"
-    resolved = resolve_model(
-        registry, model or settings.serving.model, prefer=ONNX_FILE if onnx_backend else TORCH_FILE
-    )
-    if onnx_backend and resolved.path.suffix != ".onnx":
-        raise ModelLoadError(f"model {resolved.label} has no {ONNX_FILE} (serving.backend is onnxruntime)")
-    return resolved
+    return resolve_for_backend(registry, model or settings.serving.model, settings.serving.backend)
 
 
 def detector_spec(settings: Settings, model: str | None = None, role: ModelRole = ModelRole.CHAMPION) -> DetectorSpec:
+    """The champion's spec; it follows the registry's champion pointer when ``serving.model`` is 'champion'."""
     resolved = resolve_serving_model(settings, model)
+    follows = (model or settings.serving.model) == "champion"
     return DetectorSpec(
         model_path=str(resolved.path),
         model_version=resolved.label,
@@ -39,11 +34,31 @@ def detector_spec(settings: Settings, model: str | None = None, role: ModelRole 
         class_names=resolved.class_names,
         role=role.value,
         ultralytics_dir=str(settings.resolved_var_dir() / "ultralytics"),
+        follow="champion" if follows else None,
+        registry_root=str(settings.resolved_var_dir() / "models") if follows else None,
+    )
+
+
+def shadow_spec(settings: Settings) -> DetectorSpec:
+    """The shadow's spec: the registry's shadow pointer now (or no model), followed from then on."""
+    registry = ModelRegistry(settings.resolved_var_dir() / "models")
+    version = registry.pointers()["shadow"]
+    resolved = resolve_for_backend(registry, version, settings.serving.backend) if version else None
+    return DetectorSpec(
+        model_path=str(resolved.path) if resolved else "",
+        model_version=resolved.label if resolved else "",
+        serving=settings.serving,
+        class_names=resolved.class_names if resolved else [],
+        role=ModelRole.SHADOW.value,
+        ultralytics_dir=str(settings.resolved_var_dir() / "ultralytics"),
+        follow="shadow",
+        registry_root=str(registry.root),
     )
 
 
 def build_app(settings: Settings, redis_url: str, observer: FrameObserverFactory | None = None) -> Any:
-    """The bound application: Router ingress -> champion Detector; ``observer`` sees every answered frame."""
+    """The bound application: Router ingress -> champion Detector (and the shadow Detector when enabled);
+    ``observer`` sees every answered frame."""
     serving = settings.serving
     champion = Detector.options(  # type: ignore[attr-defined]
         name="ChampionDetector",
@@ -51,11 +66,19 @@ def build_app(settings: Settings, redis_url: str, observer: FrameObserverFactory
         max_ongoing_requests=serving.max_ongoing_requests,
         ray_actor_options={"num_cpus": serving.num_cpus, "num_gpus": serving.num_gpus},
     ).bind(detector_spec(settings).to_dict())
+    shadow = None
+    if settings.shadow.enabled:
+        shadow = Detector.options(  # type: ignore[attr-defined]
+            name="ShadowDetector",
+            num_replicas=settings.shadow.replicas,
+            max_ongoing_requests=serving.max_ongoing_requests,
+            ray_actor_options={"num_cpus": settings.shadow.num_cpus, "num_gpus": serving.num_gpus},
+        ).bind(shadow_spec(settings).to_dict())
     return Router.options(  # type: ignore[attr-defined]
         num_replicas=serving.router_replicas,
         max_ongoing_requests=max(64, 4 * serving.max_ongoing_requests),
         ray_actor_options={"num_cpus": 0.1},
-    ).bind(settings, champion, redis_url, observer)
+    ).bind(settings, champion, redis_url, observer, shadow)
 
 
 def start_serving(settings: Settings, redis_url: str, observer: FrameObserverFactory | None = None) -> Any:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,11 @@ from ray import serve
 
 from serving.backends import BackendOptions, InferenceBackend, create_backend
 from serving.metrics import DetectorMetrics
+from serving.model_source import PointerWatch, resolve_for_backend
 from visionloop.contracts import Detections, ModelRole, StageLatency
 from visionloop.errors import InvalidImageError
 from visionloop.imaging import decode_image
+from visionloop.registry import ModelRegistry
 from visionloop.settings import ServingSettings
 
 log = logging.getLogger(__name__)
@@ -26,6 +29,8 @@ class DetectorSpec:
     """What a Detector replica needs: its model, and the serving settings (declared once, in the settings schema).
 
     ``to_dict`` is plain JSON, so Ray can ship it and ``reconfigure`` can swap it (Serve's user_config must be JSON).
+    ``follow`` names a registry pointer ('champion' or 'shadow') the replica keeps up with, in ``registry_root``;
+    an empty ``model_path`` is a replica holding no model yet (a shadow before any shadow is set).
     """
 
     model_path: str
@@ -34,6 +39,9 @@ class DetectorSpec:
     class_names: list[str] = field(default_factory=list)
     role: str = ModelRole.CHAMPION.value
     ultralytics_dir: str | None = None
+    follow: str | None = None
+    registry_root: str | None = None
+    follow_poll_s: float = 0.5
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "serving": self.serving.model_dump(mode="json")}
@@ -165,14 +173,21 @@ class DetectorCore:
                 self.metrics.stage_latency.observe(value, tags={"stage": stage, "role": role})
 
 
+NO_MODEL = "no model loaded: no shadow is set"
+FOLLOW_RETRY_S = 10.0
+
+
 @serve.deployment(name="Detector")
 class Detector:
-    """A Ray Serve replica holding one model; ``reconfigure`` swaps the model without a restart."""
+    """A Ray Serve replica holding one model; it swaps models in place, without a restart, when Serve calls
+    ``reconfigure`` or when the registry pointer it follows moves."""
 
     def __init__(self, spec_data: dict[str, Any]) -> None:
-        self._core = DetectorCore(DetectorSpec.from_dict(spec_data))
-        self._core.metrics = DetectorMetrics.create()
-        spec = self._core.spec
+        spec = DetectorSpec.from_dict(spec_data)
+        self._spec = spec
+        self._metrics = DetectorMetrics.create()
+        self._core: DetectorCore | None = self._load(spec) if spec.model_path else None
+        self._swap_lock = threading.Lock()
         # Built per replica (not as a class decorator) so the batch shape comes from the settings. Items are
         # calls carrying up to max_batch_size frames; batch_size_fn makes max_batch_size count frames, not calls.
         self._batched: Any = serve.batch(
@@ -181,29 +196,73 @@ class Detector:
             max_concurrent_batches=spec.serving.concurrent_batches,
             batch_size_fn=frames_in,
         )(self._run_batch)
-        log.info("detector ready", extra={"model_version": spec.model_version})
+        self._stop = threading.Event()
+        if spec.follow and spec.registry_root:
+            watch = PointerWatch(Path(spec.registry_root), spec.follow)
+            threading.Thread(target=self._follow, args=(watch,), name="follow-pointer", daemon=True).start()
+        log.info("detector ready", extra={"model_version": spec.model_version, "role": spec.role})
+
+    def _load(self, spec: DetectorSpec) -> DetectorCore:
+        core = DetectorCore(spec)
+        core.metrics = self._metrics
+        return core
 
     def _apply_batching(self, spec: DetectorSpec) -> None:
         self._batched.set_max_batch_size(spec.serving.max_batch_size)
         self._batched.set_batch_wait_timeout_s(spec.serving.batch_wait_timeout_s)
 
+    def _swap(self, spec: DetectorSpec) -> None:
+        """Load ``spec`` beside the current model, then replace it: batches already running finish on the old one
+        (they hold their own reference), the next batch runs on the new one. No frame waits for the load."""
+        with self._swap_lock:
+            if spec == self._spec and (self._core is not None or not spec.model_path):
+                return
+            core = self._load(spec) if spec.model_path else None
+            self._core, self._spec = core, spec
+            self._apply_batching(spec)  # concurrent_batches applies from the next replica start
+        log.info("detector swapped model", extra={"model_version": spec.model_version, "role": spec.role})
+
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Load another model in place (e.g. after a promotion); frames in flight finish on the old one."""
-        if not user_config:
-            return
-        spec = DetectorSpec.from_dict(user_config)
-        if spec == self._core.spec:
-            return
-        core = DetectorCore(spec)
-        core.metrics = self._core.metrics
-        self._core = core
-        self._apply_batching(spec)  # concurrent_batches applies from the next replica start
-        log.info("detector reloaded", extra={"model_version": spec.model_version})
+        """Serve's hook (a deployment's user_config): load another model in place; frames in flight finish on the
+        old one."""
+        if user_config:
+            self._swap(DetectorSpec.from_dict(user_config))
+
+    def _follow(self, watch: PointerWatch) -> None:
+        """Keep up with the registry pointer; a model that fails to load is retried, the old one keeps serving."""
+        failed_at: dict[str | None, float] = {}
+        while not self._stop.wait(self._spec.follow_poll_s):
+            watch.poll()
+            wanted = watch.version
+            if wanted == (self._spec.model_version if self._spec.model_path else None):
+                continue
+            if time.monotonic() - failed_at.get(wanted, -FOLLOW_RETRY_S) < FOLLOW_RETRY_S:
+                continue
+            try:
+                self._swap(self._spec_for(wanted))
+            except Exception as exc:  # a bad model file: keep serving what works, say why, try again later
+                failed_at[wanted] = time.monotonic()
+                log.error("cannot load %s %s, still serving %s: %s", self._spec.follow, wanted,
+                          self._spec.model_version or "nothing", exc)  # fmt: skip
+
+    def _spec_for(self, version: str | None) -> DetectorSpec:
+        if version is None:
+            return replace(self._spec, model_path="", model_version="", class_names=[])
+        assert self._spec.registry_root is not None
+        resolved = resolve_for_backend(
+            ModelRegistry(Path(self._spec.registry_root)), version, self._spec.serving.backend
+        )
+        return replace(
+            self._spec, model_path=str(resolved.path), model_version=resolved.label, class_names=resolved.class_names
+        )
 
     async def _run_batch(self, requests: list[FrameRequest]) -> list[list[FrameReply]]:
         # Model calls are CPU-bound: run them off the replica's event loop so requests keep queueing, and so
         # that with concurrent_batches > 1 one batch decodes while another is in the model.
-        return await asyncio.get_running_loop().run_in_executor(None, self._core.run_batch, requests)
+        core = self._core
+        if core is None:
+            return [[FrameReply(None, StageLatency(), "", error=NO_MODEL) for _ in r.frames] for r in requests]
+        return await asyncio.get_running_loop().run_in_executor(None, core.run_batch, requests)
 
     async def detect(self, frames: list[bytes]) -> list[FrameReply]:
         """Detect on several encoded frames (a camera's recent frames, or one upload).
@@ -211,10 +270,18 @@ class Detector:
         Callers that send several frames per call pay Serve's per-request cost once for all of them; the frames
         join the replica's shared batch queue in chunks of at most ``max_batch_size``.
         """
-        now, size = time.perf_counter(), self._core.spec.serving.max_batch_size
+        now, size = time.perf_counter(), self._spec.serving.max_batch_size
         chunks = [FrameRequest(list(frames[i : i + size]), now) for i in range(0, len(frames), size)]
         replies = await asyncio.gather(*(self._batched(chunk) for chunk in chunks))
         return [reply for chunk_replies in replies for reply in chunk_replies]
 
     def info(self) -> ModelInfo:
-        return self._core.info()
+        core = self._core
+        if core is None:
+            return ModelInfo("", self._spec.serving.backend, "", [], self._spec.role)
+        return core.info()
+
+    def __del__(self) -> None:
+        stop: threading.Event | None = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()

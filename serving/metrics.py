@@ -46,6 +46,7 @@ class RouterMetrics:
     results_buffered: Any
     results_dropped: Any
     errors: Any
+    shadow_frames: Any
 
     @classmethod
     def create(cls) -> RouterMetrics:
@@ -68,4 +69,9 @@ class RouterMetrics:
                 "visionloop_results_dropped", "Results lost because Redis stayed away longer than the buffer lasts."
             ),
             errors=metrics.Counter("visionloop_router_errors", "Router errors by kind.", tag_keys=("kind",)),
+            shadow_frames=metrics.Counter(
+                "visionloop_shadow_frames",
+                "Frames offered to the shadow: mirrored, dropped (its queue was full) or error.",
+                tag_keys=("outcome",),
+            ),
         )

@@ -1,7 +1,8 @@
-"""The Router: the HTTP ingress (FastAPI) in front of the champion Detector.
+"""The Router: the HTTP ingress (FastAPI) in front of the champion Detector (and the shadow beside it).
 
 It owns the API, authentication and limits, turns Detector replies into ``FrameResult``s, hands them to the
-result publisher and shows every answered frame to the observer the face passed in (off the response path).
+result publisher, shows every answered frame to the observer the face passed in and mirrors some frames to the
+shadow (both off the response path), and carries the operator's promote / reject / rollback to the registry.
 """
 
 # No `from __future__ import annotations` here: FastAPI must see real annotations on the ingress methods.
@@ -14,24 +15,29 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, FastAPI, File, HTTPException, Path, Query, Request, UploadFile
+from fastapi import Body, Depends, FastAPI, File, HTTPException, Path, Query, Request, UploadFile
 from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
 from ray import serve
 
 from serving.detector import FrameReply, ModelInfo
 from serving.http_errors import http_exception
 from serving.limits import BodySizeLimitMiddleware, UploadLimit
 from serving.metrics import RouterMetrics
+from serving.model_source import PointerWatch
 from serving.results import ResultPublisher
+from serving.shadow import ShadowMirror, summarize_pairs
 from visionloop.cameras import CAMERA_ID_PATTERN, CameraSpec
 from visionloop.contracts import EncodedFrame, FrameResult, ModelRole, StageLatency
 from visionloop.errors import InvalidImageError, NotReadyError
 from visionloop.frames import FrameObserverFactory
 from visionloop.http_errors import PayloadTooLarge, Unauthorized, is_client_error
+from visionloop.model_setup import event_log_for
+from visionloop.promotion import history, promote, reject, rollback
 from visionloop.registry import ModelRegistry
 from visionloop.settings import Settings
-from visionloop.streams import CAMERA_MANAGER_ACTOR, LABELING_WORKER_ACTOR, StreamNames
+from visionloop.streams import CAMERA_MANAGER_ACTOR, LABELING_WORKER_ACTOR, LOOP_WORKER_ACTOR, StreamNames
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +53,17 @@ MAX_OBSERVER_INFLIGHT = 64
 # graceful_shutdown_timeout_s (20 s), which first waits for in-flight requests.
 RESULTS_DRAIN_TIMEOUT_S = 5.0
 CameraId = Annotated[str, Query(pattern=CAMERA_ID_PATTERN, description="Camera the results are filed under.")]
+VERSION_PATTERN = r"^v[0-9]+$"
+SHADOW_POLL_S = 0.5  # how stale the Router's idea of "is there a shadow" may be
+SWAP_WAIT_S = 30.0  # a promotion answers once the champion replica serves the new version (or after this)
+PAIRS_SUMMARIZED = 2000  # the latest shadow pairs the operational comparison reads
+
+
+class PromoteRequest(BaseModel):
+    version: str | None = Field(
+        default=None, pattern=VERSION_PATTERN, description="Version to promote (default: the shadow)."
+    )
+    force: bool = Field(default=False, description="Promote without a PROMOTE verdict from the A/B (audited).")
 
 
 app.add_middleware(BodySizeLimitMiddleware, limit=UploadLimit.get)
@@ -58,11 +75,18 @@ class Router:
     """HTTP API and frame entry point; one per node is plenty (it does little CPU work)."""
 
     def __init__(
-        self, settings: Settings, champion: Any, redis_url: str, observer: FrameObserverFactory | None = None
+        self,
+        settings: Settings,
+        champion: Any,
+        redis_url: str,
+        observer: FrameObserverFactory | None = None,
+        shadow: Any = None,
     ) -> None:
-        """``observer`` builds what is told about every answered frame (the face passes the labeling selector)."""
+        """``observer`` builds what is told about every answered frame (the face passes the labeling selector);
+        ``shadow`` is the shadow Detector's handle (None when shadow mode is off)."""
         self._settings = settings
-        self._token = self._settings.api.token.get_secret_value()
+        self._tokens = {"operator": self._settings.api.token.get_secret_value()}
+        self._tokens.update({name: t.get_secret_value() for name, t in self._settings.api.named_tokens.items()})
         UploadLimit.set(self._settings.api.max_upload_bytes)
         self._champion = champion
         self._registry = ModelRegistry(self._settings.resolved_var_dir() / "models")
@@ -82,6 +106,19 @@ class Router:
         self._observer = observer(settings, redis_url) if observer is not None else None
         self._observer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frame-observer")
         self._observer_inflight = 0
+        self._mirror: ShadowMirror | None = None
+        if shadow is not None:
+            self._mirror = ShadowMirror(
+                shadow,
+                settings.shadow,
+                redis_url,
+                StreamNames(settings.redis.stream_prefix).shadow_pairs,
+                settings.serving.conf_threshold,
+                settings.redis.socket_timeout_s,
+                on_count=lambda outcome, n: self._metrics.shadow_frames.inc(n, tags={"outcome": outcome}),
+            )
+        self._shadow_watch = PointerWatch(self._registry.root, "shadow")
+        self._shadow_polled = 0.0
 
     async def __del__(self) -> None:
         """Serve awaits this when the replica stops (Ray Serve accepts ``async def __del__``): write the results
@@ -89,12 +126,30 @@ class Router:
         publisher: ResultPublisher | None = getattr(self, "_publisher", None)  # None if __init__ failed early
         if publisher is not None:
             await publisher.shutdown(RESULTS_DRAIN_TIMEOUT_S)
+        mirror: ShadowMirror | None = getattr(self, "_mirror", None)
+        if mirror is not None:
+            await mirror.shutdown(1.0)
 
     # -- internals ---------------------------------------------------------------------------------------------
 
-    def _authorize(self, credentials: HTTPAuthorizationCredentials | None) -> None:
-        if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), self._token.encode()):
+    def _authorize(self, credentials: HTTPAuthorizationCredentials | None) -> str:
+        """The name of the token the request carries (what the audit log records); 401 without a known one."""
+        given = credentials.credentials.encode() if credentials is not None else b""
+        # Compare against every token (no early exit), so timing does not tell which names exist.
+        matches = [name for name, token in self._tokens.items() if secrets.compare_digest(given, token.encode())]
+        if credentials is None or not matches:
             raise http_exception(Unauthorized())
+        return matches[0]
+
+    def _shadow_mirror(self) -> ShadowMirror | None:
+        """The mirror while a shadow is set (the pointer file is re-read at most every SHADOW_POLL_S)."""
+        if self._mirror is None:
+            return None
+        now = time.monotonic()
+        if now - self._shadow_polled >= SHADOW_POLL_S:
+            self._shadow_polled = now
+            self._shadow_watch.poll()
+        return self._mirror if self._shadow_watch.version else None
 
     async def _class_names(self, model_version: str) -> list[str]:
         if model_version not in self._model_info:
@@ -137,11 +192,17 @@ class Router:
             )
         self._publisher.publish(r for r in results if isinstance(r, FrameResult))
         self._metrics.results_buffered.set(self._publisher.buffered)
-        self._observe_frames(frames, results)
+        mirror = self._shadow_mirror()
+        if mirror is not None:
+            mirror.offer_random(frames, results)
+        self._observe_frames(frames, results, mirror)
         return results
 
-    def _observe_frames(self, frames: list[EncodedFrame], results: list[FrameResult | str]) -> None:
-        """Hand frames to the observer on a background thread, bounded so a slow Redis cannot pile work up."""
+    def _observe_frames(
+        self, frames: list[EncodedFrame], results: list[FrameResult | str], mirror: ShadowMirror | None
+    ) -> None:
+        """Hand frames to the observer on a background thread, bounded so a slow Redis cannot pile work up; the
+        frames it keeps for labeling are mirrored to the shadow (back on the event loop: the queue is asyncio's)."""
         observer = self._observer
         if observer is None or self._observer_inflight >= MAX_OBSERVER_INFLIGHT:
             return
@@ -149,16 +210,19 @@ class Router:
         if not pairs:
             return
         self._observer_inflight += 1
+        loop = asyncio.get_running_loop()
+        mirror_selected = mirror if self._settings.shadow.mirror_selected else None
 
         def observe() -> None:
             try:
                 for frame, result in pairs:
-                    observer.offer(frame, result)
+                    if observer.offer(frame, result) is not None and mirror_selected is not None:
+                        loop.call_soon_threadsafe(mirror_selected.offer, frame, result, "selected")
             except Exception as exc:  # Redis away or a bad frame: labeling waits, serving goes on
                 self._metrics.errors.inc(tags={"kind": "selection"})
                 log.warning("frame observer failed: %s", exc)
 
-        future = asyncio.get_running_loop().run_in_executor(self._observer_pool, observe)
+        future = loop.run_in_executor(self._observer_pool, observe)
         future.add_done_callback(lambda _: self._release_observer())
 
     def _release_observer(self) -> None:
@@ -249,8 +313,109 @@ class Router:
         return {
             "serving": {"champion": info.model_version, "backend": info.backend, "device": info.device},
             "pointers": self._registry.pointers(),
-            "versions": [m.meta for m in self._registry.versions()],
+            "versions": [{**m.meta, "ab": self._registry.decision(m.version)} for m in self._registry.versions()],
         }
+
+    def _events(self) -> Any:
+        return event_log_for(self._settings)
+
+    async def _serving_version(self, wanted: str) -> str:
+        """Wait until the champion replica answers with ``wanted`` (it follows the pointer within a poll or two,
+        plus the model load); frames keep flowing on the old model meanwhile. Returns what it serves."""
+        deadline = time.monotonic() + SWAP_WAIT_S
+        while True:
+            info: ModelInfo = await self._champion.info.remote()
+            if info.model_version == wanted or time.monotonic() >= deadline:
+                return info.model_version
+            await asyncio.sleep(0.2)
+
+    async def _pointer_action(self, action: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Run a registry action off the event loop (file locks, fsync); client errors become 4xx."""
+        try:
+            result: dict[str, Any] = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: action(self._registry, self._events(), *args, **kwargs)
+            )
+        except Exception as exc:
+            if not is_client_error(exc):
+                raise
+            raise http_exception(exc) from None
+        if result.get("action") in ("promote", "rollback"):
+            result["serving"] = await self._serving_version(result["to"])
+        return result
+
+    @app.post("/v1/models/promote", summary="Make the shadow (or a given version) the champion")
+    async def promote_model(
+        self, credentials: Credentials, request: Annotated[PromoteRequest | None, Body()] = None
+    ) -> dict[str, Any]:
+        who = self._authorize(credentials)
+        request = request or PromoteRequest()
+        return await self._pointer_action(promote, request.version, by=who, force=request.force)
+
+    @app.post("/v1/models/rollback", summary="Return to the champion before the current one")
+    async def rollback_model(self, credentials: Credentials) -> dict[str, Any]:
+        who = self._authorize(credentials)
+        return await self._pointer_action(rollback, by=who)
+
+    @app.post("/v1/models/{version}/reject", summary="Reject a candidate or the shadow (a shadow stops running)")
+    async def reject_model(
+        self, credentials: Credentials, version: Annotated[str, Path(pattern=VERSION_PATTERN)]
+    ) -> dict[str, Any]:
+        who = self._authorize(credentials)
+        return await self._pointer_action(reject, version, by=who)
+
+    @app.get("/v1/models/history", summary="Pointer changes, the rollback stack, each version's last verdict")
+    async def models_history(
+        self, limit: Annotated[int, Query(ge=1, le=10_000, description="Most recent changes to list.")] = 50
+    ) -> dict[str, Any]:
+        return history(self._registry, limit)
+
+    @app.get("/v1/shadow", summary="Shadow mode: mirror counters and the operational comparison with the champion")
+    async def shadow_status(self) -> dict[str, Any]:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(self._redis_url, socket_timeout=self._settings.redis.socket_timeout_s)
+        stream = StreamNames(self._settings.redis.stream_prefix).shadow_pairs
+        try:
+            raw = await client.xrevrange(stream, count=PAIRS_SUMMARIZED) or []
+            entries = [dict(fields) for _, fields in reversed(raw) if fields]
+        finally:
+            await client.aclose()
+        return {
+            "shadow": self._registry.pointers()["shadow"],
+            "mirror": self._mirror.status() if self._mirror is not None else None,
+            "comparison": summarize_pairs(entries),
+        }
+
+    # -- the learning loop (its worker actor does the work; this is its HTTP face) --------------------------------
+
+    def _loop_worker(self) -> Any:
+        import ray
+
+        try:
+            return ray.get_actor(LOOP_WORKER_ACTOR)
+        except ValueError:
+            raise http_exception(NotReadyError("the learning loop is not running (loop.enabled is false?)")) from None
+
+    @app.post("/v1/loop/run", summary="Run the learning loop now (train a challenger if labels allow, then the A/B)")
+    async def loop_run(
+        self,
+        credentials: Credentials,
+        wait: Annotated[bool, Query(description="Answer when the cycle is over (minutes while training).")] = False,
+    ) -> dict[str, Any]:
+        self._authorize(credentials)
+        worker = self._loop_worker()
+        try:
+            if wait:
+                return dict(await worker.run_once.remote("api"))
+            return dict(await worker.request_run.remote())
+        except Exception as exc:
+            if not is_client_error(exc):
+                raise
+            raise http_exception(exc) from None
+
+    @app.get("/v1/loop/status", summary="The learning loop: state, last job, last verdict, last error")
+    async def loop_status(self) -> dict[str, Any]:
+        return dict(await self._loop_worker().status.remote())
 
     # -- cameras (the manager actor owns them; this is only their HTTP face) ---------------------------------------
 

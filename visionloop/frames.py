@@ -26,8 +26,9 @@ class FrameSink(Protocol):
 
 class FrameObserver(Protocol):
     def offer(self, frame: EncodedFrame, result: FrameResult) -> object:
-        """Look at one answered frame (off the response path); may keep it, e.g. for labeling. Its answer is
-        the observer's own business (the selector returns what it queued); the Router ignores it."""
+        """Look at one answered frame (off the response path); may keep it, e.g. for labeling. An answer other
+        than None means the frame was kept (the selector returns what it queued): the Router then mirrors it to the
+        shadow too (``shadow.mirror_selected``), so the frames people label have both models' answers."""
 
 
 # Built inside the serving replica (it may hold connections): (settings, redis_url) -> observer.

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from visionloop.cameras import CameraExists, CameraNotFound
-from visionloop.errors import InvalidImageError, NotReadyError, VisionloopError
+from visionloop.errors import InvalidImageError, NotReadyError, RegistryError, VisionloopError
+from visionloop.promotion import PromotionRefused
 from visionloop.redaction import redact
 
 
@@ -49,6 +50,8 @@ STATUS: dict[type[BaseException], int] = {
     Unauthorized: 401,
     CameraNotFound: 404,
     CameraExists: 409,
+    PromotionRefused: 409,
+    RegistryError: 404,
     PayloadTooLarge: 413,
     ValidationError: 422,
     TooManyRequests: 429,
