@@ -53,6 +53,33 @@ def test_models_list_on_a_registry(var_dir: Path) -> None:
     assert data["versions"][0]["source"] == "untrained"
 
 
+def test_promote_reject_rollback_and_history_from_the_shell(var_dir: Path) -> None:
+    from visionloop.registry import ModelRegistry, Role
+
+    env = {"VISIONLOOP_PATHS__VAR_DIR": str(var_dir), "VISIONLOOP_REDIS__EMBEDDED_PORT": "1"}  # no Redis: queued
+    registry = ModelRegistry(var_dir / "models")
+    v1 = registry.get("v1")
+    for _ in range(2):
+        registry.register(v1.onnx_path, v1.torch_path, meta={"source": "test"})
+    registry.set_pointer(Role.SHADOW, "v2")
+    refused = _run("models", "promote", env=env)
+    assert refused.returncode != 0 and "no PROMOTE verdict" in " ".join((refused.stdout + refused.stderr).split())
+    out = _run("models", "promote", "--force", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["pointers"] == {"champion": "v2", "shadow": None}
+    assert _run("models", "reject", "v3", env=env).returncode == 0
+    out = _run("models", "rollback", "--json", env=env)
+    assert json.loads(out.stdout)["to"] == "v1", out.stderr
+    history = json.loads(_run("models", "history", "--json", env=env).stdout)
+    actions = [(c["action"], c["to"], c["by"].startswith("cli:")) for c in history["changes"]]
+    assert actions[-2:] == [("promote", "v2", True), ("rollback", "v1", True)]
+    assert {v["version"]: v["role"] for v in history["versions"]} == {"v1": "champion", "v2": "rejected", "v3": "rejected"}
+    pending = [json.loads(line)["kind"] for line in (var_dir / "events.pending.jsonl").read_text().splitlines()]
+    assert {"model_promoted", "model_rejected", "model_rolled_back"} <= set(pending)
+    table = _run("models", "history", env=env)
+    assert table.returncode == 0 and "rollback" in table.stdout, table.stderr
+
+
 def test_world_and_data_commands_chain(tmp_path: Path) -> None:
     env = {"VISIONLOOP_PATHS__VAR_DIR": str(tmp_path / "var")}
     out = _run(

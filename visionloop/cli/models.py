@@ -147,3 +147,102 @@ def models_export(
         raise VisionloopError(f"{version} has no .pt weights to export from")
     target = out or settings.resolved_var_dir() / "exports" / resolved.label / f"model.{fmt}"
     status_console.print(f"exported {exporters[fmt](resolved.path, settings.serving.imgsz, target)}")
+
+
+def _who() -> str:
+    """How the audit log names an operator acting from this machine's shell."""
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
+def _print_action(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(result)
+        return
+    what = {"promote": "promoted", "rollback": "rolled back", "reject": "rejected"}[result["action"]]
+    target = result.get("to") or result.get("version")
+    console.print(f"{what} {target} (by {result['by']}); pointers now {result['pointers']}")
+    if result["action"] != "reject":
+        console.print("serving replicas follow the champion pointer within a second (plus the model load)")
+
+
+@models_app.command("promote")
+def models_promote(
+    ctx: typer.Context,
+    version: Annotated[str | None, typer.Argument(help="Version to promote (default: the shadow).")] = None,
+    force: Annotated[bool, typer.Option(help="Promote without a PROMOTE verdict from the A/B (audited).")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Make the shadow (or VERSION) the champion; the A/B must have said PROMOTE unless --force."""
+    from visionloop.model_setup import event_log_for
+    from visionloop.promotion import promote
+
+    settings = settings_of(ctx)
+    with stdout_to_stderr(as_json):
+        result = promote(registry_for(settings), event_log_for(settings), version, _who(), force)
+    _print_action(result, as_json)
+
+
+@models_app.command("rollback")
+def models_rollback(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Return to the champion before the current one (the current one is marked rejected)."""
+    from visionloop.model_setup import event_log_for
+    from visionloop.promotion import rollback
+
+    settings = settings_of(ctx)
+    with stdout_to_stderr(as_json):
+        result = rollback(registry_for(settings), event_log_for(settings), _who())
+    _print_action(result, as_json)
+
+
+@models_app.command("reject")
+def models_reject(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(help="A candidate or the shadow.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Reject a candidate or the shadow (a rejected shadow stops running)."""
+    from visionloop.model_setup import event_log_for
+    from visionloop.promotion import reject
+
+    settings = settings_of(ctx)
+    with stdout_to_stderr(as_json):
+        result = reject(registry_for(settings), event_log_for(settings), version, _who())
+    _print_action(result, as_json)
+
+
+@models_app.command("history")
+def models_history(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(min=1, help="Most recent pointer changes to show.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Pointer changes (who, when, what), the rollback stack and each version's last A/B verdict."""
+    from visionloop.promotion import history
+
+    report = history(registry_for(settings_of(ctx)), limit)
+    if as_json:
+        print_json(report)
+        return
+    changes = Table("when", "pointer", "from", "to", "action", "by", title="pointer changes")
+    for row in report["changes"]:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.get("ts", 0)))
+        changes.add_row(when, row["pointer"], str(row["from"] or ""), str(row["to"] or ""), row["action"], row["by"])
+    console.print(changes)
+    verdicts = Table("version", "role", "decision", "mAP50 diff", "CI", "frames", "McNemar p", title="A/B verdicts")
+    for row in report["versions"]:
+        ab = row["ab"] or {}
+        ci = ab.get("ci") or [None, None]
+        verdicts.add_row(
+            row["version"],
+            str(row["role"]),
+            str(ab.get("decision") or ""),
+            "" if ab.get("difference") is None else f"{ab['difference']:+.4f}",
+            "" if ci[0] is None else f"[{ci[0]:+.4f}, {ci[1]:+.4f}]",
+            str(ab.get("n_frames") or ""),
+            "" if ab.get("mcnemar_p") is None else f"{ab['mcnemar_p']:.3g}",
+        )
+    console.print(verdicts)
+    console.print(f"champion {report['pointers']['champion']}, shadow {report['pointers']['shadow'] or 'none'}; "
+                  f"rollback returns to {(report['previous_champions'] or ['nothing'])[-1]}")  # fmt: skip
