@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from serving.detector import NO_MODEL
 from visionloop.contracts import Detections, EncodedFrame, FrameResult, ModelRole, StageLatency
 from visionloop.settings import ShadowSettings
 
@@ -139,6 +140,7 @@ class MirrorCounters:
     errors: int = 0
     published: int = 0
     publish_errors: int = 0
+    not_ready: int = 0
     by_reason: dict[str, int] = field(default_factory=lambda: {"random": 0, "selected": 0})
 
 
@@ -230,6 +232,9 @@ class ShadowMirror:
         replies = await self._shadow.detect.remote([frame.data for frame, _ in batch])
         entries = []
         for (_, champion), reply in zip(batch, replies, strict=True):
+            if reply.error == NO_MODEL:  # the pointer moved and the shadow replica is still loading it
+                self.counters.not_ready += 1
+                continue
             if reply.error or reply.detections is None:
                 self.counters.errors += 1
                 self._count("error")
@@ -252,7 +257,8 @@ class ShadowMirror:
                 frame_height=reply.height,
             )
             entries.append(pair_fields(champion, shadow, self._threshold))
-        await self._publish(entries)
+        if entries:
+            await self._publish(entries)
 
     async def _publish(self, entries: list[dict[str, str]]) -> None:
         """Pairs are observations, not records: when Redis is away they are counted and let go."""
