@@ -237,12 +237,7 @@ class ModelRegistry:
         A new champion pushes the old one onto the rollback stack; ``rollback=True`` pops it instead (the caller
         passes the version it popped). The change is appended to the history with ``action`` and ``by``.
         """
-        if role not in (Role.CHAMPION, Role.SHADOW):
-            raise RegistryError(f"only champion and shadow are pointers, not {role.value}")
-        if version is None and role is Role.CHAMPION:
-            raise RegistryError("the champion pointer cannot be cleared")
-        if version is not None:
-            self.get(version)
+        self._check_pointer(role, version)
         with self.locked():
             data = self._pointer_file()
             pointers: dict[str, str | None] = {"champion": data.get("champion"), "shadow": data.get("shadow")}
@@ -252,14 +247,9 @@ class ModelRegistry:
                 return pointers
             pointers[role.value] = version
             if role is Role.CHAMPION:
-                if rollback:
-                    if not previous_champions or previous_champions[-1] != version:
-                        raise RegistryError(f"{version} is not the champion before {previous}")
-                    previous_champions.pop()
-                elif previous:
-                    previous_champions.append(previous)
-            if role is Role.CHAMPION and pointers["shadow"] == version:
-                pointers["shadow"] = None  # a promoted shadow stops shadowing itself
+                previous_champions = self._champion_stack(previous_champions, previous, version, rollback)
+                if pointers["shadow"] == version:
+                    pointers["shadow"] = None  # a promoted shadow stops shadowing itself
             atomic_write_json(self.root / POINTERS_FILE, {**pointers, "previous": previous_champions})
             if version is not None:
                 self._write_role(version, role)
@@ -273,6 +263,23 @@ class ModelRegistry:
         if self._on_swap is not None:
             self._on_swap("model_pointer_changed", change)
         return pointers
+
+    def _check_pointer(self, role: Role, version: str | None) -> None:
+        if role not in (Role.CHAMPION, Role.SHADOW):
+            raise RegistryError(f"only champion and shadow are pointers, not {role.value}")
+        if version is None and role is Role.CHAMPION:
+            raise RegistryError("the champion pointer cannot be cleared")
+        if version is not None:
+            self.get(version)
+
+    @staticmethod
+    def _champion_stack(stack: list[str], previous: str | None, new: str | None, rollback: bool) -> list[str]:
+        """A new champion pushes the old one; a rollback pops the one it returns to."""
+        if not rollback:
+            return [*stack, previous] if previous else stack
+        if not stack or stack[-1] != new:
+            raise RegistryError(f"{new} is not the champion before {previous}")
+        return stack[:-1]
 
     def history(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Pointer changes, oldest first (the last ``limit`` when given)."""
