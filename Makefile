@@ -19,7 +19,7 @@ APT_PACKAGES := redis-server python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad chromium
 PYTEST_ARGS ?=
 
-.PHONY: help system-deps venv demo up test lint typecheck unit integration model bootstrap bench-serving bench-pipeline bench-al lock lock-label-studio check-lock clean
+.PHONY: help system-deps venv demo up test lint typecheck unit integration model bootstrap bench-serving bench-pipeline bench-al bench-loop lock lock-label-studio check-lock clean
 
 help:
 	@echo "make demo           run the whole loop on embedded defaults"
@@ -29,6 +29,7 @@ help:
 	@echo "make bench-serving  serving benchmark (writes benchmarks/results/serving.json)"
 	@echo "make bench-pipeline simulated RTSP cameras end to end (writes benchmarks/results/pipeline.json)"
 	@echo "make bench-al       active learning vs random on the shifted world (benchmarks/results/active_learning.json)"
+	@echo "make bench-loop     one loop cycle after a domain shift, and A/B decision trials (benchmarks/results/loop.json)"
 	@echo "make lock           rewrite requirements.lock from the venv (index pins only)"
 	@echo "make check-lock     refuse lock lines a fresh machine cannot install; resolve every lock (CI runs it)"
 
@@ -88,6 +89,11 @@ bench-pipeline: system-deps venv
 
 bench-al: system-deps venv
 	$(BIN)/python -m benchmarks.active_learning
+
+# BENCH_LOOP_ARGS="--shift-domain C --labels 300 --seed 1" picks the scenario.
+BENCH_LOOP_ARGS ?=
+bench-loop: system-deps venv
+	$(BIN)/python -m benchmarks.loop $(BENCH_LOOP_ARGS)
 
 # Locks hold name==version pins from the index only (pip list --format=freeze never writes the URL or path a
 # package came from, which pip freeze does); scripts/check_lock.py refuses anything else.

@@ -35,15 +35,28 @@ class SimulatedCamera:
 
 
 def prepare_world_camera(
-    name: str, domain: str, seed: int, seconds: float, fps: int, out_dir: Path, height: int = 360, width: int = 640
+    name: str,
+    domain: str,
+    seed: int,
+    seconds: float,
+    fps: int,
+    out_dir: Path,
+    height: int = 360,
+    width: int = 640,
+    domains_file: Path | None = None,
 ) -> SimulatedCamera:
-    """A raw H.264 file (plus per-frame ground truth) of the world, cached by its recipe."""
+    """A raw H.264 file (plus per-frame ground truth) of the world, cached by its recipe (the domain's own
+    definition included, so an edited domains file renders anew)."""
+    import hashlib
+
     from simulation.world import load_domains, write_video
     from visionloop.config import PACKAGE_ROOT
 
-    out = out_dir / f"{domain}-s{seed}-{seconds:g}s-{fps}fps-{width}x{height}.264"
+    source = domains_file or PACKAGE_ROOT / "configs" / "domains.yaml"
+    world = load_domains(source)[domain]
+    tag = hashlib.sha256(repr(world).encode()).hexdigest()[:8]
+    out = out_dir / f"{domain}-{tag}-s{seed}-{seconds:g}s-{fps}fps-{width}x{height}.264"
     if not out.is_file():
-        world = load_domains(PACKAGE_ROOT / "configs" / "domains.yaml")[domain]
         tmp = out.with_suffix(".partial.264")
         write_video(world, seed, seconds, fps, tmp, height, width, container_format="h264")
         tmp.with_suffix(tmp.suffix + ".jsonl").replace(out.with_suffix(out.suffix + ".jsonl"))
