@@ -9,18 +9,24 @@ are new or rewritten since, and takes everything else from the previous version,
 hashed (see ``DatasetStore.extend``). An image keeps the split it had; only images new to the data set are split,
 by ``data.split``.
 
+Each ledger entry also names the sampler that picked the image (``sampler``, from the harvester's
+``meta/<frame_id>.json``; 'unknown' when there is none), so the learning loop can keep the random control arm out of
+training (``learning.arms``).
+
 The ledger lives in the version itself rather than in Redis, so it can never disagree with the files it describes:
 a lost or flushed Redis, or a deleted version, at worst makes a cut read more than it had to, never lose a label.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from learning.arms import LEDGER_KEY, SAMPLER_FIELD, UNKNOWN_ARM
 from learning.datasets import (
     DatasetStore,
     DatasetVersion,
@@ -30,7 +36,21 @@ from learning.datasets import (
     stratified_split,
 )
 
-LEDGER_KEY = "incoming"  # manifest: image file name -> {"stamp": ..., and "skipped": "path: reason" if it was bad}
+META_DIR = "meta"  # incoming/meta/<frame_id>.json: facts about a labelled frame beside its image and label
+
+
+def frame_meta_path(incoming: Path, frame_id: str) -> Path:
+    return incoming / META_DIR / f"{frame_id}.json"
+
+
+def read_sampler(incoming: Path, frame_id: str) -> str:
+    """The sampler the harvester recorded for a frame; 'unknown' when it recorded none (or the file is unreadable)."""
+    try:
+        meta = json.loads(frame_meta_path(incoming, frame_id).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return UNKNOWN_ARM
+    sampler = meta.get(SAMPLER_FIELD) if isinstance(meta, dict) else None
+    return str(sampler) if sampler else UNKNOWN_ARM
 
 
 def file_stamp(image: Path) -> str:
@@ -80,7 +100,7 @@ class IncrementalCutter:
         report = read_images(fresh, len(self._class_names))
         by_stem = {image.stem: image for image in fresh}
         for image in fresh:
-            ledger[image.name] = {"stamp": stamps[image]}
+            ledger[image.name] = {"stamp": stamps[image], SAMPLER_FIELD: read_sampler(self._incoming, image.stem)}
         for path, reason in report.bad:
             ledger[by_stem[path.stem].name]["skipped"] = f"{path}: {reason}"
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import redis
 
+from labeling.cuts import frame_meta_path
 from labeling.label_studio_client import LabelStudioClient, LabelStudioRejected, LabelStudioUnavailable
 from labeling.review_queue import Delivery, ReviewItem, ReviewQueue
 from visionloop.streams import StreamNames
@@ -194,6 +195,14 @@ class LabelHarvester:
         annotations = [a for a in task.get("annotations", []) if not a.get("was_cancelled")]
         return max(annotations, key=lambda a: (a.get("updated_at") or "", a["id"])) if annotations else None
 
+    @staticmethod
+    def _prediction_version(task: dict[str, Any]) -> str | None:
+        """The model whose pre-annotation the labeler saw (the champion of the day), where the task says."""
+        for prediction in task.get("predictions") or []:
+            if isinstance(prediction, dict) and prediction.get("model_version"):
+                return str(prediction["model_version"])
+        return None
+
     def accept(self, task: dict[str, Any], annotation: dict[str, Any] | None) -> bool:
         if annotation is None:
             return False
@@ -205,6 +214,15 @@ class LabelHarvester:
         if previous is not None and (previous.decode() if isinstance(previous, bytes) else previous) == signature:
             return False
         lines = annotation_to_yolo(annotation.get("result", []), self._class_names)
+        data = task.get("data", {})
+        # Written before the frame and its label, so a cut that sees the label also sees which arm it belongs to.
+        meta = {
+            "sampler": data.get("sampler") or "unknown",
+            "task_id": task.get("id"),
+            "camera_id": data.get("camera_id"),
+            "model_version": self._prediction_version(task),
+        }
+        _atomic_write(frame_meta_path(self._incoming, frame_id), json.dumps(meta).encode())
         frame = self._files_root / FRAMES_DIR / f"{frame_id}.jpg"
         if frame.is_file():
             _atomic_write(self._incoming / "images" / f"{frame_id}.jpg", frame.read_bytes())
