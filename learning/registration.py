@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from learning.datasets import load_class_names
 from learning.export import build_untrained_model, export_onnx
@@ -26,18 +27,24 @@ def register_trained(
     data_yaml: Path,
     architecture: str,
     parent: str | None,
+    extra_meta: dict[str, Any] | None = None,
+    onnx: Path | None = None,
 ) -> tuple[ModelVersion, bool]:
-    """Export ``result`` to ONNX and register it as a candidate; (version, whether it became champion).
+    """Export ``result`` to ONNX (unless ``onnx`` is the export already made) and register it as a candidate;
+    (version, whether it became champion).
 
-    On an empty registry the first trained model becomes champion: there is nothing to compare it against.
+    ``extra_meta`` adds lineage (the loop's: labels version, label counts by arm, job key, gold scores); it cannot
+    override the keys written here. On an empty registry the first trained model becomes champion: there is nothing
+    to compare it against.
     """
-    prepare_ultralytics(ultralytics_config_dir(settings))
-    onnx = export_onnx(result.weights, settings.serving.imgsz, work / "model.onnx")
+    if onnx is None:
+        onnx = export_trained(settings, result, work)
     registry = registry_for(settings)
     version = registry.register(
         onnx,
         result.weights,
         {
+            **(extra_meta or {}),
             "source": "train",
             "parent": parent,
             "dataset_version": data_ref,
@@ -53,6 +60,12 @@ def register_trained(
         registry.set_pointer(Role.CHAMPION, version.version)
         return registry.get(version.version), True
     return version, False
+
+
+def export_trained(settings: Settings, result: TrainResult, work: Path) -> Path:
+    """The ONNX file of trained weights at the serving input size, in ``work`` (measured before registering)."""
+    prepare_ultralytics(ultralytics_config_dir(settings))
+    return export_onnx(result.weights, settings.serving.imgsz, work / "model.onnx")
 
 
 def init_untrained_champion(settings: Settings, force: bool = False) -> ModelVersion:

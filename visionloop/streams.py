@@ -92,6 +92,17 @@ class StreamNames:
     def labeling_webhook_registered(self, label_studio_url: str, project_id: int) -> str:
         return f"{self.prefix}:labeling:webhook:{label_studio_url}:{project_id}"
 
+    # -- learning loop ----------------------------------------------------------------------------------------
+
+    def loop_lock(self, job: str) -> str:
+        """Held (SET NX, expiring, refreshed) by the loop worker training one challenger job."""
+        return f"{self.prefix}:loop:lock:{job}"
+
+    @property
+    def loop_group(self) -> str:
+        """Consumer group of the loop worker on the events stream."""
+        return f"{self.prefix}-loop"
+
     def dedup(self, camera_id: str) -> str:
         """Recent perceptual hashes of a camera's selected frames (near-duplicate suppression)."""
         return f"{self.prefix}:dedup:{camera_id}"

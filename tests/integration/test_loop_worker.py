@@ -1,0 +1,170 @@
+"""The learning loop with real Ultralytics (1 epoch, 64 px), a real Redis and a real Ray actor: a cycle trains and
+registers a challenger with its lineage, never on the random arm; a repeated job registers once; a worker killed
+mid-training and restarted on the same var dir and Redis registers the challenger exactly once."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from labeling.cuts import IncrementalCutter, frame_meta_path
+from learning.challenger import job_key
+from learning.datasets import DatasetStore, DatasetVersion, read_yolo_source, stratified_split
+from learning.loop import LoopWorker
+from simulation.world import load_domains, write_yolo_dataset
+from tests.conftest import make_settings, wait_for
+from visionloop.config import PACKAGE_ROOT
+from visionloop.model_setup import registry_for
+from visionloop.redis_server import EmbeddedRedis
+from visionloop.registry import Role
+from visionloop.settings import Settings
+from visionloop.streams import StreamNames, event_fields
+
+pytestmark = pytest.mark.integration
+RANDOM, PICKED = 6, 10
+
+
+def _world(domain: str, seed: int, count: int, out: Path) -> list[Any]:
+    write_yolo_dataset(load_domains(PACKAGE_ROOT / "configs" / "domains.yaml")[domain], seed, count, out, 96, 96)
+    images, _, _ = read_yolo_source(out)
+    return images
+
+
+def _prepare(settings: Settings, tmp_path: Path) -> DatasetVersion:
+    """Old data and a gold set of domain A, a champion trained 'on' the old data, labels of domain B by arm."""
+    store = DatasetStore(settings.resolved_var_dir() / "datasets")
+    registry = registry_for(settings)
+    names = registry.champion().class_names
+    old = store.create("world-A", stratified_split(_world("A", 3, 12, tmp_path / "a"), (0.5, 0.5, 0.0), 0), names)
+    store.create("world-A-gold", {"val": _world("A", 4, 6, tmp_path / "gold")}, names)
+    base = registry.champion()
+    champion = registry.register(
+        base.onnx_path, base.torch_path, {**base.meta, "dataset_version": old.ref, "source": "test"}
+    )
+    registry.set_pointer(Role.CHAMPION, champion.version)
+    incoming = tmp_path / "incoming"
+    for n, image in enumerate(_world("B", 5, RANDOM + PICKED, tmp_path / "b")):
+        stem = f"frame-{n:03d}"
+        meta = frame_meta_path(incoming, stem)
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps({"sampler": "random" if n < RANDOM else "least_confidence"}))
+        for kind, source in (("images", image.image), ("labels", image.image.parent.parent / "labels")):
+            (incoming / kind).mkdir(parents=True, exist_ok=True)
+            if kind == "images":
+                shutil.copyfile(source, incoming / kind / f"{stem}.jpg")
+            else:
+                shutil.copyfile(source / f"{image.image.stem}.txt", incoming / kind / f"{stem}.txt")
+    cut = IncrementalCutter(store, "labels", incoming, names, (0.7, 0.2, 0.1)).cut(meta={"source": "test"})
+    assert cut is not None
+    return cut.version
+
+
+@pytest.fixture
+def loop_settings(var_dir: Path, redis_server: EmbeddedRedis, tmp_path: Path) -> tuple[Settings, DatasetVersion]:
+    settings = make_settings(
+        var_dir,
+        REDIS__URL=redis_server.url,
+        LOOP__MIN_NEW_LABELS="4",
+        LOOP__EPOCHS="1",
+        LOOP__REPLAY_IMAGES="6",
+        LOOP__POLL_INTERVAL_S="0.3",
+        TRAINING__IMGSZ="64",
+        TRAINING__BATCH="4",
+        TRAINING__PATIENCE="0",
+        SERVING__IMGSZ="64",
+    )
+    return settings, _prepare(settings, tmp_path)
+
+
+def _loop_versions(settings: Settings, key: str) -> list[str]:
+    return [v.version for v in registry_for(settings).versions() if v.meta.get("loop_job") == key]
+
+
+def test_a_cycle_registers_a_challenger_once_with_its_lineage(loop_settings: tuple[Settings, DatasetVersion]) -> None:
+    settings, labels = loop_settings
+    registry = registry_for(settings)
+    champion = registry.champion().version
+    key = job_key(settings, champion, labels.ref)
+    worker = LoopWorker(settings, settings.redis_url())
+    try:
+        first = worker.run_once("test")
+        second = worker.run_once("test")
+    finally:
+        worker.stop()
+    assert first["challenger"]["status"] == "trained", first
+    version = first["challenger"]["version"]
+    assert second["challenger"] == {**second["challenger"], "status": "reused", "version": version}
+    assert _loop_versions(settings, key) == [version]
+
+    meta = registry.get(version).meta
+    assert meta["parent"] == champion and meta["labels_dataset_version"] == labels.ref
+    assert meta["label_counts"]["arms"] == {"random": RANDOM, "picked": PICKED}
+    assert set(meta["gold"]) == {"world-A-gold/v1"} and meta["gold_gate"]["passed"] is True
+    training = DatasetStore(settings.resolved_var_dir() / "datasets").get(meta["training_dataset_version"])
+    stems = {p.stem for p in (training.path / "images").rglob("*.jpg")}
+    assert not stems & {f"frame-{n:03d}" for n in range(RANDOM)}  # the random arm is never trained on
+    assert {f"frame-{n:03d}" for n in range(RANDOM, RANDOM + PICKED)} <= stems
+    assert training.manifest["replay_images"] == 6
+
+    assert registry.pointers()["shadow"] == version
+    assert first["ab"]["status"] == "decided" and second["ab"]["status"] == "already_decided"
+    decision = registry.decision(version)
+    assert decision is not None and decision["random_arm_frames"] == RANDOM and decision["by"] == "auto"
+    assert decision["decision"] == "continue"  # 6 frames are far below ab.min_frames
+    client = redis.Redis.from_url(settings.redis_url(), decode_responses=True)
+    entries: Any = client.xrange(StreamNames(settings.redis.stream_prefix).events)
+    kinds = [fields["kind"] for _, fields in entries]
+    client.close()
+    assert kinds.count("ab_decision") == 1 and kinds.count("challenger_registered") == 1
+
+
+@pytest.fixture
+def ray_cluster(loop_settings: tuple[Settings, DatasetVersion]) -> Iterator[Any]:
+    from visionloop.ray_runtime import import_ray, init_ray
+
+    init_ray(loop_settings[0])
+    ray = import_ray()
+    yield ray
+    ray.shutdown()
+
+
+def test_a_worker_killed_mid_training_and_restarted_registers_once(
+    loop_settings: tuple[Settings, DatasetVersion], ray_cluster: Any
+) -> None:
+    ray = ray_cluster
+    settings, labels = loop_settings
+    key = job_key(settings, registry_for(settings).champion().version, labels.ref)
+    streams = StreamNames(settings.redis.stream_prefix)
+    client = redis.Redis.from_url(settings.redis_url(), decode_responses=True)
+    client.xadd(streams.events, event_fields("dataset_version_created", dataset=labels.ref))  # type: ignore[arg-type]
+    actor_class = ray.remote(LoopWorker).options(num_cpus=0, max_concurrency=4)
+
+    doomed = actor_class.remote(settings, settings.redis_url(), lock_ttl_s=3.0)
+    ray.get(doomed.start.remote(), timeout=120)
+    wait_for(lambda: ray.get(doomed.status.remote())["state"], lambda s: s == "training", timeout_s=120)
+    time.sleep(1.0)
+    ray.kill(doomed)
+    assert _loop_versions(settings, key) == []
+    pending = client.xpending(streams.events, streams.loop_group)
+    assert pending["pending"] >= 1  # the trigger stays pending for the next worker
+
+    successor = actor_class.remote(settings, settings.redis_url(), lock_ttl_s=3.0)
+    ray.get(successor.start.remote(), timeout=120)
+
+    def done() -> dict[str, Any]:
+        status: dict[str, Any] = ray.get(successor.status.remote())
+        return {"versions": _loop_versions(settings, key), **status}
+
+    wait_for(done, lambda s: s["versions"] and s["state"] == "idle" and s["last_result"], timeout_s=240, interval_s=1)
+    time.sleep(2.0)  # a straggling task of the killed worker would register now, if it could
+    assert len(_loop_versions(settings, key)) == 1
+    assert client.xpending(streams.events, streams.loop_group)["pending"] == 0
+    ray.get(successor.stop.remote(), timeout=30)
+    client.close()
