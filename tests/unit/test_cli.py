@@ -73,7 +73,8 @@ def test_promote_reject_rollback_and_history_from_the_shell(var_dir: Path) -> No
     history = json.loads(_run("models", "history", "--json", env=env).stdout)
     actions = [(c["action"], c["to"], c["by"].startswith("cli:")) for c in history["changes"]]
     assert actions[-2:] == [("promote", "v2", True), ("rollback", "v1", True)]
-    assert {v["version"]: v["role"] for v in history["versions"]} == {"v1": "champion", "v2": "rejected", "v3": "rejected"}
+    roles = {v["version"]: v["role"] for v in history["versions"]}
+    assert roles == {"v1": "champion", "v2": "rejected", "v3": "rejected"}
     pending = [json.loads(line)["kind"] for line in (var_dir / "events.pending.jsonl").read_text().splitlines()]
     assert {"model_promoted", "model_rejected", "model_rolled_back"} <= set(pending)
     table = _run("models", "history", env=env)

@@ -18,7 +18,7 @@ from visionloop.ray_runtime import init_ray, shutdown_ray
 from visionloop.redaction import redact
 from visionloop.redis_server import EmbeddedRedis
 from visionloop.settings import Settings
-from visionloop.streams import LABELING_WORKER_ACTOR, WEBRTC_GATEWAY_ACTOR
+from visionloop.streams import LABELING_WORKER_ACTOR, LOOP_WORKER_ACTOR, WEBRTC_GATEWAY_ACTOR
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class VisionloopService:
         self.webrtc_gateway: Any = None
         self.webrtc_url: str | None = None
         self.labeling_worker: Any = None
+        self.loop_worker: Any = None
         self.label_studio_url: str | None = None
         self._ray_started = False
 
@@ -74,6 +75,7 @@ class VisionloopService:
             self._start_cameras()
             self._start_webrtc()
             self._start_labeling()
+            self._start_loop()
         except BaseException:
             self.stop()
             raise
@@ -140,6 +142,24 @@ class VisionloopService:
         started = ray.get(self.labeling_worker.start.remote(), timeout=600)
         self.label_studio_url = started["label_studio"]
 
+    def _start_loop(self) -> None:
+        """The learning loop's worker: reacts to new data set versions (it needs Redis for the events stream)."""
+        if not self.settings.loop.enabled or self.redis_problem:
+            return
+        import ray
+
+        from learning.loop import LoopWorker
+
+        remote_class: Any = ray.remote(LoopWorker)
+        self.loop_worker = remote_class.options(name=LOOP_WORKER_ACTOR, num_cpus=0, max_concurrency=4).remote(
+            self.settings, self.redis_url
+        )
+        ray.get(self.loop_worker.start.remote(), timeout=60)
+
+    def _stop_loop(self) -> None:
+        worker, self.loop_worker = self.loop_worker, None
+        self._stop_actor(worker, "stop", 30, "learning loop")
+
     def _stop_labeling(self) -> None:
         worker, self.labeling_worker = self.labeling_worker, None
         self._stop_actor(worker, "stop", 60, "labeling worker")
@@ -192,6 +212,7 @@ class VisionloopService:
 
     def stop(self) -> None:
         if self._ray_started:
+            self._stop_loop()
             self._stop_labeling()
             self._stop_webrtc()
             self._stop_cameras()
