@@ -75,9 +75,7 @@ def test_promote_then_rollback_returns_to_the_previous_champion(
         ("promote", "v3"), ("rollback", "v2"), ("rollback", "v1")]  # fmt: skip
 
 
-def test_a_rejected_shadow_stops_and_is_never_promoted_without_force(
-    registry: ModelRegistry, events: EventLog
-) -> None:
+def test_a_rejected_shadow_stops_and_is_never_promoted_without_force(registry: ModelRegistry, events: EventLog) -> None:
     registry.record_decision("v2", VERDICT)
     reject(registry, events, "v2", by="alice")
     assert registry.pointers() == {"champion": "v1", "shadow": None}
