@@ -2,9 +2,12 @@
 
 Both models predict on the same frames in this process, one after the other, through the evaluation's predict
 path (ONNX Runtime, down to ``EVAL_CONF`` as mAP needs); each model's matches are computed once per frame and
-cached (``learning.ab_stats.FrameMatches``). The decision rests on the random control arm (frames picked at random,
-never trained on: unbiased) and the gold sets. The frames the uncertainty samplers picked are biased towards the
-champion's failures, so they are reported apart ("biased arm"), and only those the challenger did not train on.
+cached (``learning.ab_stats.FrameMatches``). The decision rests on the frames neither model chose nor trained on:
+the random control arm (unbiased for the traffic the cameras see now) plus every gold set's frames (the conditions
+the models must keep handling), pooled, so ``ab.min_frames`` can be reached without spending most of a label budget
+on random frames. The random arm alone and each gold set are reported too. The frames the uncertainty samplers
+picked are biased towards the champion's failures, so they are reported apart ("biased arm"), and only those the
+challenger did not train on.
 """
 
 from __future__ import annotations
@@ -63,6 +66,9 @@ def replay_model(
 class ABReplayResult:
     verdict: ABVerdict
     random_frames: int
+    decision_frames: dict[str, int]
+    random_arm: dict[str, Any]
+    gold_parts: dict[str, Any]
     biased: dict[str, Any]
     latency_ms: dict[str, float]
     gold: dict[str, Any]
@@ -71,6 +77,9 @@ class ABReplayResult:
         return {
             **self.verdict.to_dict(),
             "random_arm_frames": self.random_frames,
+            "decision_frames": self.decision_frames,
+            "random_arm": self.random_arm,
+            "gold_sets_ab": self.gold_parts,
             "biased_arm": self.biased,
             "latency_ms": self.latency_ms,
             "gold": self.gold,
@@ -84,32 +93,48 @@ def replay_ab(
     arms: ArmSplit,
     trained_on: set[str],
     gold: tuple[float, float, str | None],
+    gold_frames: dict[str, list[LabelledImage]] | None = None,
 ) -> ABReplayResult:
-    """Replay both models on the labelled frames and decide on the random arm plus the gold guard.
+    """Replay both models on the labelled frames and decide on the random arm plus the gold frames (pooled), with
+    the latency and gold guards.
 
     ``gold``: (champion, shadow) mAP50 on the gold set where the shadow loses most, and that set's ref.
+    ``gold_frames``: each gold set's images (ref -> images), pooled into the decision set.
     """
     from visionloop.model_setup import ultralytics_config_dir
 
     prepare_ultralytics(ultralytics_config_dir(settings))
     random = [image for _, image in arms.random]
+    golds = gold_frames or {}
+    pooled_gold = [image for images in golds.values() for image in images]
     biased = [image for _, image in arms.picked if image.image.stem not in trained_on]
-    frames = random + biased
+    frames = random + pooled_gold + biased
     names = champion.class_names or shadow.class_names
     imgsz = settings.serving.imgsz
     champ = replay_model(champion.onnx_path, frames, names, imgsz)
     chall = replay_model(shadow.onnx_path, frames, names, imgsz)
-    n = len(random)
+    n_random, n = len(random), len(random) + len(pooled_gold)
     guards = Guards(champ.p99_ms, chall.p99_ms, gold[0], gold[1])
     verdict = run_ab(champ.matches[:n], chall.matches[:n], guards, settings.ab, settings.serving.conf_threshold)
     ab = settings.ab
-    boot = paired_bootstrap(champ.matches[n:], chall.matches[n:], ab.bootstrap_resamples, ab.confidence, ab.seed)
+
+    def bootstrap(start: int, stop: int) -> dict[str, Any]:
+        a, b = champ.matches[start:stop], chall.matches[start:stop]
+        return asdict(paired_bootstrap(a, b, ab.bootstrap_resamples, ab.confidence, ab.seed))
+
+    parts, start = {}, n_random
+    for ref, images in golds.items():
+        parts[ref] = {"frames": len(images), "bootstrap": bootstrap(start, start + len(images))}
+        start += len(images)
     return ABReplayResult(
         verdict=verdict,
-        random_frames=n,
+        random_frames=n_random,
+        decision_frames={"random_arm": n_random, "gold": len(pooled_gold), "total": n},
+        random_arm={"frames": n_random, "bootstrap": bootstrap(0, n_random)},
+        gold_parts=parts,
         biased={
             "frames": len(biased),
-            "bootstrap": asdict(boot),
+            "bootstrap": bootstrap(n, len(frames)),
             "note": "frames the uncertainty samplers picked (biased towards the champion's failures) that the "
             "challenger did not train on; reported, never decided on",
         },

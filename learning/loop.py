@@ -40,6 +40,7 @@ from learning.challenger import (
     trained_stems,
 )
 from learning.datasets import DatasetError, DatasetStore, DatasetVersion
+from learning.evaluation import split_images
 from learning.gold_gate import GoldScorer, gold_gate, gold_sets, worst_gold
 from learning.job_lock import JobLock, LocalLock
 from learning.registration import export_trained, register_trained
@@ -366,7 +367,8 @@ class LoopWorker:
         golds = gold_sets(self._settings, self._store)
         self._gold.remember(shadow.version, shadow.meta.get("gold") or {})
         gold = worst_gold(self._gold.scores(shadow, golds), self._gold.scores(champion, golds))
-        result = replay_ab(self._settings, champion, shadow, arms, self._trained_on(shadow, labels), gold)
+        gold_frames = {g.ref: split_images(g.data_yaml, "val")[0] for g in golds}
+        result = replay_ab(self._settings, champion, shadow, arms, self._trained_on(shadow, labels), gold, gold_frames)
         verdict = {
             **result.to_dict(),
             "by": BY,

@@ -117,7 +117,12 @@ def test_a_cycle_registers_a_challenger_once_with_its_lineage(loop_settings: tup
     assert first["ab"]["status"] == "decided" and second["ab"]["status"] == "already_decided"
     decision = registry.decision(version)
     assert decision is not None and decision["random_arm_frames"] == RANDOM and decision["by"] == "auto"
-    assert decision["decision"] == "continue"  # 6 frames are far below ab.min_frames
+    gold_frames = decision["decision_frames"]["gold"]
+    assert gold_frames > 0 and decision["decision_frames"]["total"] == RANDOM + gold_frames  # pooled
+    assert decision["bootstrap"]["n_frames"] == RANDOM + gold_frames
+    assert decision["random_arm"]["bootstrap"]["n_frames"] == RANDOM
+    assert decision["gold_sets_ab"]["world-A-gold/v1"]["frames"] == gold_frames
+    assert decision["decision"] == "continue"  # far below ab.min_frames
     client = redis.Redis.from_url(settings.redis_url(), decode_responses=True)
     entries: Any = client.xrange(StreamNames(settings.redis.stream_prefix).events)
     kinds = [fields["kind"] for _, fields in entries]
