@@ -117,6 +117,7 @@ def make_settings(var_dir: Path, **env: str) -> Settings:
         "VISIONLOOP_RAY__METRICS_EXPORT_PORT": str(free_port()),
         "VISIONLOOP_RAY__NUM_CPUS": "2",
         "VISIONLOOP_LABELING__ENABLED": "false",  # the labeling tests turn it on
+        "VISIONLOOP_LOOP__ENABLED": "false",  # the loop tests turn it on
     }
     base.update({f"VISIONLOOP_{k.upper()}": v for k, v in env.items()})
     return load_settings(environ=base)

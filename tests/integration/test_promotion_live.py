@@ -51,6 +51,7 @@ class Stream:
     errors: list[str] = field(default_factory=list)
     answered_at: list[float] = field(default_factory=list)
     sent: int = 0
+    pause_s: float = 0.0
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self, url: str, jpegs: list[bytes]) -> None:
@@ -69,6 +70,15 @@ class Stream:
                         self.errors.append(f"{response.status_code}: {response.text[:200]}")
                 except httpx.HTTPError as exc:
                     self.errors.append(repr(exc))
+                self.stop.wait(self.pause_s)
+
+    def swaps(self) -> list[str]:
+        """The versions that answered, in order, each run of equal answers once."""
+        return [v for i, v in enumerate(self.versions) if i == 0 or v != self.versions[i - 1]]
+
+    def longest_gap_ms(self) -> float:
+        gaps = [b - a for a, b in zip(self.answered_at, self.answered_at[1:], strict=False)]
+        return max(gaps, default=0.0) * 1e3
 
 
 def test_shadow_promote_and_rollback_with_frames_flowing(service: VisionloopService) -> None:
@@ -108,12 +118,11 @@ def test_shadow_promote_and_rollback_with_frames_flowing(service: VisionloopServ
     finally:
         stream.stop.set()
         sender.join(30)
-    gaps = [b - a for a, b in zip(stream.answered_at, stream.answered_at[1:], strict=False)]
-    print(f"\n{len(stream.versions)} frames through a promote and a rollback; longest gap {max(gaps) * 1e3:.0f} ms")
+    print(f"\n{len(stream.versions)} frames through a promote and a rollback; longest gap "
+          f"{stream.longest_gap_ms():.0f} ms")  # fmt: skip
     assert stream.errors == []
     assert len(stream.versions) == stream.sent  # every frame sent was answered: none lost
-    swaps = [v for i, v in enumerate(stream.versions) if i == 0 or v != stream.versions[i - 1]]
-    assert swaps == ["v1", "v2", "v1"]
+    assert stream.swaps() == ["v1", "v2", "v1"]
     history = api.get("/v1/models/history").json()
     assert [(c["action"], c["by"]) for c in history["changes"]][-2:] == [("promote", "alice"), ("rollback", "operator")]
     assert history["pointers"] == {"champion": "v1", "shadow": None}
