@@ -87,13 +87,14 @@ def bench_settings(base: Settings, var: Path, args: argparse.Namespace, gold_ref
         "VISIONLOOP_WEBRTC__ENABLED": "false",
         "VISIONLOOP_LABELING__ENABLED": "true",
         "VISIONLOOP_LABELING__CUT_EVERY": str(args.labels),  # one version when the budget is spent
-        "VISIONLOOP_LABELING__RANDOM_RATE": str(args.random_rate),
         "VISIONLOOP_LOOP__ENABLED": "true",
         "VISIONLOOP_LOOP__AUTO_PROMOTE": "true",
         "VISIONLOOP_LOOP__GOLD_DATASETS": json.dumps([gold_ref]),
     }
     if args.epochs:
         overrides["VISIONLOOP_LOOP__EPOCHS"] = str(args.epochs)
+    if args.random_rate is not None:
+        overrides["VISIONLOOP_LABELING__RANDOM_RATE"] = str(args.random_rate)
     environ = {k: v for k, v in os.environ.items() if k.startswith("VISIONLOOP_")}
     return load_settings(environ={**environ, **overrides})
 
@@ -368,7 +369,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=None, help="Fine-tuning epochs (default: loop.epochs).")
-    parser.add_argument("--random-rate", type=float, default=0.05, help="labeling.random_rate during the cycle.")
+    parser.add_argument(
+        "--random-rate", type=float, default=None, help="labeling.random_rate during the cycle (default: the setting)."
+    )
     parser.add_argument("--labeling-timeout-s", type=float, default=1200)
     parser.add_argument("--cycle-timeout-s", type=float, default=2400)
     args = parser.parse_args()
@@ -435,7 +438,7 @@ def main() -> None:
         "domains_file": str(base.domains_file()),
         "epochs": epochs,
         "labels_budget": args.labels,
-        "random_rate": args.random_rate,
+        "random_rate": base.labeling.random_rate if args.random_rate is None else args.random_rate,
         "pre_shift_map50": round(pre_shift, 4),
         "shifted_map50": round(shifted, 4),
         "oracle_map50": round(oracle_map50, 4),
