@@ -340,7 +340,13 @@ class Router:
                 raise
             raise http_exception(exc) from None
         if result.get("action") in ("promote", "rollback"):
-            result["serving"] = await self._serving_version(result["to"])
+            if self._settings.serving.model == "champion":
+                result["serving"] = await self._serving_version(result["to"])
+            else:  # a pinned model does not follow the pointer: say so rather than wait for a swap that never comes
+                info: ModelInfo = await self._champion.info.remote()
+                result["serving"] = info.model_version
+                result["note"] = f"serving.model is pinned to '{self._settings.serving.model}': the pointer moved, "
+                result["note"] += "the serving model did not"
         return result
 
     @app.post("/v1/models/promote", summary="Make the shadow (or a given version) the champion")
