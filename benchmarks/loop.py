@@ -59,7 +59,7 @@ from visionloop.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "loop.json"
 CAMERAS = 4
-CAMERA_SECONDS = 20.0
+CAMERA_SECONDS = 60.0  # distinct frames for a minute: near-duplicates within labeling.dedup_window_s are skipped
 CAMERA_FPS = 15
 ORACLE_IMAGES = 1000
 TRIAL_POOL_IMAGES = 600
@@ -315,6 +315,8 @@ def run_cycle(base: Settings, args: argparse.Namespace, var: Path, gold_ref: str
                 time.sleep(2.0)
         for cam in cams:  # the cameras stop: training gets the CPUs
             api.delete(f"/v1/cameras/{cam.name}")
+        # The labels so far become a data set version now (a no-op when the budget's own cut happened already).
+        api.post("/v1/labeling/sync", params={"cut": "true"}).raise_for_status()
         labelled_s = time.monotonic() - started
         console.print(f"{answered} labels in {labelled_s:.0f} s; waiting for the cut, the challenger and the A/B...")
         decided = wait_for_decision(registry, api, args.cycle_timeout_s)
@@ -372,7 +374,7 @@ def main() -> None:
     parser.add_argument(
         "--random-rate", type=float, default=None, help="labeling.random_rate during the cycle (default: the setting)."
     )
-    parser.add_argument("--labeling-timeout-s", type=float, default=1200)
+    parser.add_argument("--labeling-timeout-s", type=float, default=900, help="Stop labeling after this long.")
     parser.add_argument("--cycle-timeout-s", type=float, default=2400)
     args = parser.parse_args()
     base = load_settings()

@@ -115,8 +115,9 @@ class LabelingWorker:
                 self._stop.wait(2.0)
             self._stop.wait(0.5)
 
-    def sync_once(self, reconcile: bool = True) -> dict[str, Any]:
-        """One round: import, webhooks, (reconcile), cut a version if enough labels arrived."""
+    def sync_once(self, reconcile: bool = True, cut: bool = False) -> dict[str, Any]:
+        """One round: import, webhooks, (reconcile), cut a version if enough labels arrived (or now, with ``cut``:
+        an operator who wants the loop to see the labels so far)."""
         if self._importer is None or self._harvester is None:
             raise NotReadyError("labeling is still starting (Label Studio is not ready yet); try again shortly")
         with self._round:
@@ -125,7 +126,7 @@ class LabelingWorker:
             if reconcile:
                 labelled += self._harvester.reconcile()
                 self._last_reconcile = time.monotonic()
-            version = self._maybe_cut_version(labelled)
+            version = self._maybe_cut_version(labelled, force=cut)
             self._export_metrics()
         return {
             "imported": report.imported,
@@ -151,13 +152,13 @@ class LabelingWorker:
 
         return self._webhooks.drain(handle)
 
-    def _maybe_cut_version(self, new_labels: int) -> str | None:
+    def _maybe_cut_version(self, new_labels: int, force: bool = False) -> str | None:
         from labeling.cuts import IncrementalCutter
         from learning.datasets import DatasetStore
 
         counter = self._streams.labeling_since_cut
         since = int(self._redis.incrby(counter, new_labels)) if new_labels else int(self._redis.get(counter) or 0)
-        if since < self._settings.labeling.cut_every:
+        if since < self._settings.labeling.cut_every and not (force and since > 0):
             return None
         cutter = IncrementalCutter(
             DatasetStore(self._settings.resolved_var_dir() / "datasets"),

@@ -493,11 +493,17 @@ class Router:
         return dict(await self._labeling_worker().status.remote())
 
     @app.post("/v1/labeling/sync", summary="Run one labeling round now (import, webhooks, reconcile)")
-    async def labeling_sync(self, credentials: Credentials) -> dict[str, Any]:
+    async def labeling_sync(
+        self,
+        credentials: Credentials,
+        cut: Annotated[
+            bool, Query(description="Cut a data set version of the labels so far, before labeling.cut_every.")
+        ] = False,
+    ) -> dict[str, Any]:
         self._authorize(credentials)
         worker = self._labeling_worker()
         try:
-            return dict(await worker.sync_once.remote())
+            return dict(await worker.sync_once.remote(True, cut))
         except NotReadyError as exc:  # still starting; any other failure of the worker is a 500
             raise http_exception(exc) from None
 

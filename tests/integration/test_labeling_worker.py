@@ -135,3 +135,14 @@ def test_cuts_follow_the_settings_split_and_keep_earlier_labels(tmp_path: Path, 
     ]
     assert [(e["dataset"], e["images"]) for e in events] == [("labels/v1", 8), ("labels/v2", 12)]
     client.close()
+
+
+def test_an_operator_can_cut_before_cut_every_but_not_from_nothing(tmp_path: Path, redis_server: EmbeddedRedis) -> None:
+    var = tmp_path / "var"
+    worker = _worker(var, redis_server, labeling__cut_every="50")
+    assert worker._maybe_cut_version(0, force=True) is None  # no label since the last cut: nothing to cut
+    for n in range(3):
+        _harvest(var / "labels" / "incoming", f"c{n}", 1)
+    assert worker._maybe_cut_version(3) is None  # 3 of 50
+    assert worker._maybe_cut_version(0, force=True) == "labels/v1"  # the 3 counted labels, cut now
+    assert redis.Redis.from_url(redis_server.url).get(StreamNames().labeling_since_cut) == b"0"

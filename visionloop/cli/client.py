@@ -73,8 +73,8 @@ class ApiClient:
     def labeling_status(self) -> dict[str, Any]:
         return dict(self.call("GET", "/v1/labeling/status"))
 
-    def labeling_sync(self) -> dict[str, Any]:
-        return dict(self.call("POST", "/v1/labeling/sync"))
+    def labeling_sync(self, cut: bool = False) -> dict[str, Any]:
+        return dict(self.call("POST", "/v1/labeling/sync" + ("?cut=true" if cut else "")))
 
     def metrics(self) -> str:
         return self._send("GET", "/metrics").text

@@ -42,7 +42,10 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] 
 def sync(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="Run one round now and print what it did.")] = True,
+    cut: Annotated[
+        bool, typer.Option("--cut", help="Cut a data set version of the labels so far (the loop reacts to it).")
+    ] = False,
 ) -> None:
     """Run one labeling round in the running service: import queued frames, handle webhooks, re-read labels."""
     with api_client(ctx, timeout_s=120) as client:
-        print_json(client.labeling_sync())
+        print_json(client.labeling_sync(cut=cut))
