@@ -81,25 +81,26 @@ def _camera_demo(settings: Settings, service: VisionloopService, console: Consol
 
 
 def demo_settings(settings: Settings) -> Settings:
-    """The demo closes the loop in minutes: a data set version every 10 labels, a challenger after 10 new labels,
-    fine-tuned for 3 epochs with 200 replayed images (the defaults, 50 labels and 10 epochs, are for real use)."""
+    """The demo closes the loop in minutes: a challenger after 5 new labels, fine-tuned for 3 epochs with 200
+    replayed images (the defaults, 50 labels and 10 epochs, are for real use)."""
     return settings.model_copy(
-        update={
-            "labeling": settings.labeling.model_copy(update={"cut_every": 10}),
-            "loop": settings.loop.model_copy(update={"min_new_labels": 10, "epochs": 3, "replay_images": 200}),
-        }
+        update={"loop": settings.loop.model_copy(update={"min_new_labels": 5, "epochs": 3, "replay_images": 200})}
     )
 
 
 def _loop_demo(service: VisionloopService, console: Console, timeout_s: float) -> None:
-    """Ask the loop for a cycle on the labels the demo produced (as 'visionloop loop run --wait' does), showing its
-    stages while it runs, then what it decided."""
+    """Cut a data set version of the labels so far ('visionloop labeling sync --cut'), then ask the loop for a cycle
+    on it ('visionloop loop run --wait'), showing its stages while it runs, then what it decided."""
     import threading
 
     import httpx
 
     auth = {"Authorization": f"Bearer {service.settings.api.token.get_secret_value()}"}
     answer: dict[str, Any] = {}
+    with httpx.Client(base_url=service.api_url, headers=auth, timeout=120) as client:
+        cut = client.post("/v1/labeling/sync", params={"cut": "true"}).json().get("dataset_version")
+    if cut:
+        console.print(f"labels so far cut as data set version {cut}")
 
     def run_cycle() -> None:
         try:
@@ -155,7 +156,7 @@ def run_demo(
     seconds: float = 15.0,
     clients: int = 4,
     frames_per_request: int = 8,
-    camera_seconds: float = 20.0,
+    camera_seconds: float = 45.0,
     loop_seconds: float = 600.0,
 ) -> int:
     from simulation.bootstrap import run_bootstrap
@@ -219,7 +220,7 @@ def run_demo(
                 f"{queue['labelled']} labels back as data; data set versions cut from them: "
                 + (", ".join(v.ref for v in versions) or "none yet")
             )
-            if versions and settings.loop.enabled:
+            if queue["labelled"] and settings.loop.enabled:
                 _loop_demo(service, console, loop_seconds)
         client.close()
     finally:
