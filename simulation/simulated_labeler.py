@@ -96,6 +96,7 @@ class SimulatedLabeler:
         self._truth, self._names = truth, list(class_names)
         self.delay_s, self.error_rate = delay_s, error_rate
         self._rng = random.Random(seed)
+        self._unknown: set[int] = set()
         self.unmatched = 0
 
     def _annotation(self, frame: KnownFrame, width: int, height: int) -> list[dict[str, Any]]:
@@ -129,12 +130,17 @@ class SimulatedLabeler:
         """Annotate up to ``limit`` tasks that have no annotation yet; returns how many were answered."""
         items = [{"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}]
         answered = 0
-        for task in self._client._query(self._project, items)[:limit]:
+        for task in self._client._query(self._project, items):
+            if answered >= limit:
+                break
+            if int(task["id"]) in self._unknown:
+                continue  # a frame it cannot know (another world, an older run): never blocks the tasks behind it
             frame_id = task.get("data", {}).get("frame_id")
             image = cv2.imread(str(self._files_root / FRAMES_DIR / f"{frame_id}.jpg")) if frame_id else None
             known = self._truth.lookup(image) if image is not None else None
             if image is None or known is None:
                 self.unmatched += 1
+                self._unknown.add(int(task["id"]))
                 continue
             if self.delay_s:
                 time.sleep(self.delay_s)

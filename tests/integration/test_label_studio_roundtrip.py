@@ -203,18 +203,22 @@ def test_simulated_labeler_answers_from_ground_truth(
     write_yolo_dataset(load_domains(PACKAGE_ROOT / "configs" / "domains.yaml")["B"], 3, 4, world)
     truth = GroundTruthIndex()
     assert truth.add_yolo_folder(world) == 4
+    stranger = tmp_path / "stranger"  # a frame of another world, imported first: it must not block the rest
+    write_yolo_dataset(load_domains(PACKAGE_ROOT / "configs" / "domains.yaml")["C"], 9, 1, stranger)
     store = redis.Redis.from_url(redis_server.url)
     client = LabelStudioClient(label_studio.url, label_studio.account.token)
     queue = ReviewQueue(store, StreamNames("t"), consumer="w1")
     importer, project = _importer(label_studio, client, store, queue)
-    for index, image_path in enumerate(sorted((world / "images").glob("*.jpg"))):
+    images = sorted((stranger / "images").glob("*.jpg")) + sorted((world / "images").glob("*.jpg"))
+    for index, image_path in enumerate(images):
         empty = Detections.empty()
         result = FrameResult("sim", index, 1.0, "v2", empty, frame_width=320, frame_height=320)
-        queue.put(ReviewItem(image_path.stem, image_path.read_bytes(), result, Selection("random", 1, "t"), 1.0))
-    assert importer.run_once().imported == 4
+        frame_id = f"{image_path.parent.parent.name}-{image_path.stem}"
+        queue.put(ReviewItem(frame_id, image_path.read_bytes(), result, Selection("random", 1, "t"), 1.0))
+    assert importer.run_once().imported == 5
     labeler = SimulatedLabeler(client, project, label_studio.files_root, truth, NAMES)
-    assert labeler.label_pending() == 4 and labeler.unmatched == 0
-    assert labeler.label_pending() == 0  # answered tasks are not answered again
+    assert [labeler.label_pending(limit=2) for _ in range(3)] == [2, 2, 0]
+    assert labeler.unmatched == 1  # the stranger was looked up once, then skipped
     harvester = LabelHarvester(
         client, project, label_studio.files_root, tmp_path / "incoming", store, StreamNames("t"), NAMES
     )
@@ -223,7 +227,7 @@ def test_simulated_labeler_answers_from_ground_truth(
         expected = [list(map(float, line.split())) for line in truth_file.read_text().splitlines()]
         got = [
             list(map(float, line.split()))
-            for line in (tmp_path / "incoming" / "labels" / truth_file.name).read_text().splitlines()
+            for line in (tmp_path / "incoming" / "labels" / f"world-{truth_file.name}").read_text().splitlines()
         ]
         assert np.allclose(sorted(got), sorted(expected), atol=1e-4), truth_file.name
     client.close()
