@@ -123,6 +123,14 @@ def _loop_demo(service: VisionloopService, console: Console, timeout_s: float) -
         status = api.get("/v1/loop/status").json()
         history = api.get("/v1/models/history").json()
         shadow = api.get("/v1/shadow").json()
+    console.print(_loop_table(status, history, shadow, answer.get("error")))
+    console.print(
+        "An operator promotes with 'visionloop models promote' (the A/B must say PROMOTE; --force overrides, "
+        "audited), and returns with 'visionloop models rollback'."
+    )
+
+
+def _loop_table(status: dict[str, Any], history: dict[str, Any], shadow: dict[str, Any], error: str | None) -> Table:
     verdict, result = status.get("last_verdict"), status.get("last_result") or {}
     challenger = result.get("challenger", {})
     if challenger.get("status") == "waiting":
@@ -141,14 +149,13 @@ def _loop_demo(service: VisionloopService, console: Console, timeout_s: float) -
             "shadow vs champion",
             f"{comparison['pairs']} mirrored frames, disagreement {comparison['disagreement_rate']:.0%}",
         )
-    table.add_row("A/B verdict", f"{verdict['decision']}: {verdict['reason']}" if verdict else "none yet")
-    if status.get("last_error") or answer.get("error"):
-        table.add_row("error", str(status.get("last_error") or answer.get("error")))
-    console.print(table)
-    console.print(
-        "An operator promotes with 'visionloop models promote' (the A/B must say PROMOTE; --force overrides, "
-        "audited), and returns with 'visionloop models rollback'."
-    )
+    if verdict:
+        table.add_row(f"A/B verdict ({verdict['shadow']})", f"{verdict['decision']}: {verdict['reason']}")
+    else:
+        table.add_row("A/B verdict", "none yet")
+    if status.get("last_error") or error:
+        table.add_row("error", str(status.get("last_error") or error))
+    return table
 
 
 def run_demo(
