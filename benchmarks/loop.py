@@ -38,9 +38,9 @@ from rich.console import Console
 from rich.table import Table
 
 from learning.ab_decision import Decision, Guards, run_ab
-from learning.ab_stats import FrameMatches, match_frame
-from learning.datasets import DatasetStore, DatasetVersion, LabelledImage
-from learning.evaluation import EVAL_CONF, evaluate, ground_truth, predict_all, read_bgr, split_images
+from learning.ab_replay import replay_model
+from learning.datasets import DatasetStore, DatasetVersion
+from learning.evaluation import evaluate, split_images
 from learning.export import export_onnx
 from learning.training import train
 from simulation.bootstrap import GOLD_SEED_OFFSET, run_bootstrap, world_dataset
@@ -185,52 +185,15 @@ def corrupted_copy(data: DatasetVersion, names: Sequence[str], rate: float, seed
     return path
 
 
-def frame_matches(model: Path, images: list[LabelledImage], names: list[str], imgsz: int) -> list[FrameMatches]:
-    predictions = predict_all(model, images, names, imgsz, "onnxruntime")
-    out = []
-    for image, detections in zip(images, predictions, strict=True):
-        truth = ground_truth(image)
-        out.append(match_frame(truth.xyxy, truth.class_id, detections.xyxy, detections.confidence, detections.class_id))
-    return out
-
-
-def p99_latency_ms(
-    models: dict[str, Path], images: list[LabelledImage], names: list[str], imgsz: int
-) -> dict[str, float]:
-    """Per-frame latency of each model, one frame per call, interleaved so both see the same machine load."""
-    from serving.backends import BackendOptions, create_backend
-
-    engines = {
-        k: create_backend(
-            "onnxruntime",
-            BackendOptions(
-                p,
-                imgsz=imgsz,
-                conf_threshold=EVAL_CONF,
-                iou_threshold=0.7,
-                max_detections=300,
-                class_names=tuple(names),
-            ),
-        )
-        for k, p in models.items()
-    }
-    times: dict[str, list[float]] = {k: [] for k in models}
-    for image in images[:60]:
-        frame = read_bgr(image.image)
-        for name, engine in engines.items():
-            started = time.perf_counter()
-            engine.predict([frame])
-            times[name].append((time.perf_counter() - started) * 1e3)
-    return {k: float(np.percentile(v[5:], 99)) for k, v in times.items()}
-
-
 def decision_trials(
     settings: Settings, models: dict[str, Path], gold_a: dict[str, float], pool: DatasetVersion, trials: int, seed: int
 ) -> dict[str, Any]:
     images, names = split_images(pool.data_yaml, "val")
     imgsz, ab = settings.serving.imgsz, settings.ab
-    matches = {name: frame_matches(path, images, names, imgsz) for name, path in models.items()}
-    latency = p99_latency_ms(models, images, names, imgsz)
+    # The loop's own replay: matches cached once per frame, per-frame latency at batch 1.
+    replays = {name: replay_model(path, images, names, imgsz) for name, path in models.items()}
+    matches = {name: replay.matches for name, replay in replays.items()}
+    latency = {name: replay.p99_ms for name, replay in replays.items()}
     pairs = {
         "challenger_vs_old_champion": ("champion", "challenger"),
         "worse_vs_challenger": ("challenger", "worse"),

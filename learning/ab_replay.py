@@ -65,7 +65,6 @@ def replay_model(
 @dataclass(frozen=True)
 class ABReplayResult:
     verdict: ABVerdict
-    random_frames: int
     decision_frames: dict[str, int]
     random_arm: dict[str, Any]
     gold_parts: dict[str, Any]
@@ -76,7 +75,7 @@ class ABReplayResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.verdict.to_dict(),
-            "random_arm_frames": self.random_frames,
+            "random_arm_frames": self.decision_frames["random_arm"],
             "decision_frames": self.decision_frames,
             "random_arm": self.random_arm,
             "gold_sets_ab": self.gold_parts,
@@ -128,7 +127,6 @@ def replay_ab(
         start += len(images)
     return ABReplayResult(
         verdict=verdict,
-        random_frames=n_random,
         decision_frames={"random_arm": n_random, "gold": len(pooled_gold), "total": n},
         random_arm={"frames": n_random, "bootstrap": bootstrap(0, n_random)},
         gold_parts=parts,

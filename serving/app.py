@@ -23,20 +23,24 @@ def resolve_serving_model(settings: Settings, model: str | None = None) -> Resol
     return resolve_for_backend(registry, model or settings.serving.model, settings.serving.backend)
 
 
+def _spec(settings: Settings, role: ModelRole, follow: str | None) -> DetectorSpec:
+    """A Detector's spec holding no model yet; ``follow`` names the registry pointer its replicas keep up with."""
+    var = settings.resolved_var_dir()
+    return DetectorSpec(
+        model_path="",
+        model_version="",
+        serving=settings.serving,
+        role=role.value,
+        ultralytics_dir=str(var / "ultralytics"),
+        follow=follow,
+        registry_root=str(var / "models") if follow else None,
+    )
+
+
 def detector_spec(settings: Settings, model: str | None = None, role: ModelRole = ModelRole.CHAMPION) -> DetectorSpec:
     """The champion's spec; it follows the registry's champion pointer when ``serving.model`` is 'champion'."""
-    resolved = resolve_serving_model(settings, model)
     follows = (model or settings.serving.model) == "champion"
-    return DetectorSpec(
-        model_path=str(resolved.path),
-        model_version=resolved.label,
-        serving=settings.serving,
-        class_names=resolved.class_names,
-        role=role.value,
-        ultralytics_dir=str(settings.resolved_var_dir() / "ultralytics"),
-        follow="champion" if follows else None,
-        registry_root=str(settings.resolved_var_dir() / "models") if follows else None,
-    )
+    return _spec(settings, role, "champion" if follows else None).with_model(resolve_serving_model(settings, model))
 
 
 def shadow_spec(settings: Settings) -> DetectorSpec:
@@ -44,16 +48,7 @@ def shadow_spec(settings: Settings) -> DetectorSpec:
     registry = ModelRegistry(settings.resolved_var_dir() / "models")
     version = registry.pointers()["shadow"]
     resolved = resolve_for_backend(registry, version, settings.serving.backend) if version else None
-    return DetectorSpec(
-        model_path=str(resolved.path) if resolved else "",
-        model_version=resolved.label if resolved else "",
-        serving=settings.serving,
-        class_names=resolved.class_names if resolved else [],
-        role=ModelRole.SHADOW.value,
-        ultralytics_dir=str(settings.resolved_var_dir() / "ultralytics"),
-        follow="shadow",
-        registry_root=str(registry.root),
-    )
+    return _spec(settings, ModelRole.SHADOW, "shadow").with_model(resolved)
 
 
 def build_app(settings: Settings, redis_url: str, observer: FrameObserverFactory | None = None) -> Any:

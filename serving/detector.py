@@ -18,7 +18,7 @@ from serving.model_source import PointerWatch, resolve_for_backend
 from visionloop.contracts import Detections, ModelRole, StageLatency
 from visionloop.errors import InvalidImageError
 from visionloop.imaging import decode_image
-from visionloop.registry import ModelRegistry
+from visionloop.registry import ModelRegistry, ResolvedModel
 from visionloop.settings import ServingSettings
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,12 @@ class DetectorSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "serving": self.serving.model_dump(mode="json")}
+
+    def with_model(self, model: ResolvedModel | None) -> DetectorSpec:
+        """This spec serving ``model``; None: holding no model (a shadow replica while no shadow is set)."""
+        if model is None:
+            return replace(self, model_path="", model_version="", class_names=[])
+        return replace(self, model_path=str(model.path), model_version=model.label, class_names=list(model.class_names))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DetectorSpec:

@@ -316,9 +316,6 @@ class Router:
             "versions": [{**m.meta, "ab": self._registry.decision(m.version)} for m in self._registry.versions()],
         }
 
-    def _events(self) -> Any:
-        return event_log_for(self._settings)
-
     async def _serving_version(self, wanted: str) -> str:
         """Wait until the champion replica answers with ``wanted`` (it follows the pointer within a poll or two,
         plus the model load); frames keep flowing on the old model meanwhile. Returns what it serves."""
@@ -333,7 +330,7 @@ class Router:
         """Run a registry action off the event loop (file locks, fsync); client errors become 4xx."""
         try:
             result: dict[str, Any] = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: action(self._registry, self._events(), *args, **kwargs)
+                None, lambda: action(self._registry, event_log_for(self._settings), *args, **kwargs)
             )
         except Exception as exc:
             if not is_client_error(exc):

@@ -14,7 +14,7 @@ import redis
 
 from simulation.clips import render_clip_jpegs
 from tests.conftest import make_settings, wait_for
-from tests.integration.test_loop_worker import _prepare
+from tests.integration.test_loop_worker import TINY_LOOP, _prepare
 from tests.integration.test_promotion_live import Stream
 from visionloop.cli.service import VisionloopService
 from visionloop.registry import ModelRegistry
@@ -27,18 +27,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def service(var_dir: Path, tmp_path: Path) -> Iterator[VisionloopService]:
-    settings = make_settings(
-        var_dir,
-        LOOP__ENABLED="true",
-        LOOP__MIN_NEW_LABELS="4",
-        LOOP__EPOCHS="1",
-        LOOP__REPLAY_IMAGES="6",
-        LOOP__POLL_INTERVAL_S="0.3",
-        TRAINING__IMGSZ="64",
-        TRAINING__BATCH="4",
-        TRAINING__PATIENCE="0",
-        SHADOW__MIRROR_FRACTION="1.0",
-    )
+    settings = make_settings(var_dir, LOOP__ENABLED="true", SHADOW__MIRROR_FRACTION="1.0", **TINY_LOOP)
     labels = _prepare(settings, tmp_path)  # the champion (v2), its old data, a gold set, labels by arm
     with VisionloopService(settings) as svc:
         svc.labels_ref = labels.ref  # type: ignore[attr-defined]

@@ -29,6 +29,16 @@ from visionloop.streams import StreamNames, event_fields
 
 pytestmark = pytest.mark.integration
 RANDOM, PICKED = 6, 10
+# A loop small enough for a test: 1 epoch at 64 px on a handful of images (make_settings keyword arguments).
+TINY_LOOP = {
+    "LOOP__MIN_NEW_LABELS": "4",
+    "LOOP__EPOCHS": "1",
+    "LOOP__REPLAY_IMAGES": "6",
+    "LOOP__POLL_INTERVAL_S": "0.3",
+    "TRAINING__IMGSZ": "64",
+    "TRAINING__BATCH": "4",
+    "TRAINING__PATIENCE": "0",
+}
 
 
 def _world(domain: str, seed: int, count: int, out: Path) -> list[Any]:
@@ -68,18 +78,7 @@ def _prepare(settings: Settings, tmp_path: Path) -> DatasetVersion:
 
 @pytest.fixture
 def loop_settings(var_dir: Path, redis_server: EmbeddedRedis, tmp_path: Path) -> tuple[Settings, DatasetVersion]:
-    settings = make_settings(
-        var_dir,
-        REDIS__URL=redis_server.url,
-        LOOP__MIN_NEW_LABELS="4",
-        LOOP__EPOCHS="1",
-        LOOP__REPLAY_IMAGES="6",
-        LOOP__POLL_INTERVAL_S="0.3",
-        TRAINING__IMGSZ="64",
-        TRAINING__BATCH="4",
-        TRAINING__PATIENCE="0",
-        SERVING__IMGSZ="64",
-    )
+    settings = make_settings(var_dir, REDIS__URL=redis_server.url, SERVING__IMGSZ="64", **TINY_LOOP)
     return settings, _prepare(settings, tmp_path)
 
 
