@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
 from visionloop.contracts import FrameResult
 from visionloop.errors import ConfigError
+from visionloop.imaging import frame_embedding
 
 Aggregate = Literal["max", "mean", "sum"]
 Image = npt.NDArray[np.uint8]
@@ -144,16 +144,6 @@ class ConfidenceBandSampler(Sampler):
             return None
         distance = float(np.min(np.abs(conf - self.threshold)))
         return max(0.0, 1.0 - distance / self.width)
-
-
-def frame_embedding(image: Image) -> npt.NDArray[np.float32]:
-    """A cheap appearance vector (8x8 colour thumbnail + grey histogram), unit length."""
-    thumb = cv2.resize(image, (8, 8), interpolation=cv2.INTER_AREA).astype(np.float32).reshape(-1) / 255.0
-    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    counts = np.asarray(cv2.calcHist([grey], [0], None, [16], [0, 256]), dtype=np.float32).reshape(-1)
-    hist = counts / max(float(counts.sum()), 1.0)
-    vector = np.concatenate([thumb, hist * 4.0])
-    return (vector / max(float(np.linalg.norm(vector)), 1e-6)).astype(np.float32)
 
 
 class NoveltySampler(Sampler):

@@ -35,6 +35,43 @@ class FrameObserver(Protocol):
 FrameObserverFactory = Callable[[Settings, str], FrameObserver]
 
 
+class ObserverChain:
+    """Several observers shown the same frame in order; one failing does not keep the frame from the others.
+
+    The answer is the first non-None one (the labeling selector's), so shadow mirroring keeps its meaning."""
+
+    def __init__(self, observers: Sequence[FrameObserver]) -> None:
+        self.observers = list(observers)
+
+    def offer(self, frame: EncodedFrame, result: FrameResult) -> object:
+        kept: object = None
+        failure: Exception | None = None
+        for observer in self.observers:
+            try:
+                answer = observer.offer(frame, result)
+            except Exception as exc:  # the others still see the frame; the Router counts and logs the failure
+                failure = failure or exc
+                continue
+            kept = answer if kept is None else kept
+        if failure is not None:
+            raise failure
+        return kept
+
+
+def chain_observers(factories: Sequence[FrameObserverFactory]) -> FrameObserverFactory | None:
+    """One factory building every observer of ``factories`` (None when there are none)."""
+    chosen = list(factories)
+    if not chosen:
+        return None
+    if len(chosen) == 1:
+        return chosen[0]
+
+    def build(settings: Settings, redis_url: str) -> FrameObserver:
+        return ObserverChain([factory(settings, redis_url) for factory in chosen])
+
+    return build
+
+
 class ServeFrameSink:
     """Frames to the Serve application's ingress (``process_frames``), found by the application's name."""
 

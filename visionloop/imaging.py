@@ -45,3 +45,14 @@ def encode_jpeg(image: npt.NDArray[np.uint8], quality: int = 85) -> bytes:
     if not ok:
         raise InvalidImageError("could not encode frame as JPEG")
     return bytes(buffer)
+
+
+def frame_embedding(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    """A cheap appearance vector (8x8 colour thumbnail + grey histogram), unit length: the novelty sampler and the
+    drift monitor compare frames with it."""
+    thumb = cv2.resize(image, (8, 8), interpolation=cv2.INTER_AREA).astype(np.float32).reshape(-1) / 255.0
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    counts = np.asarray(cv2.calcHist([grey], [0], None, [16], [0, 256]), dtype=np.float32).reshape(-1)
+    hist = counts / max(float(counts.sum()), 1.0)
+    vector = np.concatenate([thumb, hist * 4.0])
+    return (vector / max(float(np.linalg.norm(vector)), 1e-6)).astype(np.float32)

@@ -442,6 +442,76 @@ class LoopSettings(StrictModel):
     poll_interval_s: float = Field(default=2.0, gt=0, description="How often the worker reads the events stream.")
 
 
+class DriftSettings(StrictModel):
+    """Drift and accuracy monitoring: sampled frames summarised, windows compared with a reference window."""
+
+    enabled: bool = Field(default=True, description="Sample answered frames and run the drift monitor.")
+    sample_interval_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="Least time between two sampled frames of one camera (consecutive video frames are near "
+        "copies; sampling sparsely keeps a window's frames close to independent).",
+    )
+    window_size: int = Field(default=60, ge=10, description="Sampled frames per window (per camera and overall).")
+    alpha: float = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="Family-wise false-alarm rate of one window: the p-values of every test are Bonferroni-combined.",
+    )
+    psi_threshold: float = Field(default=0.25, gt=0, description="PSI of confidences above this also counts as drift.")
+    persistence: int = Field(
+        default=3, gt=0, description="Windows in a row in drift before the alarm is raised (and it clears alike)."
+    )
+    permutations: int = Field(default=200, ge=20, description="Permutations of the MMD test of frame appearance.")
+    samples_maxlen: int = Field(default=20_000, gt=0, description="Approximate cap of the drift-samples stream.")
+    results_maxlen: int = Field(default=5_000, gt=0, description="Approximate cap of the drift stream (windows).")
+    accuracy_window: int = Field(
+        default=200, ge=10, description="Latest random-arm labelled frames the rolling accuracy is computed on."
+    )
+    min_accuracy_frames: int = Field(
+        default=20, ge=1, description="Random-arm labels needed before accuracy is reported."
+    )
+    poll_interval_s: float = Field(default=1.0, gt=0, description="How often the monitor reads new samples.")
+
+
+class ExplainSettings(StrictModel):
+    """SHAP explanations of single detections (off the hot path, cached)."""
+
+    enabled: bool = Field(default=True, description="Run the explanation worker with the service.")
+    max_evals: int = Field(
+        default=400, ge=50, description="Masked images SHAP's Partition explainer may score for one explanation."
+    )
+    batch_size: int = Field(default=50, gt=0, description="Masked images scored per model call.")
+    mask_value: int = Field(default=128, ge=0, le=255, description="Grey level hiding a masked region.")
+    iou_match: float = Field(
+        default=0.5, ge=0, le=1, description="Least IoU of a raw candidate with the box for it to count."
+    )
+    num_cpus: float = Field(default=0.25, ge=0, description="CPUs Ray reserves for the worker (it runs niced).")
+    nice: int = Field(default=10, ge=0, le=19, description="Niceness of the worker: it yields to the hot path.")
+    cache_size: int = Field(default=200, gt=0, description="Explanations kept in Redis (oldest dropped).")
+
+
+class DashboardSettings(StrictModel):
+    """The Streamlit operator dashboard and the conditions it (and alerts.yml) watch."""
+
+    enabled: bool = Field(default=True, description="Start the dashboard with the service.")
+    host: str = Field(default="127.0.0.1", description="Address the dashboard binds.")
+    port: int = Field(default=8501, gt=0, lt=65536, description="Port of the dashboard.")
+    refresh_s: float = Field(default=2.0, ge=0.5, description="How often live views refresh.")
+    api_url: str | None = Field(default=None, description="API the dashboard reads (default: this service's).")
+    snapshot_interval_s: float = Field(
+        default=1.0, gt=0, description="Least time between two kept snapshots (frame + result) of one camera."
+    )
+    snapshots_per_camera: int = Field(
+        default=20, gt=0, description="Recent annotated frames kept per camera (Live view and explanations)."
+    )
+    latency_slo_ms: float = Field(default=250.0, gt=0, description="p99 capture-to-result latency objective.")
+    label_studio_url: str | None = Field(
+        default=None, description="Link shown on the Labeling page (default: the local Label Studio)."
+    )
+
+
 class LoggingSettings(StrictModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
@@ -465,6 +535,9 @@ class Settings(StrictModel):
     shadow: ShadowSettings = Field(default_factory=ShadowSettings, description="The shadow Detector.")
     loop: LoopSettings = Field(default_factory=LoopSettings, description="The learning loop.")
     ab: ABSettings = Field(default_factory=ABSettings, description="Champion/challenger A/B decisions.")
+    drift: DriftSettings = Field(default_factory=DriftSettings, description="Drift and accuracy monitoring.")
+    explain: ExplainSettings = Field(default_factory=ExplainSettings, description="Explanations of detections.")
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings, description="The operator dashboard.")
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
 
     def cameras_file(self) -> Path:

@@ -13,6 +13,8 @@ CAMERA_MANAGER_ACTOR = "visionloop-camera-manager"
 LABELING_WORKER_ACTOR = "visionloop-labeling"
 WEBRTC_GATEWAY_ACTOR = "visionloop-webrtc-gateway"
 LOOP_WORKER_ACTOR = "visionloop-loop"
+DRIFT_MONITOR_ACTOR = "visionloop-drift-monitor"
+EXPLAIN_WORKER_ACTOR = "visionloop-explain"
 
 
 def camera_worker_actor(camera_id: str) -> str:
@@ -103,6 +105,60 @@ class StreamNames:
         """Consumer group of the loop worker on the events stream."""
         return f"{self.prefix}-loop"
 
+    # -- monitoring, explanations, the dashboard ----------------------------------------------------------------
+
+    @property
+    def drift_samples(self) -> str:
+        """Compact summaries of sampled answered frames (capped): what the drift monitor reads."""
+        return f"{self.prefix}:drift:samples"
+
+    @property
+    def drift(self) -> str:
+        """One entry per evaluated window (per camera and ``_all``): statistics, p-values, alarm state (capped)."""
+        return f"{self.prefix}:drift"
+
+    @property
+    def drift_state(self) -> str:
+        """Hash of scope -> JSON of the monitor's latest view (alarm state, reference, accuracy)."""
+        return f"{self.prefix}:drift:state"
+
+    @property
+    def drift_group(self) -> str:
+        """Consumer group of the drift monitor on the drift-samples stream."""
+        return f"{self.prefix}-drift"
+
+    @property
+    def alerts(self) -> str:
+        """Hash of alert name -> JSON (state firing/resolved, since, message): the dashboard's banners."""
+        return f"{self.prefix}:alerts"
+
+    def snapshots(self, camera_id: str) -> str:
+        """List of a camera's latest snapshots (JSON: frame JPEG as base64 + its result), newest first, capped."""
+        return f"{self.prefix}:snapshots:{camera_id}"
+
+    @property
+    def snapshot_cameras(self) -> str:
+        """Set of camera ids that have snapshots."""
+        return f"{self.prefix}:snapshots:cameras"
+
+    @property
+    def explain_requests(self) -> str:
+        """Explanations asked for (API -> explanation worker; a consumer group reads it)."""
+        return f"{self.prefix}:explain:requests"
+
+    @property
+    def explain_group(self) -> str:
+        return f"{self.prefix}-explain"
+
+    @property
+    def explanations(self) -> str:
+        """Hash of explanation key -> JSON (state, heatmap, seconds); keys listed newest first in ``explain_order``."""
+        return f"{self.prefix}:explain:results"
+
+    @property
+    def explain_order(self) -> str:
+        return f"{self.prefix}:explain:order"
+
     def dedup(self, camera_id: str) -> str:
         """Recent perceptual hashes of a camera's selected frames (near-duplicate suppression)."""
         return f"{self.prefix}:dedup:{camera_id}"
@@ -114,6 +170,11 @@ class StreamNames:
     def quota(self, class_name: str | int, hour: int) -> str:
         """Frames selected for a class in one hour (the per-class quota)."""
         return f"{self.prefix}:quota:{class_name}:{hour}"
+
+
+def explanation_key(model_version: str, frame_id: str, box_index: int) -> str:
+    """Explanations are cached per (model version, frame, box)."""
+    return f"{model_version}:{frame_id}:{box_index}"
 
 
 def event_fields(kind: str, **payload: Any) -> dict[str, str]:
