@@ -14,9 +14,10 @@ LOCK_HASH := $(shell cat $(LOCK) pyproject.toml | sha256sum | cut -c1-16)
 VENV_STAMP := $(VENV)/.visionloop-$(LOCK_HASH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the service and its tests need: Redis for the streams; GStreamer's RTSP server (run by the
-# system python3) for the simulated IP cameras; Chromium for the browser-camera tests.
+# system python3) for the simulated IP cameras; Chromium for the browser-camera and dashboard tests; Prometheus for
+# promtool, which checks and unit-tests dashboards/alerts.yml (its server is never started).
 APT_PACKAGES := redis-server python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools \
-	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad chromium
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad chromium prometheus
 PYTEST_ARGS ?=
 
 .PHONY: help system-deps venv demo up test lint typecheck unit integration model bootstrap bench-serving bench-pipeline bench-al bench-loop lock lock-label-studio check-lock clean

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from ray import serve
 
 from serving.detector import FrameReply, ModelInfo
+from serving.explanations import explanation, kept_frame, queue_explanation, recent_explanations, request_for
 from serving.http_errors import http_exception
 from serving.limits import BodySizeLimitMiddleware, UploadLimit
 from serving.metrics import RouterMetrics
@@ -67,6 +68,14 @@ class PromoteRequest(BaseModel):
 
 
 app.add_middleware(BodySizeLimitMiddleware, limit=UploadLimit.get)
+
+
+class ExplainBody(BaseModel):
+    """One detection of one kept frame (the dashboard's Explain page lists them)."""
+
+    camera_id: str = Field(pattern=CAMERA_ID_PATTERN)
+    frame_id: str = Field(min_length=1, max_length=200)
+    box_index: int = Field(ge=0, lt=10_000)
 
 
 @serve.deployment(name="Router")
@@ -503,6 +512,49 @@ class Router:
             return dict(await worker.sync_once.remote(True, cut))
         except NotReadyError as exc:  # still starting; any other failure of the worker is a 500
             raise http_exception(exc) from None
+
+    # -- explanations (computed by the explanation worker; the API queues and reads) ----------------------------
+
+    def _aioredis(self) -> Any:
+        import redis.asyncio as aioredis
+
+        timeout = self._settings.redis.socket_timeout_s
+        return aioredis.Redis.from_url(self._redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+    @app.post("/v1/explain", status_code=202, summary="Explain one detection of a kept frame (SHAP; queued)")
+    async def request_explanation(self, credentials: Credentials, body: ExplainBody) -> dict[str, Any]:
+        who = self._authorize(credentials)
+        streams = StreamNames(self._settings.redis.stream_prefix)
+        client = self._aioredis()
+        try:
+            entry = await kept_frame(client, streams, body.camera_id, body.frame_id)
+            return await queue_explanation(client, streams, request_for(entry, body.box_index, who))
+        except Exception as exc:
+            if not is_client_error(exc):
+                raise
+            raise http_exception(exc) from None
+        finally:
+            await client.aclose()
+
+    @app.get("/v1/explain", summary="The latest explanations asked for, and their states")
+    async def list_explanations(self) -> list[dict[str, Any]]:
+        client = self._aioredis()
+        try:
+            return await recent_explanations(client, StreamNames(self._settings.redis.stream_prefix))
+        finally:
+            await client.aclose()
+
+    @app.get("/v1/explain/{key}", summary="One explanation: its state, and when done the heatmap over the frame")
+    async def get_explanation(self, key: Annotated[str, Path(max_length=300)]) -> dict[str, Any]:
+        client = self._aioredis()
+        try:
+            return await explanation(client, StreamNames(self._settings.redis.stream_prefix), key)
+        except Exception as exc:
+            if not is_client_error(exc):
+                raise
+            raise http_exception(exc) from None
+        finally:
+            await client.aclose()
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics of the serving stack")
     async def metrics(self) -> PlainTextResponse:

@@ -118,6 +118,11 @@ def make_settings(var_dir: Path, **env: str) -> Settings:
         "VISIONLOOP_RAY__NUM_CPUS": "2",
         "VISIONLOOP_LABELING__ENABLED": "false",  # the labeling tests turn it on
         "VISIONLOOP_LOOP__ENABLED": "false",  # the loop tests turn it on
+        # The dashboard, the explanation worker and the drift monitor: the dashboard tests turn them on.
+        "VISIONLOOP_DASHBOARD__ENABLED": "false",
+        "VISIONLOOP_DASHBOARD__PORT": str(free_port()),
+        "VISIONLOOP_EXPLAIN__ENABLED": "false",
+        "VISIONLOOP_DRIFT__ENABLED": "false",
     }
     base.update({f"VISIONLOOP_{k.upper()}": v for k, v in env.items()})
     return load_settings(environ=base)

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from visionloop.cameras import CameraExists, CameraNotFound
 from visionloop.errors import InvalidImageError, NotReadyError, RegistryError, VisionloopError
+from visionloop.explanations import ExplanationNotFound
 from visionloop.promotion import PromotionRefused
 from visionloop.redaction import redact
 
@@ -49,6 +50,7 @@ STATUS: dict[type[BaseException], int] = {
     InvalidImageError: 400,
     Unauthorized: 401,
     CameraNotFound: 404,
+    ExplanationNotFound: 404,
     CameraExists: 409,
     PromotionRefused: 409,
     RegistryError: 404,

@@ -464,6 +464,12 @@ class DriftSettings(StrictModel):
         default=3, gt=0, description="Windows in a row in drift before the alarm is raised (and it clears alike)."
     )
     permutations: int = Field(default=200, ge=20, description="Permutations of the MMD test of frame appearance.")
+    min_appearance_shift: float = Field(
+        default=0.2,
+        ge=0,
+        description="Least shift of the mean appearance (noise-corrected) for the MMD test to count: frames of one "
+        "scene are not exchangeable (objects move), so a significant but tiny shift is not drift.",
+    )
     samples_maxlen: int = Field(default=20_000, gt=0, description="Approximate cap of the drift-samples stream.")
     results_maxlen: int = Field(default=5_000, gt=0, description="Approximate cap of the drift stream (windows).")
     accuracy_window: int = Field(

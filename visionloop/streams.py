@@ -7,6 +7,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from visionloop.explanations import explanation_key
+
+__all__ = ["StreamNames", "event_fields", "explanation_key"]  # the key also lives beside the explanation contract
+
 # Ray names: the Serve application, and the named actors the parts find each other by.
 SERVE_APP_NAME = "visionloop"
 CAMERA_MANAGER_ACTOR = "visionloop-camera-manager"
@@ -170,11 +174,6 @@ class StreamNames:
     def quota(self, class_name: str | int, hour: int) -> str:
         """Frames selected for a class in one hour (the per-class quota)."""
         return f"{self.prefix}:quota:{class_name}:{hour}"
-
-
-def explanation_key(model_version: str, frame_id: str, box_index: int) -> str:
-    """Explanations are cached per (model version, frame, box)."""
-    return f"{model_version}:{frame_id}:{box_index}"
 
 
 def event_fields(kind: str, **payload: Any) -> dict[str, str]:

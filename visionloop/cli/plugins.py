@@ -1,5 +1,5 @@
-"""What the face hands the spine and the parts: checks of the names that pick an implementation, and the hook
-that shows every answered frame to labeling.
+"""What the face hands the spine and the parts: checks of the names that pick an implementation, and the hooks
+that show every answered frame to labeling, drift monitoring and the dashboard's snapshots.
 
 The settings schema lives in the spine and cannot import the parts, so it does not repeat their names (backends,
 samplers); the face checks them against the parts' own registries when it loads the settings, and the error
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from visionloop.config import SettingsCheck, load_settings
-from visionloop.frames import FrameObserverFactory
+from visionloop.frames import FrameObserverFactory, chain_observers
 from visionloop.settings import Settings
 
 
@@ -46,9 +46,19 @@ def load_checked_settings(config: Path | None = None) -> Settings:
 
 
 def frame_observer(settings: Settings) -> FrameObserverFactory | None:
-    """What the Router tells about every answered frame: the labeling selector, when labeling is enabled."""
-    if not settings.labeling.enabled:
-        return None
-    from labeling.selector import build_selector
+    """What the Router shows every answered frame: the labeling selector (its answer decides shadow mirroring, so
+    it comes first), the drift sampler, and the snapshot keeper (the dashboard's live frames and explanations)."""
+    factories: list[FrameObserverFactory] = []
+    if settings.labeling.enabled:
+        from labeling.selector import build_selector
 
-    return build_selector
+        factories.append(build_selector)
+    if settings.drift.enabled:
+        from learning.drift_sampler import build_drift_sampler
+
+        factories.append(build_drift_sampler)
+    if settings.dashboard.enabled or settings.explain.enabled:
+        from serving.snapshots import build_snapshot_keeper
+
+        factories.append(build_snapshot_keeper)
+    return chain_observers(factories)

@@ -18,7 +18,13 @@ from visionloop.ray_runtime import init_ray, shutdown_ray
 from visionloop.redaction import redact
 from visionloop.redis_server import EmbeddedRedis
 from visionloop.settings import Settings
-from visionloop.streams import LABELING_WORKER_ACTOR, LOOP_WORKER_ACTOR, WEBRTC_GATEWAY_ACTOR
+from visionloop.streams import (
+    DRIFT_MONITOR_ACTOR,
+    EXPLAIN_WORKER_ACTOR,
+    LABELING_WORKER_ACTOR,
+    LOOP_WORKER_ACTOR,
+    WEBRTC_GATEWAY_ACTOR,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,10 @@ class VisionloopService:
         self.webrtc_url: str | None = None
         self.labeling_worker: Any = None
         self.loop_worker: Any = None
+        self.drift_monitor: Any = None
+        self.explain_worker: Any = None
+        self.dashboard: Any = None
+        self.dashboard_url: str | None = None
         self.label_studio_url: str | None = None
         self._ray_started = False
 
@@ -76,6 +86,8 @@ class VisionloopService:
             self._start_webrtc()
             self._start_labeling()
             self._start_loop()
+            self._start_monitoring()
+            self._start_dashboard()
         except BaseException:
             self.stop()
             raise
@@ -89,6 +101,8 @@ class VisionloopService:
             self.endpoints.append(Endpoint("Browser camera page", self.webrtc_url))
         if self.label_studio_url:
             self.endpoints.append(Endpoint("Label Studio", self.label_studio_url))
+        if self.dashboard_url:
+            self.endpoints.append(Endpoint("Dashboard", self.dashboard_url))
         return self
 
     def _start_cameras(self) -> None:
@@ -156,6 +170,50 @@ class VisionloopService:
         )
         ray.get(self.loop_worker.start.remote(), timeout=60)
 
+    def _start_monitoring(self) -> None:
+        """The drift monitor (which also evaluates accuracy and the alert conditions) and the explanation worker:
+        both read Redis streams the Router's observers fill."""
+        if self.redis_problem:
+            return
+        import ray
+
+        if self.settings.drift.enabled:
+            from learning.drift_monitor import DriftMonitor
+
+            monitor: Any = ray.remote(DriftMonitor)
+            self.drift_monitor = monitor.options(name=DRIFT_MONITOR_ACTOR, num_cpus=0, max_concurrency=4).remote(
+                self.settings, self.redis_url, watch_accuracy_and_alerts=True
+            )
+            ray.get(self.drift_monitor.start.remote(), timeout=60)
+        if self.settings.explain.enabled:
+            from learning.explain_worker import ExplainWorker
+
+            worker: Any = ray.remote(ExplainWorker)
+            self.explain_worker = worker.options(
+                name=EXPLAIN_WORKER_ACTOR, num_cpus=self.settings.explain.num_cpus, max_concurrency=4
+            ).remote(self.settings, self.redis_url)
+            ray.get(self.explain_worker.start.remote(), timeout=60)
+
+    def _start_dashboard(self) -> None:
+        if not self.settings.dashboard.enabled:
+            return
+        from visionloop.cli.dashboard import start_dashboard
+
+        self.dashboard, self.dashboard_url = start_dashboard(self.settings, self.redis_url)
+
+    def _stop_monitoring(self) -> None:
+        monitor, self.drift_monitor = self.drift_monitor, None
+        self._stop_actor(monitor, "stop", 30, "drift monitor")
+        worker, self.explain_worker = self.explain_worker, None
+        self._stop_actor(worker, "stop", 30, "explanation worker")
+
+    def _stop_dashboard(self) -> None:
+        process, self.dashboard = self.dashboard, None
+        if process is not None:
+            from visionloop.cli.dashboard import stop_dashboard
+
+            stop_dashboard(process)
+
     def _stop_loop(self) -> None:
         worker, self.loop_worker = self.loop_worker, None
         self._stop_actor(worker, "stop", 30, "learning loop")
@@ -211,7 +269,9 @@ class VisionloopService:
         raise VisionloopError(f"the API at {self.api_url} did not become healthy in {timeout_s:.0f} s: {last}")
 
     def stop(self) -> None:
+        self._stop_dashboard()
         if self._ray_started:
+            self._stop_monitoring()
             self._stop_loop()
             self._stop_labeling()
             self._stop_webrtc()

@@ -1,0 +1,63 @@
+"""Keep each camera's latest answered frames (image + result) in Redis for the dashboard.
+
+The dashboard's Live view and the explanations need real frames, and only the Router holds them; the hot path must
+not pay for that, so this is a frame observer (it runs off the response path) that keeps at most one frame per
+camera every ``dashboard.snapshot_interval_s`` in a capped list, newest first.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+
+import redis
+
+from visionloop.contracts import EncodedFrame, FrameResult, ModelRole
+from visionloop.settings import Settings
+from visionloop.streams import StreamNames
+
+
+class SnapshotKeeper:
+    """A ``FrameObserver``: throttled per camera, capped per camera, never keeps a frame for labeling."""
+
+    def __init__(self, settings: Settings, redis_url: str) -> None:
+        self._streams = StreamNames(settings.redis.stream_prefix)
+        self._interval_s = settings.dashboard.snapshot_interval_s
+        self._keep = settings.dashboard.snapshots_per_camera
+        timeout = settings.redis.socket_timeout_s
+        self._redis = redis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def _due(self, camera_id: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(camera_id, -1e18) < self._interval_s:
+                return False
+            self._last[camera_id] = now
+            return True
+
+    def offer(self, frame: EncodedFrame, result: FrameResult) -> None:
+        if result.role != ModelRole.CHAMPION or not self._due(result.camera_id):
+            return None
+        entry = {
+            "frame_id": result.frame_id,
+            "camera_id": result.camera_id,
+            "ts": result.capture_ts,
+            "model_version": result.model_version,
+            "jpeg_b64": base64.b64encode(frame.data).decode("ascii"),
+            "result": result.to_dict(),
+        }
+        key = self._streams.snapshots(result.camera_id)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.lpush(key, json.dumps(entry, separators=(",", ":")))
+        pipe.ltrim(key, 0, self._keep - 1)
+        pipe.sadd(self._streams.snapshot_cameras, result.camera_id)
+        pipe.execute()
+        return None
+
+
+def build_snapshot_keeper(settings: Settings, redis_url: str) -> SnapshotKeeper:
+    return SnapshotKeeper(settings, redis_url)
