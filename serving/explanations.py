@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -15,6 +16,7 @@ from visionloop.explanations import ExplainRequest, ExplanationNotFound, Explana
 from visionloop.streams import StreamNames
 
 REQUESTS_MAXLEN = 1000  # requests waiting for the worker; a flood of clicks cannot grow Redis without bound
+REQUEUE_AFTER_S = 300.0  # a request still queued this long was lost (worker restarted, stream trimmed): ask again
 
 
 async def kept_frame(client: aioredis.Redis, streams: StreamNames, camera_id: str, frame_id: str) -> dict[str, Any]:
@@ -48,7 +50,10 @@ async def queue_explanation(client: aioredis.Redis, streams: StreamNames, reques
     known = await client.hget(streams.explanations, request.key)  # type: ignore[misc]
     if known is not None:
         current: dict[str, Any] = json.loads(known)
-        if current.get("state") != ExplanationState.ERROR:
+        stale = current.get("state") == ExplanationState.QUEUED and (
+            time.time() - float(current.get("requested_at", 0.0)) > REQUEUE_AFTER_S
+        )
+        if current.get("state") != ExplanationState.ERROR and not stale:
             return current
     state = {
         "key": request.key,
@@ -58,6 +63,7 @@ async def queue_explanation(client: aioredis.Redis, streams: StreamNames, reques
         "box_index": request.box_index,
         "box": list(request.box),
         "class_id": request.class_id,
+        "requested_at": time.time(),
     }
     pipe = client.pipeline(transaction=False)
     pipe.hset(streams.explanations, request.key, json.dumps(state))
