@@ -35,7 +35,7 @@ from visionloop.contracts import Detections
 from visionloop.errors import RegistryError
 from visionloop.registry import ModelRegistry, ModelVersion
 from visionloop.settings import Settings
-from visionloop.streams import StreamNames
+from visionloop.streams import ACCURACY_STATE_FIELD, StreamNames
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ INCOMING_PARTS = ("labels", "incoming")
 META_DIR = "meta"
 CAMERA_FIELD = "camera_id"
 
-STATE_FIELD = "accuracy"  # field of the drift_state hash holding the latest report (JSON)
+STATE_FIELD = ACCURACY_STATE_FIELD  # the drift-state field holding the accuracy report, not a scope
 ALL_SCOPE = "_all"
 CONFIDENCE = 0.95
 RESAMPLES = 500  # bootstrap resamples of frames: ~1-5 s at 200 frames (Ultralytics AP), only when the window changed

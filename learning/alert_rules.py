@@ -24,11 +24,11 @@ import redis
 
 from visionloop.redaction import redact
 from visionloop.settings import Settings
-from visionloop.streams import StreamNames, event_fields
+from visionloop.streams import ACCURACY_STATE_FIELD, StreamNames, event_fields
 
 log = logging.getLogger(__name__)
 
-ACCURACY_FIELD = "accuracy"  # drift_state field of learning.accuracy's report (learning.accuracy.STATE_FIELD)
+ACCURACY_FIELD = ACCURACY_STATE_FIELD  # the drift-state field holding the accuracy report, not a scope
 CAMERA_DOWN_AFTER_S = 60.0  # STALLED or BACKOFF longer than this is a camera down (FAILED at once)
 DEAD_LETTER_WINDOW_S = 600.0
 ACCURACY_DROP = 0.1  # the CI's upper bound this far below the champion's reference mAP50 is a drop

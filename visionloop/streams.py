@@ -9,7 +9,12 @@ from typing import Any
 
 from visionloop.explanations import explanation_key
 
-__all__ = ["StreamNames", "event_fields", "explanation_key"]  # the key also lives beside the explanation contract
+__all__ = [
+    "ACCURACY_STATE_FIELD",
+    "StreamNames",
+    "event_fields",
+    "explanation_key",
+]  # the key also lives beside the explanation contract
 
 # Ray names: the Serve application, and the named actors the parts find each other by.
 SERVE_APP_NAME = "visionloop"
@@ -18,6 +23,9 @@ LABELING_WORKER_ACTOR = "visionloop-labeling"
 WEBRTC_GATEWAY_ACTOR = "visionloop-webrtc-gateway"
 LOOP_WORKER_ACTOR = "visionloop-loop"
 DRIFT_MONITOR_ACTOR = "visionloop-drift-monitor"
+# Field of the drift-state hash holding the random-arm accuracy report; camera ids cannot start with "_", so it
+# never collides with a camera's scope (nor does the overall scope "_all").
+ACCURACY_STATE_FIELD = "_accuracy"
 EXPLAIN_WORKER_ACTOR = "visionloop-explain"
 
 

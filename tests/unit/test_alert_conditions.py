@@ -51,7 +51,7 @@ def test_drift_fires_per_scope_with_an_alarm_and_skips_the_accuracy_report() -> 
     state = {
         "_all": {"alarm": False, "consecutive": 0},
         "cam1": {"alarm": True, "consecutive": 4},
-        "accuracy": {"status": "ok", "alarm": True},  # the accuracy report is not a drift scope
+        "_accuracy": {"status": "ok", "alarm": True},  # the accuracy report is not a drift scope
         "junk": "not a dict",
     }
     found = by_name(drift_conditions(replace(BASE, drift_state=state)))
@@ -164,7 +164,7 @@ def accuracy_state(high: float | None, reference: float | None, status: str = "o
     if status == "ok":
         overall["map50"] = {"estimate": (high or 0) - 0.05, "low": 0.0, "high": high}
     return {
-        "accuracy": {
+        "_accuracy": {
             "status": status,
             "message": "not enough random-arm labels: 3 of the 20 needed",
             "model_version": "v4",
@@ -291,7 +291,7 @@ def test_evaluate_alerts_end_to_end_with_redis_and_an_unreachable_api(tmp_path: 
     settings = make_settings(tmp_path / "var")
     streams = StreamNames(settings.redis.stream_prefix)
     store.hset(streams.drift_state, "cam1", json.dumps({"alarm": True, "consecutive": 3}))
-    store.hset(streams.drift_state, "accuracy", json.dumps(accuracy_state(0.2, 0.9)["accuracy"]))
+    store.hset(streams.drift_state, "_accuracy", json.dumps(accuracy_state(0.2, 0.9)["_accuracy"]))
     from learning.drift_sampler import DriftSample
 
     for i in range(30):  # as the sampler writes them: half over the 250 ms SLO

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 import yaml
 
-from visionloop.cli import cameras, data, labeling, loop, models, training
+from visionloop.cli import cameras, dashboard, data, labeling, loop, models, training
 from visionloop.cli.context import CliContext, api_client, console, print_json, settings_of
 from visionloop.errors import VisionloopError
 from visionloop.progress import working
@@ -30,6 +30,7 @@ app.add_typer(cameras.cameras_app, name="cameras")
 app.add_typer(labeling.labeling_app, name="labeling")
 app.add_typer(loop.loop_app, name="loop")
 training.register(app)
+app.command()(dashboard.dashboard)
 
 ConfigOption = Annotated[
     Path | None,

@@ -1,0 +1,81 @@
+"""Kept frames (a camera's latest snapshots: JPEG + result) and explanations, read from Redis."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import redis
+
+from dashboards.errors import reading, text
+from visionloop.streams import StreamNames
+
+EXPLANATIONS_LISTED = 20
+
+
+def snapshot_cameras(client: redis.Redis, streams: StreamNames) -> list[str]:
+    with reading("snapshot cameras"):
+        members: set[Any] = client.smembers(streams.snapshot_cameras)  # type: ignore[assignment]
+    return sorted(text(m) for m in members)
+
+
+def snapshots(client: redis.Redis, streams: StreamNames, camera_id: str) -> list[dict[str, Any]]:
+    """A camera's kept frames, newest first; entries that do not parse are skipped."""
+    with reading(f"snapshots of {camera_id}"):
+        raw: list[Any] = client.lrange(streams.snapshots(camera_id), 0, -1)  # type: ignore[assignment]
+    out = []
+    for value in raw:
+        try:
+            entry = json.loads(value)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and "frame_id" in entry:
+            out.append(entry)
+    return out
+
+
+def snapshot_jpeg(entry: dict[str, Any]) -> bytes:
+    return base64.b64decode(entry.get("jpeg_b64", ""))
+
+
+def snapshot_boxes(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    boxes = (entry.get("result") or {}).get("detections", {}).get("boxes", [])
+    return [b for b in boxes if isinstance(b, dict) and len(b.get("xyxy", [])) == 4]
+
+
+def explanation(client: redis.Redis, streams: StreamNames, key: str) -> dict[str, Any] | None:
+    """One explanation's state (with its overlay PNG once done), or None when unknown."""
+    with reading("explanations"):
+        raw = client.hget(streams.explanations, key)
+    if raw is None:
+        return None
+    try:
+        entry = json.loads(raw)  # type: ignore[arg-type]
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+def recent_explanations(client: redis.Redis, streams: StreamNames, count: int = EXPLANATIONS_LISTED) -> list[Any]:
+    """The latest explanations asked for, newest first, without their images."""
+    with reading("explanations"):
+        keys = list(dict.fromkeys(text(k) for k in client.lrange(streams.explain_order, 0, count - 1)))  # type: ignore[union-attr]
+        values: list[Any] = client.hmget(streams.explanations, keys) if keys else []  # type: ignore[assignment]
+    out = []
+    for raw in values:
+        if raw is None:
+            continue
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            entry.pop("overlay_png_b64", None)
+            out.append(entry)
+    return out
+
+
+def overlay_png(entry: dict[str, Any]) -> bytes | None:
+    data = entry.get("overlay_png_b64")
+    return base64.b64decode(data) if data else None

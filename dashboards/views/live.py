@@ -1,0 +1,138 @@
+"""Live: frames per second, per-stage latency over time, batch size, queues, replicas, a live annotated frame."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pandas as pd  # type: ignore[import-untyped]
+import streamlit as st
+
+from dashboards import results, snapshots
+from dashboards.annotate import draw_boxes
+from dashboards.context import DashboardContext
+from dashboards.labeling_data import queue_counts
+from dashboards.promtext import PREFIX, Sample, histogram_mean, histogram_quantile, rates, sum_by, total
+from dashboards.views import common
+
+COUNTER_KINDS = ("frames_in", "frames_processed", "frames_skipped")
+HISTORY_KEY = "live_rates"
+HISTORY_POINTS = 300
+
+
+def _frame_rates(samples: list[Sample]) -> dict[str, float] | None:
+    """Frames/s per kind since the previous refresh of this session (None on the first one)."""
+    totals = sum_by(samples, f"{PREFIX}visionloop_camera_frames_total", "kind")
+    now = time.time()
+    previous = st.session_state.get("live_counters")
+    st.session_state["live_counters"] = (now, totals)
+    if previous is None:
+        return None
+    per_s = rates(previous[1], totals, now - previous[0])
+    history: list[dict[str, Any]] = st.session_state.setdefault(HISTORY_KEY, [])
+    history.append({"time": pd.to_datetime(now, unit="s"), **{k: per_s.get(k, 0.0) for k in COUNTER_KINDS}})
+    del history[:-HISTORY_POINTS]
+    return per_s
+
+
+def _replicas(samples: list[Sample]) -> dict[str, float]:
+    return sum_by(samples, "ray_serve_deployment_replica_healthy", "deployment")
+
+
+def _throughput(ctx: DashboardContext) -> None:
+    samples = common.metrics(ctx)
+    if samples is None:
+        return
+    if total(samples, f"{PREFIX}visionloop_camera_frames_total") is None:
+        common.no_data("camera frame counters", "no camera has reported frames")
+    else:
+        per_s = _frame_rates(samples)
+        for col, kind in zip(st.columns(3), COUNTER_KINDS, strict=True):
+            col.metric(f"{kind.replace('_', ' ')} /s", "…" if per_s is None else f"{per_s.get(kind, 0.0):.1f}")
+        history = st.session_state.get(HISTORY_KEY, [])
+        if len(history) > 1:
+            st.line_chart(pd.DataFrame(history).set_index("time"), y_label="frames/s")
+    cols = st.columns(4)
+    batch = histogram_mean(samples, f"{PREFIX}visionloop_batch_size", role="champion")
+    cols[0].metric("mean batch size", "n/a" if batch is None else f"{batch:.1f}")
+    buffered = total(samples, f"{PREFIX}visionloop_results_buffered")
+    cols[1].metric("results buffered", "n/a" if buffered is None else f"{buffered:.0f}")
+    p99 = histogram_quantile(samples, f"{PREFIX}visionloop_camera_latency_ms", 0.99)
+    slo = ctx.settings.dashboard.latency_slo_ms
+    cols[2].metric(f"capture→result p99 (SLO {slo:g} ms)", "n/a" if p99 is None else f"{p99:.0f} ms")
+    replicas = _replicas(samples)
+    cols[3].metric("replicas", " / ".join(f"{k} {v:.0f}" for k, v in replicas.items()) or "n/a")
+    if p99 is not None and p99 > slo:
+        st.warning(f"Capture-to-result p99 is {p99:.0f} ms, over the {slo:g} ms objective.")
+
+
+def _queues(ctx: DashboardContext) -> None:
+    counts = common.read("labeling queue", lambda: queue_counts(ctx.redis, ctx.streams))
+    shadow = common.api_read(ctx, "/v1/shadow", "shadow queue")
+    cols = st.columns(2)
+    if counts is not None:
+        backlog = counts["backlog"]
+        cols[0].metric("review backlog", "n/a" if backlog is None else backlog)
+    mirror = (shadow or {}).get("mirror") or {}
+    if mirror:
+        cols[1].metric("shadow queue", f"{mirror.get('queued', 0)} / {mirror.get('queue_size', '?')}")
+
+
+def _latency(ctx: DashboardContext) -> None:
+    recent = common.read("results", lambda: results.recent_results(ctx.redis, ctx.streams))
+    if recent is None:
+        return
+    if not recent:
+        common.no_data("results", "no frame has been answered yet")
+        return
+    st.subheader("Latency per stage (ms)")
+    over_time = results.stage_percentiles_over_time(recent)
+    if not over_time.empty:
+        st.line_chart(over_time, y_label="ms")
+    st.dataframe(results.stage_percentiles(recent))
+    fps = results.fps_over_time(recent)
+    if not fps.empty:
+        st.subheader("Answered frames per second, per camera")
+        st.line_chart(fps, y_label="frames/s")
+
+
+def _live_frame(ctx: DashboardContext) -> None:
+    cameras = common.read("snapshots", lambda: snapshots.snapshot_cameras(ctx.redis, ctx.streams))
+    if cameras is None:
+        return
+    if not cameras:
+        common.no_data("annotated frames", "no camera has a kept frame")
+        return
+    camera = st.selectbox("Camera", cameras, key="live_camera")
+    kept = common.read("snapshots", lambda: snapshots.snapshots(ctx.redis, ctx.streams, str(camera)))
+    if not kept:
+        common.no_data(f"frames of {camera}")
+        return
+    newest = kept[0]
+    boxes = snapshots.snapshot_boxes(newest)
+    caption = f"{camera} · {common.when(newest.get('ts'))} · {newest.get('model_version')} · {len(boxes)} boxes"
+    st.image(draw_boxes(snapshots.snapshot_jpeg(newest), boxes), caption=caption)
+
+
+def render() -> None:
+    ctx = common.context()
+    st.title("Live")
+    every = ctx.settings.dashboard.refresh_s
+
+    @st.fragment(run_every=every)
+    def throughput() -> None:
+        _throughput(ctx)
+        _queues(ctx)
+
+    @st.fragment(run_every=every)
+    def latency() -> None:
+        _latency(ctx)
+
+    @st.fragment(run_every=every)
+    def live_frame() -> None:
+        st.subheader("Live frame")
+        _live_frame(ctx)
+
+    throughput()
+    latency()
+    live_frame()
