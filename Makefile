@@ -20,7 +20,7 @@ APT_PACKAGES := redis-server python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad chromium prometheus
 PYTEST_ARGS ?=
 
-.PHONY: help system-deps venv demo up test lint typecheck unit integration model bootstrap bench-serving bench-pipeline bench-al bench-loop lock lock-label-studio check-lock clean
+.PHONY: help system-deps venv demo up test lint typecheck unit integration model bootstrap bench-serving bench-pipeline bench-al bench-loop bench-explain lock lock-label-studio check-lock clean
 
 help:
 	@echo "make demo           run the whole loop on embedded defaults"
@@ -31,6 +31,7 @@ help:
 	@echo "make bench-pipeline simulated RTSP cameras end to end (writes benchmarks/results/pipeline.json)"
 	@echo "make bench-al       active learning vs random on the shifted world (benchmarks/results/active_learning.json)"
 	@echo "make bench-loop     one loop cycle after a domain shift, and A/B decision trials (benchmarks/results/loop.json)"
+	@echo "make bench-explain  seconds per SHAP explanation and the pointing game (benchmarks/results/explain.json)"
 	@echo "make lock           rewrite requirements.lock from the venv (index pins only)"
 	@echo "make check-lock     refuse lock lines a fresh machine cannot install; resolve every lock (CI runs it)"
 
@@ -87,6 +88,9 @@ bench-serving: system-deps venv
 
 bench-pipeline: system-deps venv
 	$(BIN)/python -m benchmarks.pipeline
+
+bench-explain: system-deps venv
+	$(BIN)/python -m benchmarks.explain
 
 bench-al: system-deps venv
 	$(BIN)/python -m benchmarks.active_learning

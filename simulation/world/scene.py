@@ -55,11 +55,18 @@ class Look:
     hue_shift: float
 
 
+Mask = npt.NDArray[np.bool_]
+
+
 @dataclass
 class Scene:
+    """A rendered frame and its labelled objects; ``masks[i]`` holds the visible pixels of object ``i`` (aligned with
+    ``boxes`` and ``class_ids``): the ground truth a pixel-level check, like an explanation's pointing game, needs."""
+
     image: Image
     class_ids: list[int] = field(default_factory=list)
     boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    masks: list[Mask] = field(default_factory=list)
 
     def labels(self) -> list[dict[str, object]]:
         return [
@@ -176,7 +183,8 @@ def compose(
         _draw_distractor(image, owner, item)
     scene = Scene(_apply_look(image, look, rng))
     for index, obj in enumerate(objects):
-        ys, xs = np.nonzero(owner == index)
+        visible = owner == index
+        ys, xs = np.nonzero(visible)
         if xs.size == 0 or xs.size < MIN_VISIBLE_FRACTION * max(full_areas[index], 1):
             continue
         x1, y1, x2, y2 = float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
@@ -184,6 +192,7 @@ def compose(
             continue
         scene.class_ids.append(obj.class_id)
         scene.boxes.append((x1, y1, x2, y2))
+        scene.masks.append(visible)
     return scene
 
 
