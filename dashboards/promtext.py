@@ -93,3 +93,11 @@ def rates(previous: dict[str, float], current: dict[str, float], seconds: float)
             continue
         out[key] = (value - before if value >= before else value) / seconds
     return out
+
+
+def mean_batch_size(samples: list[Sample]) -> float | None:
+    """Frames per model call: frames counted / model calls counted. (Not the histogram's ``_sum``: Ray 2.60's
+    exporter showed half the true sum of this histogram in the service, while its count matched.)"""
+    frames = total(samples, f"{PREFIX}visionloop_frames_total", role="champion")
+    calls = total(samples, f"{PREFIX}visionloop_batch_size_count", role="champion")
+    return frames / calls if frames is not None and calls else None

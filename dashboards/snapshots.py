@@ -76,6 +76,7 @@ def recent_explanations(client: redis.Redis, streams: StreamNames, count: int = 
     return out
 
 
-def overlay_png(entry: dict[str, Any]) -> bytes | None:
-    data = entry.get("overlay_png_b64")
+def overlay_png(entry: dict[str, Any], field: str = "overlay_png_b64") -> bytes | None:
+    """The SHAP overlay (or, with ``field="preview_png_b64"``, the one-pass EigenCAM preview) as PNG bytes."""
+    data = entry.get(field)
     return base64.b64decode(data) if data else None

@@ -57,20 +57,30 @@ def _show(ctx: DashboardContext) -> None:
         common.no_data(f"explanation {key}", "not (or no longer) kept")
         return
     state = entry.get("state")
+    preview = snapshots.overlay_png(entry, "preview_png_b64")
     if state in ("queued", "running"):
         st.info(f"Explanation {key}: {state}… (the worker runs at low priority beside the hot path)")
+        if preview:
+            st.image(preview, caption="EigenCAM preview (one pass, the whole frame: not specific to the box)")
     elif state == "error":
         st.error(f"Explanation {key} failed: {entry.get('error')}")
     elif state == "done":
-        png = snapshots.overlay_png(entry)
-        seconds = entry.get("seconds")
-        caption = f"SHAP for box #{entry.get('box_index')} · {entry.get('evals')} evaluations"
-        caption += f" · {seconds:.1f} s" if isinstance(seconds, int | float) else ""
-        if png:
-            st.image(png, caption=caption)
-        else:
-            st.warning("The explanation has no overlay image.")
-        st.caption(f"Peak attribution: {entry.get('peak')}")
+        _show_done(entry, preview)
+
+
+def _show_done(entry: dict[str, Any], preview: bytes | None) -> None:
+    png = snapshots.overlay_png(entry)
+    seconds = entry.get("seconds")
+    caption = f"SHAP for box #{entry.get('box_index')} · {entry.get('evals')} evaluations"
+    caption += f" · {seconds:.1f} s" if isinstance(seconds, int | float) else ""
+    shap_col, preview_col = st.columns(2)
+    if png:
+        shap_col.image(png, caption=caption)
+    else:
+        shap_col.warning("The explanation has no overlay image.")
+    if preview:
+        preview_col.image(preview, caption="EigenCAM preview (one pass; the whole frame, not the box)")
+    st.caption(f"Peak attribution (x, y): {entry.get('peak')}")
 
 
 def _recent(ctx: DashboardContext) -> None:

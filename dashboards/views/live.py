@@ -12,23 +12,31 @@ from dashboards import results, snapshots
 from dashboards.annotate import draw_boxes
 from dashboards.context import DashboardContext
 from dashboards.labeling_data import queue_counts
-from dashboards.promtext import PREFIX, Sample, histogram_mean, histogram_quantile, rates, sum_by, total
+from dashboards.promtext import PREFIX, Sample, histogram_quantile, mean_batch_size, rates, sum_by, total
 from dashboards.views import common
 
 COUNTER_KINDS = ("frames_in", "frames_processed", "frames_skipped")
 HISTORY_KEY = "live_rates"
+RATE_WINDOW_S = 20.0  # frames/s are averaged over about this long
+RATE_MIN_SPAN_S = 5.0  # and shown once the oldest reading is at least this old
 HISTORY_POINTS = 300
 
 
 def _frame_rates(samples: list[Sample]) -> dict[str, float] | None:
-    """Frames/s per kind since the previous refresh of this session (None on the first one)."""
+    """Frames/s per kind over the last RATE_WINDOW_S of this session's readings (None until one is old enough).
+
+    Ray's exporter refreshes counters every few seconds, so the difference between two refreshes of the page is
+    often 0 or a burst: a rate over a longer window reads true."""
     totals = sum_by(samples, f"{PREFIX}visionloop_camera_frames_total", "kind")
     now = time.time()
-    previous = st.session_state.get("live_counters")
-    st.session_state["live_counters"] = (now, totals)
-    if previous is None:
+    readings: list[tuple[float, dict[str, float]]] = st.session_state.setdefault("live_counters", [])
+    readings.append((now, totals))
+    while len(readings) > 2 and now - readings[1][0] >= RATE_WINDOW_S:
+        readings.pop(0)
+    oldest = readings[0]
+    if now - oldest[0] < RATE_MIN_SPAN_S:
         return None
-    per_s = rates(previous[1], totals, now - previous[0])
+    per_s = rates(oldest[1], totals, now - oldest[0])
     history: list[dict[str, Any]] = st.session_state.setdefault(HISTORY_KEY, [])
     history.append({"time": pd.to_datetime(now, unit="s"), **{k: per_s.get(k, 0.0) for k in COUNTER_KINDS}})
     del history[:-HISTORY_POINTS]
@@ -53,7 +61,7 @@ def _throughput(ctx: DashboardContext) -> None:
         if len(history) > 1:
             st.line_chart(pd.DataFrame(history).set_index("time"), y_label="frames/s")
     cols = st.columns(4)
-    batch = histogram_mean(samples, f"{PREFIX}visionloop_batch_size", role="champion")
+    batch = mean_batch_size(samples)
     cols[0].metric("mean batch size", "n/a" if batch is None else f"{batch:.1f}")
     buffered = total(samples, f"{PREFIX}visionloop_results_buffered")
     cols[1].metric("results buffered", "n/a" if buffered is None else f"{buffered:.0f}")

@@ -272,6 +272,10 @@ def test_metrics_text_sums_quantiles_means_and_rates() -> None:
     assert p99 == pytest.approx(100 + 400 * 0.9)
     assert promtext.histogram_quantile(samples, "ray_visionloop_camera_latency_ms", 0.99, camera="z") is None
     assert promtext.histogram_mean(samples, "ray_visionloop_batch_size", role="champion") == 6.4
+    frames = promtext.parse_samples('ray_visionloop_frames_total{role="champion"} 280\n'
+                            'ray_visionloop_batch_size_count{role="champion"} 70\n'
+                            'ray_visionloop_batch_size_sum{role="champion"} 140\n')  # fmt: skip
+    assert promtext.mean_batch_size(frames) == 4.0  # frames per call, whatever the exported _sum says
     assert promtext.rates({"a": 10.0, "b": 5.0}, {"a": 30.0, "b": 2.0, "c": 1.0}, 2.0) == {"a": 10.0, "b": 1.0}
     with pytest.raises(ValueError):
         promtext.parse_samples("this is { not metrics")

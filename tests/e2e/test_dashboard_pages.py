@@ -1,0 +1,171 @@
+"""The dashboard in a real headless Chromium, against the whole service with a camera streaming: every page renders
+with no Streamlit exception (screenshots in test-artifacts/), and Promote works from the page only with the token."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from simulation.rtsp_cameras import RtspSimulator, prepare_world_camera
+from tests.conftest import free_port, make_settings, wait_for
+from visionloop.cli.service import VisionloopService
+from visionloop.registry import ModelRegistry, Role
+from visionloop.streams import StreamNames
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+TOKEN = "test-token-123"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# (url path, the page's title): Live is the default page, served at the root.
+PAGES = [
+    ("", "Live"),
+    ("cameras", "Cameras"),
+    ("models", "Models & A/B"),
+    ("drift", "Drift & accuracy"),
+    ("explain", "Explain a detection"),
+    ("labeling", "Labeling"),
+]
+PROMOTE_VERDICT = {"decision": "promote", "reason": "test", "bootstrap": {"difference": 0.1, "ci_low": 0.02,
+                   "ci_high": 0.2, "n_frames": 300}, "mcnemar": {"p_value": 0.01}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, model_registry_template: Path) -> Iterator[VisionloopService]:
+    var_dir = tmp_path_factory.mktemp("var")
+    shutil.copytree(model_registry_template / "models", var_dir / "models")
+    shutil.copytree(model_registry_template / "ultralytics", var_dir / "ultralytics")
+    registry = ModelRegistry(var_dir / "models")
+    v1 = registry.get("v1")
+    registry.register(v1.onnx_path, v1.torch_path, meta={**v1.meta, "source": "test"})
+    registry.set_pointer(Role.SHADOW, "v2", by="test")
+    registry.record_decision("v2", PROMOTE_VERDICT)
+    settings = make_settings(
+        var_dir,
+        dashboard__enabled="true",
+        dashboard__snapshot_interval_s="0.5",
+        drift__enabled="true",
+        drift__window_size="10",
+        drift__sample_interval_s="0.2",
+        explain__enabled="true",
+        explain__max_evals="100",
+        webrtc__enabled="false",
+        # The untrained test model scores every candidate near 0: a tiny threshold gives frames boxes to explain.
+        serving__conf_threshold="0.0005",
+        serving__max_detections="10",
+    )
+    video = prepare_world_camera("gate", "A", 5, seconds=3, fps=10, out_dir=var_dir / "clips", height=180, width=320)
+    with (
+        RtspSimulator([video], free_port(), user="op", password="pa55-word") as simulator,
+        VisionloopService(settings) as svc,
+    ):
+        added = httpx.post(f"{svc.api_url}/v1/cameras", json={"id": "gate", "url": simulator.url("gate")}, headers=AUTH)
+        assert added.status_code == 201, added.text
+        yield svc
+
+
+def _frames_flowing(service: VisionloopService) -> None:
+    """Results, snapshots and drift windows have arrived (the pages then have something to show)."""
+    client = redis.Redis.from_url(service.redis_url)
+    streams = StreamNames(service.settings.redis.stream_prefix)
+    wait_for(lambda: (client.xlen(streams.results), client.llen(streams.snapshots("gate")), client.xlen(streams.drift)),
+             lambda n: n[0] >= 30 and n[1] >= 2 and n[2] >= 1, timeout_s=90)  # fmt: skip
+
+
+def _open(browser: Any, url: str, title: str) -> Any:
+    page = browser.new_page()
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(url)
+    page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
+    page.wait_for_timeout(3000)  # let the fragments draw their first refresh
+    return page
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+def test_every_page_renders_with_frames_flowing(service: VisionloopService) -> None:
+    from playwright.sync_api import sync_playwright
+
+    assert service.dashboard_url is not None
+    _frames_flowing(service)
+    ARTIFACTS.mkdir(exist_ok=True)
+    problems: dict[str, str] = {}
+    with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
+        browser = playwright.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        for path, title in PAGES:
+            page = _open(browser, f"{service.dashboard_url}/{path}", title)
+            page.screenshot(path=str(ARTIFACTS / f"dashboard-{path or 'live'}.png"), full_page=True)
+            exceptions = page.locator('[data-testid="stException"]')
+            if exceptions.count():
+                problems[title] = exceptions.first.inner_text()[:500]
+            page.close()
+        browser.close()
+    metrics = httpx.get(f"{service.api_url}/metrics", timeout=30).text
+    (ARTIFACTS / "dashboard-metrics.txt").write_text(metrics)
+    assert problems == {}
+    assert "ray_visionloop_drift_alarm" in metrics and "ray_visionloop_drift_p_value" in metrics
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+def test_explain_a_detection_from_the_page(service: VisionloopService) -> None:
+    from playwright.sync_api import sync_playwright
+
+    _frames_flowing(service)
+    with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
+        browser = playwright.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = _open(browser, f"{service.dashboard_url}/explain", "Explain a detection")
+        token = page.locator('input[aria-label="API token"]')
+        token.fill(TOKEN)
+        token.press("Enter")
+        page.get_by_role("button", name="Explain this box").click()
+        page.get_by_text("evaluations").first.wait_for(timeout=120_000)  # the SHAP overlay's caption
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-explained.png"), full_page=True)
+        browser.close()
+    listed = httpx.get(f"{service.api_url}/v1/explain", timeout=30).json()
+    assert listed and listed[0]["state"] == "done" and listed[0]["evals"] > 0
+    one = httpx.get(f"{service.api_url}/v1/explain/{listed[0]['key']}", timeout=30).json()
+    assert one["overlay_png_b64"] and len(one["peak"]) == 2
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+def test_promote_from_the_page_needs_the_token(service: VisionloopService) -> None:
+    from playwright.sync_api import sync_playwright
+
+    api = httpx.Client(base_url=service.api_url, timeout=30)
+    assert api.get("/v1/models").json()["pointers"]["champion"] == "v1"
+    with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
+        browser = playwright.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = _open(browser, f"{service.dashboard_url}/models", "Models & A/B")
+        page.get_by_role("button", name="Promote v2").click()
+        page.get_by_text("not sent").first.wait_for(timeout=30_000)
+        token = page.locator('input[aria-label="API token"]')
+        token.fill("wrong-token")
+        token.press("Enter")
+        page.get_by_role("button", name="Promote v2").click()
+        page.get_by_text("HTTP 401").first.wait_for(timeout=30_000)
+        time.sleep(1.0)
+        assert api.get("/v1/models").json()["pointers"]["champion"] == "v1"  # refused twice: nothing changed
+        token.fill(TOKEN)
+        token.press("Enter")
+        page.get_by_role("button", name="Promote v2").click()
+        wait_for(lambda: api.get("/v1/models").json()["pointers"]["champion"], lambda c: c == "v2", timeout_s=60)
+        page.get_by_text("Promote").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-promoted.png"), full_page=True)
+        browser.close()
+    history = api.get("/v1/models/history").json()
+    assert history["changes"][-1]["action"] == "promote" and history["changes"][-1]["by"] == "operator"
+    api.close()
