@@ -2,9 +2,10 @@
 
 Every sample goes to two scopes, its camera and ``_all``. A scope fills windows of ``drift.window_size`` samples; the
 first full window after the champion changed (the samples' model version) becomes its reference, and each later
-window is compared with it (:func:`learning.drift_stats.compare_windows`). ``drift.persistence`` drifted windows in
-a row raise the scope's alarm and as many clean ones clear it: one noisy window is not an incident. Memory stays
-bounded: one reference and one filling window per scope.
+window is compared with it (:func:`learning.drift_stats.compare_windows`); ``_all`` takes a new reference when the
+cameras in a window differ from the reference's (a camera added or removed changes the pooled mix, which is not
+drift). ``drift.persistence`` drifted windows in a row raise the scope's alarm and as many clean ones clear it: one
+noisy window is not an incident. Memory stays bounded: one reference and one filling window per scope.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class ScopeState:
     reference: WindowSummary | None = None
     reference_info: dict[str, Any] = field(default_factory=dict)
     filling: list[FrameSummary] = field(default_factory=list)
+    filling_cameras: set[str] = field(default_factory=set)
+    reference_cameras: frozenset[str] = frozenset()
     first_ts: float | None = None
     alarm: bool = False
     in_drift: int = 0  # drifted windows in a row
@@ -41,6 +44,7 @@ class ScopeState:
         if self.model_version and version != self.model_version:
             self.retired = (self.model_version, time.time())
         self.model_version, self.reference, self.filling, self.first_ts = version, None, [], None
+        self.filling_cameras = set()
         self.reference_info = {"state": "waiting", "reason": reason, "model_version": version}
         self.in_drift = self.clean = 0
 
@@ -82,11 +86,17 @@ class DriftWindows:
                 continue
             state.first_ts = state.first_ts if state.first_ts is not None else sample.ts
             state.filling.append(sample.summary)
+            state.filling_cameras.add(sample.camera_id)
             if len(state.filling) < self.drift.window_size:
                 continue
             frames, first_ts, state.filling, state.first_ts = state.filling, state.first_ts, [], None
+            cameras, state.filling_cameras = frozenset(state.filling_cameras), set()
             if state.reference is None:
-                outcomes.append(self._set_reference(scope, state, frames, "first window", first_ts))
+                outcomes.append(self._set_reference(scope, state, frames, "first window", first_ts, cameras))
+            elif scope == ALL_SCOPE and cameras != state.reference_cameras:
+                # Every camera pooled: a camera added or gone changes the mix, which is not drift. A new reference.
+                reason = f"cameras changed: {', '.join(sorted(cameras))}"
+                outcomes.append(self._set_reference(scope, state, frames, reason, first_ts, cameras))
             else:
                 outcomes.append(self._evaluate(scope, state, WindowSummary.of(frames), first_ts, sample.ts))
         return outcomes
@@ -103,7 +113,8 @@ class DriftWindows:
         """Use ``samples`` as the reference of ``scope``; the window being filled starts over."""
         state = self.scopes.setdefault(scope, ScopeState())
         state.reset(samples[-1].model_version, source)
-        return self._set_reference(scope, state, [s.summary for s in samples], source, samples[0].ts)
+        cameras = frozenset(s.camera_id for s in samples)
+        return self._set_reference(scope, state, [s.summary for s in samples], source, samples[0].ts, cameras)
 
     @staticmethod
     def _follow_version(state: ScopeState, version: str) -> bool:
@@ -117,12 +128,19 @@ class DriftWindows:
         return True
 
     def _set_reference(
-        self, scope: str, state: ScopeState, frames: list[FrameSummary], source: str, first_ts: float
+        self,
+        scope: str,
+        state: ScopeState,
+        frames: list[FrameSummary],
+        source: str,
+        first_ts: float,
+        cameras: frozenset[str],
     ) -> Outcome:
-        state.reference = WindowSummary.of(frames)
+        state.reference, state.reference_cameras = WindowSummary.of(frames), cameras
         state.reference_info = {
             "state": "set",
             "source": source,
+            "cameras": sorted(cameras),
             "model_version": state.model_version,
             "frames": len(frames),
             "from_ts": first_ts,

@@ -18,7 +18,7 @@ from dashboards.views import common
 COUNTER_KINDS = ("frames_in", "frames_processed", "frames_skipped")
 HISTORY_KEY = "live_rates"
 RATE_WINDOW_S = 20.0  # frames/s are averaged over about this long
-RATE_MIN_SPAN_S = 5.0  # and shown once the oldest reading is at least this old
+RATE_MIN_SPAN_S = 3.0  # and shown once the oldest reading is at least this old
 HISTORY_POINTS = 300
 
 

@@ -51,3 +51,17 @@ def test_explicit_and_reset_references() -> None:
     assert windows.reset_reference("cam") == ["cam"]
     assert windows.scopes["cam"].reference is None
     assert ("cam", None, False) in feed(windows, samples(10, 0.5, 3))
+
+
+def test_the_overall_scope_takes_a_new_reference_when_the_cameras_change() -> None:
+    windows = DriftWindows(DRIFT)
+    assert feed(windows, samples(10, 0.5, 1, camera="a")) == [("a", None, False), (ALL_SCOPE, None, False)]
+    # Camera b joins, looking nothing like a: the pooled windows change, but no camera drifted.
+    shifted = np.concatenate([np.full(8, 0.9), np.full(8, 0.1)])
+    other = [DriftSample("b", 0.0, "v1", "y", [0.9], [0], [0.2], list(shifted / np.linalg.norm(shifted)), {}, 0)]
+    mixed = [s for pair in zip(samples(10, 0.5, 2, camera="a"), other * 10, strict=True) for s in pair]
+    got = feed(windows, mixed)
+    assert (ALL_SCOPE, None, False) in got  # a new reference (cameras a and b), not a drifted window
+    assert windows.scopes[ALL_SCOPE].reference_info["cameras"] == ["a", "b"]
+    assert "cameras changed" in windows.scopes[ALL_SCOPE].reference_info["source"]
+    assert all(drifted is not True for _, drifted, _ in feed(windows, mixed))

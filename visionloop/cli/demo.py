@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import time
 from typing import Any
@@ -16,6 +17,8 @@ from visionloop.cli.service import VisionloopService
 from visionloop.progress import working
 from visionloop.settings import Settings
 from visionloop.streams import StreamNames
+
+SHIFT_AT = 0.4  # share of the camera demo after which cam2 moves from world A to its dusk shift B
 
 
 def _report_table(report: LoadReport, clients: int, frames_per_request: int) -> Table:
@@ -39,7 +42,8 @@ def _report_table(report: LoadReport, clients: int, frames_per_request: int) -> 
 
 
 def _camera_demo(settings: Settings, service: VisionloopService, console: Console, seconds: float) -> None:
-    """Two simulated RTSP cameras (the training world and its dusk shift) streamed live through the service."""
+    """Two simulated RTSP cameras streamed live through the service: cam1 sees the training world throughout; cam2
+    sees it too, then (after SHIFT_AT of the time) the same scene at dusk, the shift the drift monitor must flag."""
     import httpx
     from rich.live import Live
 
@@ -52,23 +56,32 @@ def _camera_demo(settings: Settings, service: VisionloopService, console: Consol
     with working(console, "Rendering the simulated cameras' videos (cached under var/simulator)..."):
         videos = [
             prepare_world_camera("cam1", "A", 101, 20.0, 15, out_dir, height, width),
-            prepare_world_camera("cam2", "B", 102, 20.0, 15, out_dir, height, width),
+            prepare_world_camera("cam2", "A", 102, 20.0, 15, out_dir, height, width),
+            prepare_world_camera("cam2-dusk", "B", 102, 20.0, 15, out_dir, height, width),
         ]
+    live_videos, dusk = videos[:2], videos[2]
     port = next(p for p in range(18554, 18654) if port_is_free(p))
     auth = {"Authorization": f"Bearer {settings.api.token.get_secret_value()}"}
     with (
         RtspSimulator(videos, port, user="demo", password=secrets.token_urlsafe(8)) as simulator,
         httpx.Client(base_url=service.api_url, headers=auth, timeout=60) as api,
     ):
-        for video in videos:
+        for video in live_videos:
             api.delete(f"/v1/cameras/demo-{video.name}")  # left over from an interrupted demo
             response = api.post("/v1/cameras", json={"id": f"demo-{video.name}", "url": simulator.url(video.name)})
             response.raise_for_status()
-        console.print(f"Two simulated RTSP cameras on 127.0.0.1:{port} (world A and its dusk shift B), live:")
+        console.print(f"Two simulated RTSP cameras on 127.0.0.1:{port} (world A; cam2 shifts to dusk, B), live:")
         # A live table on a terminal; in a log (where Live draws nothing until the end) a table every 5 s.
         with Live(console=console, refresh_per_second=2) if console.is_terminal else contextlib.nullcontext() as live:
-            deadline, printed = time.monotonic() + seconds, 0.0
+            started = time.monotonic()
+            deadline, printed, shifted = started + seconds, 0.0, False
             while time.monotonic() < deadline:
+                if not shifted and time.monotonic() - started >= SHIFT_AT * seconds:
+                    api.delete("/v1/cameras/demo-cam2")  # the same camera id, now at dusk
+                    api.post(
+                        "/v1/cameras", json={"id": "demo-cam2", "url": simulator.url(dusk.name)}
+                    ).raise_for_status()
+                    shifted = True
                 table = camera_table(api.get("/v1/cameras").json(), title="cameras (live)")
                 if live is not None:
                     live.update(table)
@@ -76,15 +89,57 @@ def _camera_demo(settings: Settings, service: VisionloopService, console: Consol
                     console.print(table)
                     printed = time.monotonic()
                 time.sleep(1.0)
-        for video in videos:
+        for video in live_videos:
             api.delete(f"/v1/cameras/demo-{video.name}")
+    _drift_report(service, console)
+
+
+def _drift_report(service: VisionloopService, console: Console) -> None:
+    """What the drift monitor made of the cameras: per scope, windows, the alarm, and why."""
+    import httpx
+
+    streams = StreamNames(service.settings.redis.stream_prefix)
+    client = redis.Redis.from_url(service.redis_url)
+    try:
+        fields: dict[bytes, bytes] = client.hgetall(streams.drift_state)  # type: ignore[assignment]
+        state = {k.decode(): json.loads(v) for k, v in fields.items()}
+        events: list[tuple[bytes, dict[bytes, bytes]]] = client.xrange(streams.events)  # type: ignore[assignment]
+        alarms = [json.loads(f[b"payload"]) for _, f in events if f[b"kind"] == b"drift_alarm"]
+    finally:
+        client.close()
+    table = Table(title="drift (each camera against its first window; _all: every camera)")
+    for column in ("scope", "windows", "alarm", "drifted in a row", "why (last window)"):
+        table.add_column(column)
+    for scope, view in sorted(state.items()):
+        if scope.startswith("_") and scope != "_all":
+            continue
+        last = view.get("last_window") or {}
+        table.add_row(
+            scope,
+            str(view.get("windows_evaluated", "")),
+            "[red]ALARM[/]" if view.get("alarm") else "ok",
+            str(view.get("consecutive", 0)),
+            ", ".join(last.get("reasons") or []) or "-",
+        )
+    console.print(table)
+    for alarm in alarms:
+        console.print(f"drift alarm raised for {alarm.get('scope')} (events stream): {alarm}", highlight=False)
+    dashboard = service.dashboard_url
+    if dashboard:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(f"{dashboard}/_stcore/health", timeout=5).raise_for_status()
+            console.print(f"The dashboard shows it all at {dashboard} (Drift & accuracy: {dashboard}/drift).")
 
 
 def demo_settings(settings: Settings) -> Settings:
     """The demo closes the loop in minutes: a challenger after 5 new labels, fine-tuned for 3 epochs with 200
-    replayed images (the defaults, 50 labels and 10 epochs, are for real use)."""
+    replayed images (the defaults, 50 labels and 10 epochs, are for real use); drift windows of 5 s (20 frames
+    sampled every 0.25 s) instead of 30 s, so the shift of the second camera raises an alarm while it streams."""
     return settings.model_copy(
-        update={"loop": settings.loop.model_copy(update={"min_new_labels": 5, "epochs": 3, "replay_images": 200})}
+        update={
+            "loop": settings.loop.model_copy(update={"min_new_labels": 5, "epochs": 3, "replay_images": 200}),
+            "drift": settings.drift.model_copy(update={"window_size": 20, "sample_interval_s": 0.25}),
+        }
     )
 
 
@@ -163,7 +218,7 @@ def run_demo(
     seconds: float = 15.0,
     clients: int = 4,
     frames_per_request: int = 8,
-    camera_seconds: float = 45.0,
+    camera_seconds: float = 60.0,
     loop_seconds: float = 600.0,
 ) -> int:
     from simulation.bootstrap import run_bootstrap
@@ -199,7 +254,8 @@ def run_demo(
 
             project = httpx.get(f"{service.api_url}/v1/labeling/status", timeout=30).json()["project_id"]
             height, width = settings.world.video_size
-            clips = [("A", 7, 90, 360, 640), ("A", 101, 300, height, width), ("B", 102, 300, height, width)]
+            clips = [("A", 7, 90, 360, 640), ("A", 101, 300, height, width), ("A", 102, 300, height, width),
+                     ("B", 102, 300, height, width)]  # fmt: skip
             with working(console, "Indexing the world's ground truth for the simulated labeler..."):
                 labeler: Any = DemoLabeler(settings, service.label_studio_url, project, clips)
         else:
