@@ -49,6 +49,9 @@ def version_row(models: dict[str, Any], version: str | None) -> dict[str, Any]:
     """What the page shows about one version: role, parent, data set, gold mAP50 per gold set, how it was made."""
     meta = versions_by_name(models).get(version or "", {})
     gold = meta.get("gold") if isinstance(meta.get("gold"), dict) else {}
+    metrics = meta.get("metrics") or {}
+    if not gold and meta.get("gold_dataset") and isinstance(metrics, dict) and isinstance(metrics.get("map50"), float):
+        gold = {str(meta["gold_dataset"]): metrics["map50"]}  # the bootstrap model: scored on its gold set at training
     return {
         "version": version,
         "role": meta.get("role"),

@@ -346,6 +346,8 @@ def test_lineage_and_ab_summary_from_the_models_answer() -> None:
     assert (summary["mcnemar_p"], summary["n_frames"], summary["frames_needed"]) == (0.2, 120, 480)
     assert models_data.ab_summary(MODELS, "v2") is None
     assert models_data.version_row(MODELS, "v2")["gold mAP50"] == "A-gold/v1 0.820"
+    bootstrap = {"versions": [{"version": "v2", "gold_dataset": "world-A-gold/v1", "metrics": {"map50": 0.8201}}]}
+    assert models_data.version_row(bootstrap, "v2")["gold mAP50"] == "world-A-gold/v1 0.820"  # scored at training
 
 
 # -- settings and the API client ----------------------------------------------------------------------------------
