@@ -493,7 +493,12 @@ class ExplainSettings(StrictModel):
     iou_match: float = Field(
         default=0.5, ge=0, le=1, description="Least IoU of a raw candidate with the box for it to count."
     )
-    num_cpus: float = Field(default=0.25, ge=0, description="CPUs Ray reserves for the worker (it runs niced).")
+    num_cpus: float = Field(
+        default=0.0,
+        ge=0,
+        description="CPUs Ray reserves for the worker. It runs niced, so it yields without a reservation; one would "
+        "take CPU away from training tasks on a small machine.",
+    )
     nice: int = Field(default=10, ge=0, le=19, description="Niceness of the worker: it yields to the hot path.")
     cache_size: int = Field(default=200, gt=0, description="Explanations kept in Redis (oldest dropped).")
 

@@ -67,13 +67,19 @@ def service(tmp_path_factory: pytest.TempPathFactory, model_registry_template: P
         RtspSimulator([video], free_port(), user="op", password="pa55-word") as simulator,
         VisionloopService(settings) as svc,
     ):
-        added = httpx.post(f"{svc.api_url}/v1/cameras", json={"id": "gate", "url": simulator.url("gate")}, headers=AUTH)
-        assert added.status_code == 201, added.text
+        CAMERA_URL[svc.api_url] = simulator.url("gate")
         yield svc
 
 
+CAMERA_URL: dict[str, str] = {}  # the module's service -> its camera's URL (added by the first test needing it)
+
+
 def _frames_flowing(service: VisionloopService) -> None:
-    """Results, snapshots and drift windows have arrived (the pages then have something to show)."""
+    """The camera streams, and results, snapshots and drift windows have arrived (the pages have something to show)."""
+    if not httpx.get(f"{service.api_url}/v1/cameras", timeout=30).json():
+        camera = {"id": "gate", "url": CAMERA_URL[service.api_url]}
+        added = httpx.post(f"{service.api_url}/v1/cameras", json=camera, headers=AUTH, timeout=60)
+        assert added.status_code == 201, added.text
     client = redis.Redis.from_url(service.redis_url)
     streams = StreamNames(service.settings.redis.stream_prefix)
     wait_for(lambda: (client.xlen(streams.results), client.llen(streams.snapshots("gate")), client.xlen(streams.drift)),
@@ -81,12 +87,40 @@ def _frames_flowing(service: VisionloopService) -> None:
 
 
 def _open(browser: Any, url: str, title: str) -> Any:
+    ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page()
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(url)
     page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
     page.wait_for_timeout(3000)  # let the fragments draw their first refresh
     return page
+
+
+def _browser(playwright: Any, profile: str) -> Any:
+    return playwright.chromium.launch_persistent_context(
+        profile, executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+    )
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+def test_pages_with_no_data_yet_say_so(service: VisionloopService) -> None:
+    """Before any camera: every page loads, says what it is waiting for, and shows no stack trace."""
+    from playwright.sync_api import sync_playwright
+
+    assert httpx.get(f"{service.api_url}/v1/cameras", timeout=30).json() == []
+    silent: list[str] = []
+    with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
+        browser = _browser(playwright, profile)
+        for path, title in PAGES:
+            page = _open(browser, f"{service.dashboard_url}/{path}", title)
+            assert page.locator('[data-testid="stException"]').count() == 0, title
+            if path in ("", "cameras", "drift", "explain") and page.get_by_text("No data yet").count() == 0:
+                silent.append(title)
+            if path == "cameras":
+                page.screenshot(path=str(ARTIFACTS / "dashboard-cameras-empty.png"), full_page=True)
+            page.close()
+        browser.close()
+    assert silent == []
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
@@ -98,9 +132,7 @@ def test_every_page_renders_with_frames_flowing(service: VisionloopService) -> N
     ARTIFACTS.mkdir(exist_ok=True)
     problems: dict[str, str] = {}
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
-        browser = playwright.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
-        )
+        browser = _browser(playwright, profile)
         for path, title in PAGES:
             page = _open(browser, f"{service.dashboard_url}/{path}", title)
             page.screenshot(path=str(ARTIFACTS / f"dashboard-{path or 'live'}.png"), full_page=True)
@@ -121,9 +153,7 @@ def test_explain_a_detection_from_the_page(service: VisionloopService) -> None:
 
     _frames_flowing(service)
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
-        browser = playwright.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
-        )
+        browser = _browser(playwright, profile)
         page = _open(browser, f"{service.dashboard_url}/explain", "Explain a detection")
         token = page.locator('input[aria-label="API token"]')
         token.fill(TOKEN)
@@ -146,9 +176,7 @@ def test_promote_from_the_page_needs_the_token(service: VisionloopService) -> No
     api = httpx.Client(base_url=service.api_url, timeout=30)
     assert api.get("/v1/models").json()["pointers"]["champion"] == "v1"
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
-        browser = playwright.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
-        )
+        browser = _browser(playwright, profile)
         page = _open(browser, f"{service.dashboard_url}/models", "Models & A/B")
         page.get_by_role("button", name="Promote v2").click()
         page.get_by_text("not sent").first.wait_for(timeout=30_000)

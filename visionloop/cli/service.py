@@ -88,6 +88,7 @@ class VisionloopService:
             self._start_loop()
             self._start_monitoring()
             self._start_dashboard()
+            self._check_training_fits()
         except BaseException:
             self.stop()
             raise
@@ -193,6 +194,24 @@ class VisionloopService:
                 name=EXPLAIN_WORKER_ACTOR, num_cpus=self.settings.explain.num_cpus, max_concurrency=4
             ).remote(self.settings, self.redis_url)
             ray.get(self.explain_worker.start.remote(), timeout=60)
+
+    def _check_training_fits(self) -> None:
+        """Say so at start when what the service reserved leaves too few CPUs for a fine-tuning task: it would wait
+        for ever (Ray queues a task until its resources are free)."""
+        if not self.settings.loop.enabled:
+            return
+        import ray
+
+        free = float(ray.available_resources().get("CPU", 0.0))  # type: ignore[no-untyped-call]
+        needed = self.settings.training.num_cpus
+        if free < needed:
+            log.warning(
+                "only %.2f CPUs are left unreserved but a fine-tuning task asks for training.num_cpus=%.2f: the loop's "
+                "challengers would wait; lower a reservation (serving.num_cpus, shadow.num_cpus, explain.num_cpus, "
+                "cameras.worker_num_cpus) or training.num_cpus",
+                free,
+                needed,
+            )
 
     def _start_dashboard(self) -> None:
         if not self.settings.dashboard.enabled:
