@@ -39,9 +39,19 @@ def snapshot_jpeg(entry: dict[str, Any]) -> bytes:
     return base64.b64decode(entry.get("jpeg_b64", ""))
 
 
-def snapshot_boxes(entry: dict[str, Any]) -> list[dict[str, Any]]:
+def snapshot_boxes(entry: dict[str, Any], class_names: list[str] | None = None) -> list[dict[str, Any]]:
+    """The kept frame's boxes, each named from ``class_names`` when it has no name of its own."""
     boxes = (entry.get("result") or {}).get("detections", {}).get("boxes", [])
-    return [b for b in boxes if isinstance(b, dict) and len(b.get("xyxy", [])) == 4]
+    names = class_names or []
+    out = []
+    for box in boxes:
+        if not isinstance(box, dict) or len(box.get("xyxy", [])) != 4:
+            continue
+        class_id = box.get("class_id")
+        if "class_name" not in box and isinstance(class_id, int) and 0 <= class_id < len(names):
+            box = {**box, "class_name": names[class_id]}
+        out.append(box)
+    return out
 
 
 def explanation(client: redis.Redis, streams: StreamNames, key: str) -> dict[str, Any] | None:

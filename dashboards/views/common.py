@@ -124,3 +124,21 @@ def show_last_action(prefix: str = "") -> None:
         st.error(f"{last['label']} refused: {answer.error} (HTTP {answer.status}).")
     else:
         st.error(f"{last['label']} failed: {answer.describe()}")
+
+
+CLASS_NAMES_KEY = "class_names"
+CLASS_NAMES_TTL_S = 60.0
+
+
+def class_names(ctx: DashboardContext) -> list[str]:
+    """The serving model's class names (from /v1/health), cached a minute in the session: kept frames carry class
+    ids only, and a box reads better with its name. Empty when the API does not answer."""
+    cached = st.session_state.get(CLASS_NAMES_KEY)
+    if cached and time.time() - cached[0] < CLASS_NAMES_TTL_S:
+        return list(cached[1])
+    answer = get_json(ctx.api_url, "/v1/health")
+    names: list[str] = []
+    if answer.ok and isinstance(answer.data, dict):
+        names = [str(n) for n in (answer.data.get("model") or {}).get("classes") or []]
+    st.session_state[CLASS_NAMES_KEY] = (time.time(), names)
+    return names

@@ -91,7 +91,7 @@ def _recent(ctx: DashboardContext) -> None:
 
 
 def _pick_box(ctx: DashboardContext, camera: str, entry: dict[str, Any]) -> None:
-    boxes = snapshots.snapshot_boxes(entry)
+    boxes = snapshots.snapshot_boxes(entry, common.class_names(ctx))
     if not boxes:
         common.no_data("detections", "this frame has no box to explain; pick another")
         return

@@ -117,7 +117,7 @@ def _live_frame(ctx: DashboardContext) -> None:
         common.no_data(f"frames of {camera}")
         return
     newest = kept[0]
-    boxes = snapshots.snapshot_boxes(newest)
+    boxes = snapshots.snapshot_boxes(newest, common.class_names(ctx))
     caption = f"{camera} · {common.when(newest.get('ts'))} · {newest.get('model_version')} · {len(boxes)} boxes"
     st.image(draw_boxes(snapshots.snapshot_jpeg(newest), boxes), caption=caption)
 

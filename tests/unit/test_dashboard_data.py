@@ -176,6 +176,9 @@ def test_snapshots_newest_first_with_boxes_and_an_annotated_image(client: redis.
     assert [k["ts"] for k in kept] == [1_800_000_002, 1_800_000_001, 1_800_000_000]
     boxes = snapshots.snapshot_boxes(kept[0])
     assert boxes == [{"xyxy": [10.0, 10.0, 50.0, 40.0], "confidence": 0.9, "class_id": 1, "class_name": "b"}]
+    unnamed = {"result": result.to_dict()}  # what the Router keeps: class ids only
+    assert snapshots.snapshot_boxes(unnamed)[0].get("class_name") is None
+    assert snapshots.snapshot_boxes(unnamed, ["a", "b"])[0]["class_name"] == "b"  # named from the API's classes
     image = np.asarray(draw_boxes(snapshots.snapshot_jpeg(kept[0]), boxes))
     plain = np.asarray(Image.open(io.BytesIO(jpeg())).convert("RGB"))
     assert image.shape == (48, 64, 3)
@@ -247,6 +250,8 @@ ray_visionloop_camera_latency_ms_sum{camera="a"} 6000.0
 ray_visionloop_batch_size_bucket{role="champion",le="+Inf"} 10.0
 ray_visionloop_batch_size_count{role="champion"} 10.0
 ray_visionloop_batch_size_sum{role="champion"} 64.0
+# TYPE ray_visionloop_frames counter
+ray_visionloop_frames_total{model_version="v2",role="champion"} 64.0
 # TYPE ray_visionloop_accuracy gauge
 ray_visionloop_accuracy{metric="map50",bound="estimate"} 0.61
 ray_visionloop_accuracy{metric="map50",bound="low"} 0.52
