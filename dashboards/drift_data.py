@@ -18,7 +18,6 @@ from visionloop.streams import ACCURACY_STATE_FIELD, StreamNames
 
 WINDOWS_READ = 500
 ALL_SCOPE = "_all"
-ACCURACY_FIELD = ACCURACY_STATE_FIELD  # the drift-state field holding the accuracy report, not a scope
 ADJUSTED = "adjusted (Bonferroni)"
 
 
@@ -113,13 +112,13 @@ def _state_fields(client: redis.Redis, streams: StreamNames) -> dict[str, dict[s
 def drift_state(client: redis.Redis, streams: StreamNames) -> dict[str, dict[str, Any]]:
     """scope -> the monitor's latest view (alarm, windows in drift in a row, reference, last window); ``_all``
     first."""
-    scopes = {k: v for k, v in _state_fields(client, streams).items() if k != ACCURACY_FIELD}
+    scopes = {k: v for k, v in _state_fields(client, streams).items() if k != ACCURACY_STATE_FIELD}
     return dict(sorted(scopes.items(), key=lambda kv: (kv[0] != ALL_SCOPE, kv[0])))
 
 
 def accuracy_report(client: redis.Redis, streams: StreamNames) -> dict[str, Any] | None:
     """The accuracy monitor's latest report (random-arm labels), kept beside the drift state; None before one."""
-    return _state_fields(client, streams).get(ACCURACY_FIELD)
+    return _state_fields(client, streams).get(ACCURACY_STATE_FIELD)
 
 
 def state_table(state: dict[str, dict[str, Any]]) -> pd.DataFrame:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from learning.arms import LEDGER_KEY, SAMPLER_FIELD, UNKNOWN_ARM
+from learning.arms import LEDGER_KEY, SAMPLER_FIELD, UNKNOWN_ARM, frame_meta_path
 from learning.datasets import (
     DatasetStore,
     DatasetVersion,
@@ -35,12 +35,6 @@ from learning.datasets import (
     read_images,
     stratified_split,
 )
-
-META_DIR = "meta"  # incoming/meta/<frame_id>.json: facts about a labelled frame beside its image and label
-
-
-def frame_meta_path(incoming: Path, frame_id: str) -> Path:
-    return incoming / META_DIR / f"{frame_id}.json"
 
 
 def read_sampler(incoming: Path, frame_id: str) -> str:

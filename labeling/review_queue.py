@@ -16,7 +16,7 @@ import redis
 
 from labeling.samplers import Selection
 from visionloop.contracts import FrameResult
-from visionloop.streams import StreamNames
+from visionloop.streams import StreamNames, ensure_group
 
 GROUP = "labeling"
 
@@ -76,11 +76,7 @@ class ReviewQueue:
     def ensure_group(self) -> None:
         if self._group_ready:
             return
-        try:
-            self._redis.xgroup_create(self._streams.review, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        ensure_group(self._redis, self._streams.review, GROUP)
         self._group_ready = True
 
     def put(self, item: ReviewItem) -> str:

@@ -22,9 +22,9 @@ from typing import Any
 
 import redis
 
-from labeling.cuts import frame_meta_path
 from labeling.label_studio_client import LabelStudioClient, LabelStudioRejected, LabelStudioUnavailable
 from labeling.review_queue import Delivery, ReviewItem, ReviewQueue
+from learning.arms import frame_meta_path
 from visionloop.streams import StreamNames
 
 log = logging.getLogger(__name__)

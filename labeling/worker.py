@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -22,9 +21,10 @@ from labeling.label_studio_client import LabelStudioClient, LabelStudioRejected,
 from labeling.label_studio_server import LabelStudioServer
 from labeling.review_queue import ReviewQueue
 from labeling.sync import FRAMES_DIR, LabelHarvester, LabelStudioImporter
+from learning.arms import incoming_dir
 from visionloop.errors import NotReadyError, VisionloopError
 from visionloop.settings import Settings
-from visionloop.streams import StreamNames, event_fields
+from visionloop.streams import StreamNames, ensure_group, event_fields
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class LabelingWorker:
         self._class_names = class_names
         var = settings.resolved_var_dir()
         self._files_root = var / "label-studio-files"
-        self._incoming = var / "labels" / "incoming"
+        self._incoming = incoming_dir(settings)
         self._server: LabelStudioServer | None = None
         self._client: LabelStudioClient | None = None
         self._importer: LabelStudioImporter | None = None
@@ -235,11 +235,7 @@ class WebhookInbox:
         """Create the group (and the stream) if missing; from id 0, so entries queued before it are not lost."""
         if self._group_ready:
             return
-        try:
-            self._redis.xgroup_create(self._stream, self._group, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        ensure_group(self._redis, self._stream, self._group)
         self._group_ready = True
 
     def drain(self, handle: Callable[[dict[str, Any]], bool], count: int = 100) -> int:
@@ -283,7 +279,3 @@ class WebhookInbox:
             pipe.xack(self._stream, self._group, entry_id)
             pipe.xdel(self._stream, entry_id)
             pipe.execute()
-
-
-def incoming_dir(settings: Settings) -> Path:
-    return settings.resolved_var_dir() / "labels" / "incoming"

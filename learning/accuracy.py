@@ -28,7 +28,7 @@ import numpy.typing as npt
 import redis
 
 from learning.ab_stats import FrameMatches, map50, match_frame
-from learning.arms import RANDOM_ARM, SAMPLER_FIELD
+from learning.arms import META_DIR, RANDOM_ARM, SAMPLER_FIELD, incoming_dir
 from learning.evaluation import ground_truth, predict_all
 from learning.yolo_source import LabelledImage, read_images
 from visionloop.contracts import Detections
@@ -39,14 +39,8 @@ from visionloop.streams import ACCURACY_STATE_FIELD, StreamNames
 
 log = logging.getLogger(__name__)
 
-# Where the labeling harvester leaves labelled frames (labeling.worker.incoming_dir, labeling.cuts.META_DIR):
-# duplicated here because learning may not import labeling. images/<frame_id>.jpg, labels/<frame_id>.txt (YOLO),
-# meta/<frame_id>.json ({"sampler", "camera_id", ...}).
-INCOMING_PARTS = ("labels", "incoming")
-META_DIR = "meta"
 CAMERA_FIELD = "camera_id"
 
-STATE_FIELD = ACCURACY_STATE_FIELD  # the drift-state field holding the accuracy report, not a scope
 ALL_SCOPE = "_all"
 CONFIDENCE = 0.95
 RESAMPLES = 500  # bootstrap resamples of frames: ~1-5 s at 200 frames (Ultralytics AP), only when the window changed
@@ -58,10 +52,6 @@ Predictor = Callable[[Path, Sequence[LabelledImage], Sequence[str], int], list[D
 
 def _onnx_predict(model: Path, images: Sequence[LabelledImage], names: Sequence[str], imgsz: int) -> list[Detections]:
     return predict_all(model, list(images), names, imgsz, "onnxruntime")
-
-
-def incoming_dir(settings: Settings) -> Path:
-    return settings.resolved_var_dir().joinpath(*INCOMING_PARTS)
 
 
 def parse_frame_id(frame_id: str) -> tuple[str | None, float | None]:
@@ -395,7 +385,7 @@ class AccuracyMonitor:
         if store is not None:
             key = StreamNames(self._settings.redis.stream_prefix).drift_state
             try:
-                store.hset(key, STATE_FIELD, json.dumps(report, separators=(",", ":")))
+                store.hset(key, ACCURACY_STATE_FIELD, json.dumps(report, separators=(",", ":")))
             except (redis.RedisError, OSError) as exc:  # Redis away: the gauges and the next round still work
                 log.warning("accuracy report not stored: %s", exc)
         self._set_gauges(report)

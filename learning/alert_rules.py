@@ -28,7 +28,6 @@ from visionloop.streams import ACCURACY_STATE_FIELD, StreamNames, event_fields
 
 log = logging.getLogger(__name__)
 
-ACCURACY_FIELD = ACCURACY_STATE_FIELD  # the drift-state field holding the accuracy report, not a scope
 CAMERA_DOWN_AFTER_S = 60.0  # STALLED or BACKOFF longer than this is a camera down (FAILED at once)
 DEAD_LETTER_WINDOW_S = 600.0
 ACCURACY_DROP = 0.1  # the CI's upper bound this far below the champion's reference mAP50 is a drop
@@ -108,7 +107,7 @@ def drift_conditions(inputs: AlertInputs) -> list[Condition]:
         return [Condition(family, family, Status.UNKNOWN, "drift state unreadable (Redis)")]
     out = []
     for scope, state in sorted(inputs.drift_state.items()):
-        if scope == ACCURACY_FIELD or not isinstance(state, dict) or "alarm" not in state:
+        if scope == ACCURACY_STATE_FIELD or not isinstance(state, dict) or "alarm" not in state:
             continue
         windows = state.get("consecutive")
         if state["alarm"]:
@@ -181,7 +180,7 @@ def accuracy_condition(inputs: AlertInputs) -> Condition:
     name = "accuracy_drop"
     if inputs.drift_state is None:
         return Condition(name, name, Status.UNKNOWN, "accuracy report unreadable (Redis)")
-    report = inputs.drift_state.get(ACCURACY_FIELD)
+    report = inputs.drift_state.get(ACCURACY_STATE_FIELD)
     if not isinstance(report, dict):
         return Condition(name, name, Status.UNKNOWN, "no accuracy report yet")
     overall = report.get("overall") or {}

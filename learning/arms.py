@@ -15,11 +15,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from learning.datasets import SPLITS, DatasetVersion, LabelledImage, read_images
+from visionloop.settings import Settings
 
 LEDGER_KEY = "incoming"  # manifest: image file name -> {"stamp": ..., "sampler": ..., "skipped": ...}
 SAMPLER_FIELD = "sampler"
 RANDOM_ARM = "random"
 UNKNOWN_ARM = "unknown"
+# Where the labeling harvester leaves labelled frames before a cut: images/<frame_id>.jpg, labels/<frame_id>.txt
+# (YOLO) and meta/<frame_id>.json (facts about the frame: its sampler, its camera). Here, below labeling, so that the
+# harvester, the cuts and the accuracy monitor share one layout.
+INCOMING_PARTS = ("labels", "incoming")
+META_DIR = "meta"
+
+
+def incoming_dir(settings: Settings) -> Path:
+    return settings.resolved_var_dir().joinpath(*INCOMING_PARTS)
+
+
+def frame_meta_path(incoming: Path, frame_id: str) -> Path:
+    return incoming / META_DIR / f"{frame_id}.json"
 
 
 def image_files(version: DatasetVersion) -> dict[str, tuple[str, Path]]:

@@ -26,7 +26,7 @@ from learning.drift_windows import DriftWindows, Outcome
 from visionloop.errors import VisionloopError
 from visionloop.events import EventLog
 from visionloop.settings import Settings
-from visionloop.streams import StreamNames
+from visionloop.streams import StreamNames, ensure_group
 
 log = logging.getLogger(__name__)
 
@@ -166,11 +166,7 @@ class DriftMonitor:
     # -- the samples stream ---------------------------------------------------------------------------------------
 
     def _ensure_group(self) -> None:
-        try:
-            self._redis.xgroup_create(self._streams.drift_samples, self._streams.drift_group, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        ensure_group(self._redis, self._streams.drift_samples, self._streams.drift_group)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

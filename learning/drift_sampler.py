@@ -21,6 +21,7 @@ import redis
 
 from learning.drift_stats import FrameSummary
 from visionloop.contracts import EncodedFrame, FrameResult, ModelRole
+from visionloop.frames import CameraThrottle
 from visionloop.imaging import frame_embedding
 from visionloop.settings import Settings
 from visionloop.streams import StreamNames
@@ -28,7 +29,6 @@ from visionloop.streams import StreamNames
 log = logging.getLogger(__name__)
 
 REDIS_BACKOFF_S = 5.0  # after a Redis failure, samples are dropped (not retried per frame) for this long
-MAX_CAMERAS = 10_000  # bound of the per-camera last-sample memory
 
 
 @dataclass(frozen=True)
@@ -127,23 +127,16 @@ class DriftSampler:
 
     def __init__(self, client: redis.Redis, streams: StreamNames, interval_s: float, maxlen: int, conf: float) -> None:
         self._client, self._streams = client, streams
-        self._interval_s, self._maxlen, self._conf = interval_s, maxlen, conf
-        self._last: dict[str, float] = {}
+        self._maxlen, self._conf = maxlen, conf
+        self._throttle = CameraThrottle(interval_s)
         self._retry_at = 0.0
         self.sampled = 0
         self.dropped = 0  # while Redis was away
 
     def due(self, result: FrameResult) -> bool:
-        """Whether this camera's frame is at least ``interval_s`` after its last kept one (or went back in time:
-        the source restarted)."""
-        last = self._last.get(result.camera_id)
-        ts = result.capture_ts
-        if last is not None and 0 <= ts - last < self._interval_s:
-            return False
-        if len(self._last) >= MAX_CAMERAS:
-            self._last.clear()
-        self._last[result.camera_id] = ts
-        return True
+        """Whether this camera's frame is at least ``interval_s`` of capture time after its last kept one (or went
+        back in time: the source restarted)."""
+        return self._throttle.due(result.camera_id, result.capture_ts)
 
     def offer(self, frame: EncodedFrame, result: FrameResult) -> None:
         if result.role != ModelRole.CHAMPION or not self.due(result):

@@ -38,7 +38,7 @@ from visionloop.explanations import ExplainRequest, ExplanationState
 from visionloop.imaging import decode_image
 from visionloop.registry import ModelRegistry
 from visionloop.settings import Settings
-from visionloop.streams import StreamNames
+from visionloop.streams import StreamNames, ensure_group
 
 log = logging.getLogger(__name__)
 
@@ -46,22 +46,6 @@ CONSUMER = "explain-worker"
 MODELS_KEPT = 2  # detectors kept loaded (champion and shadow, typically)
 CLAIM_IDLE_MS = 60_000  # entries another consumer left pending this long are taken over at start
 WARMUP_EVALS = 50
-
-
-def request_fields(
-    model_version: str,
-    frame_id: str,
-    box_index: int,
-    box: Sequence[float],
-    class_id: int,
-    jpeg: bytes,
-    requested_by: str = "operator",
-) -> dict[str, str | bytes]:
-    """The stream entry asking for one explanation (the API and the tests build it here)."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    return ExplainRequest(
-        model_version, frame_id, box_index, (x1, y1, x2, y2), class_id, jpeg, requested_by
-    ).to_fields()
 
 
 def warm_up() -> float:
@@ -109,13 +93,7 @@ class ExplainWorker:
 
     def start(self) -> dict[str, Any]:
         """Join the consumer group, take over stale pending entries, and start the (niced) thread."""
-        try:
-            self._redis.xgroup_create(
-                self._streams.explain_requests, self._streams.explain_group, id="0", mkstream=True
-            )
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        ensure_group(self._redis, self._streams.explain_requests, self._streams.explain_group)
         claimed: Any = self._redis.xautoclaim(
             self._streams.explain_requests, self._streams.explain_group, CONSUMER, CLAIM_IDLE_MS, "0-0", count=1000
         )

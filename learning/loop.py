@@ -48,7 +48,7 @@ from visionloop.errors import VisionloopError
 from visionloop.events import EventLog
 from visionloop.registry import ModelRegistry, ModelVersion, Role
 from visionloop.settings import Settings
-from visionloop.streams import StreamNames
+from visionloop.streams import StreamNames, ensure_group
 
 log = logging.getLogger(__name__)
 
@@ -158,11 +158,7 @@ class LoopWorker:
     # -- the events stream --------------------------------------------------------------------------------------
 
     def _ensure_group(self) -> None:
-        try:
-            self._redis.xgroup_create(self._streams.events, self._streams.loop_group, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        ensure_group(self._redis, self._streams.events, self._streams.loop_group)
 
     def _claim_stale(self) -> int:
         idle_ms = int(self._lock_ttl_s * 1000)

@@ -11,6 +11,7 @@ import itertools
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
@@ -149,6 +150,21 @@ class Router:
         if credentials is None or not matches:
             raise http_exception(Unauthorized())
         return matches[0]
+
+    async def _on_redis(self, work: Callable[[Any, StreamNames], Awaitable[Any]]) -> Any:
+        """Run ``work(client, streams)`` on a short-lived async Redis connection; a client error becomes its 4xx."""
+        import redis.asyncio as aioredis
+
+        timeout = self._settings.redis.socket_timeout_s
+        client = aioredis.Redis.from_url(self._redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        try:
+            return await work(client, StreamNames(self._settings.redis.stream_prefix))
+        except Exception as exc:
+            if not is_client_error(exc):
+                raise
+            raise http_exception(exc) from None
+        finally:
+            await client.aclose()
 
     def _shadow_mirror(self) -> ShadowMirror | None:
         """The mirror while a shadow is set (the pointer file is re-read at most every SHADOW_POLL_S)."""
@@ -477,13 +493,7 @@ class Router:
         if not secrets.compare_digest(secret.encode(), expected.encode()):
             raise http_exception(Unauthorized("missing or wrong webhook secret", scheme=None))
         body = await request.body()
-        import redis.asyncio as aioredis
-
-        client = aioredis.Redis.from_url(self._redis_url, socket_timeout=self._settings.redis.socket_timeout_s)
-        try:
-            await client.xadd(StreamNames(self._settings.redis.stream_prefix).labeling_webhooks, {"payload": body})
-        finally:
-            await client.aclose()
+        await self._on_redis(lambda client, streams: client.xadd(streams.labeling_webhooks, {"payload": body}))
         return {"status": "queued"}
 
     def _labeling_worker(self) -> Any:
@@ -515,46 +525,26 @@ class Router:
 
     # -- explanations (computed by the explanation worker; the API queues and reads) ----------------------------
 
-    def _aioredis(self) -> Any:
-        import redis.asyncio as aioredis
-
-        timeout = self._settings.redis.socket_timeout_s
-        return aioredis.Redis.from_url(self._redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
-
     @app.post("/v1/explain", status_code=202, summary="Explain one detection of a kept frame (SHAP; queued)")
     async def request_explanation(self, credentials: Credentials, body: ExplainBody) -> dict[str, Any]:
         who = self._authorize(credentials)
-        streams = StreamNames(self._settings.redis.stream_prefix)
-        client = self._aioredis()
-        try:
+
+        async def queue(client: Any, streams: StreamNames) -> dict[str, Any]:
             entry = await kept_frame(client, streams, body.camera_id, body.frame_id)
             return await queue_explanation(client, streams, request_for(entry, body.box_index, who))
-        except Exception as exc:
-            if not is_client_error(exc):
-                raise
-            raise http_exception(exc) from None
-        finally:
-            await client.aclose()
+
+        answer: dict[str, Any] = await self._on_redis(queue)
+        return answer
 
     @app.get("/v1/explain", summary="The latest explanations asked for, and their states")
     async def list_explanations(self) -> list[dict[str, Any]]:
-        client = self._aioredis()
-        try:
-            return await recent_explanations(client, StreamNames(self._settings.redis.stream_prefix))
-        finally:
-            await client.aclose()
+        answer: list[dict[str, Any]] = await self._on_redis(recent_explanations)
+        return answer
 
     @app.get("/v1/explain/{key}", summary="One explanation: its state, and when done the heatmap over the frame")
     async def get_explanation(self, key: Annotated[str, Path(max_length=300)]) -> dict[str, Any]:
-        client = self._aioredis()
-        try:
-            return await explanation(client, StreamNames(self._settings.redis.stream_prefix), key)
-        except Exception as exc:
-            if not is_client_error(exc):
-                raise
-            raise http_exception(exc) from None
-        finally:
-            await client.aclose()
+        answer: dict[str, Any] = await self._on_redis(lambda client, streams: explanation(client, streams, key))
+        return answer
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics of the serving stack")
     async def metrics(self) -> PlainTextResponse:

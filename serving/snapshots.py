@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 
 import redis
 
 from visionloop.contracts import EncodedFrame, FrameResult, ModelRole
+from visionloop.frames import CameraThrottle
 from visionloop.settings import Settings
 from visionloop.streams import StreamNames
 
@@ -24,23 +24,13 @@ class SnapshotKeeper:
 
     def __init__(self, settings: Settings, redis_url: str) -> None:
         self._streams = StreamNames(settings.redis.stream_prefix)
-        self._interval_s = settings.dashboard.snapshot_interval_s
+        self._throttle = CameraThrottle(settings.dashboard.snapshot_interval_s)
         self._keep = settings.dashboard.snapshots_per_camera
         timeout = settings.redis.socket_timeout_s
         self._redis = redis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        self._last: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def _due(self, camera_id: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last.get(camera_id, -1e18) < self._interval_s:
-                return False
-            self._last[camera_id] = now
-            return True
 
     def offer(self, frame: EncodedFrame, result: FrameResult) -> None:
-        if result.role != ModelRole.CHAMPION or not self._due(result.camera_id):
+        if result.role != ModelRole.CHAMPION or not self._throttle.due(result.camera_id, time.monotonic()):
             return None
         entry = {
             "frame_id": result.frame_id,

@@ -35,6 +35,27 @@ class FrameObserver(Protocol):
 FrameObserverFactory = Callable[[Settings, str], FrameObserver]
 
 
+class CameraThrottle:
+    """At most one frame per camera every ``interval_s`` (observers that keep a sample of the frames use it).
+
+    ``now`` is the caller's clock (capture time, or a monotonic clock); a clock that went back (a source restarted)
+    lets the frame through. The memory is bounded: past ``max_cameras`` ids it starts over."""
+
+    def __init__(self, interval_s: float, max_cameras: int = 10_000) -> None:
+        self.interval_s = interval_s
+        self.max_cameras = max_cameras
+        self._last: dict[str, float] = {}
+
+    def due(self, camera_id: str, now: float) -> bool:
+        last = self._last.get(camera_id)
+        if last is not None and 0 <= now - last < self.interval_s:
+            return False
+        if len(self._last) >= self.max_cameras:
+            self._last.clear()
+        self._last[camera_id] = now
+        return True
+
+
 class ObserverChain:
     """Several observers shown the same frame in order; one failing does not keep the frame from the others.
 

@@ -7,11 +7,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from visionloop.explanations import explanation_key
 
 __all__ = [
     "ACCURACY_STATE_FIELD",
     "StreamNames",
+    "ensure_group",
     "event_fields",
     "explanation_key",
 ]  # the key also lives beside the explanation contract
@@ -187,3 +190,12 @@ class StreamNames:
 def event_fields(kind: str, **payload: Any) -> dict[str, str]:
     """Fields of one audit event: its kind, when, and a JSON payload."""
     return {"kind": kind, "ts": f"{time.time():.6f}", "payload": json.dumps(payload, separators=(",", ":"))}
+
+
+def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
+    """Create the consumer group (and the stream) if missing; from id 0, so entries added before it are not lost."""
+    try:
+        client.xgroup_create(stream, group, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
-from dashboards import audit
+from dashboards import audit, snapshots
 from dashboards.api import ApiAnswer, act, get_json, get_text
 from dashboards.context import DashboardContext, load_context
 from dashboards.errors import DataUnavailable
@@ -42,6 +42,30 @@ def read(what: str, fetch: Callable[[], T]) -> T | None:
     except DataUnavailable as exc:
         no_data(what, str(exc))
         return None
+
+
+def read_some(source: str, fetch: Callable[[], T], what: str, why: str | None = None) -> T | None:
+    """``read(source, fetch)``, and a "no data yet" note about ``what`` when it comes back empty: None either way."""
+    value = read(source, fetch)
+    if value is None:
+        return None
+    if not value:
+        no_data(what, why)
+        return None
+    return value
+
+
+def kept_frames(ctx: DashboardContext, key: str) -> tuple[str, list[dict[str, Any]]] | None:
+    """A camera chosen among those with kept frames (select box ``key``) and its frames, newest first; None after
+    saying what is missing."""
+    cameras = read_some(
+        "snapshots", lambda: snapshots.snapshot_cameras(ctx.redis, ctx.streams), "kept frames", "no camera has one"
+    )
+    if cameras is None:
+        return None
+    camera = str(st.selectbox("Camera", cameras, key=key))
+    kept = read_some("snapshots", lambda: snapshots.snapshots(ctx.redis, ctx.streams, camera), f"frames of {camera}")
+    return None if kept is None else (camera, kept)
 
 
 def api_read(ctx: DashboardContext, path: str, what: str) -> Any:

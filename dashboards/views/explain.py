@@ -19,17 +19,10 @@ KEY = "explain_key"
 
 
 def _pick_frame(ctx: DashboardContext) -> tuple[str, dict[str, Any]] | None:
-    cameras = common.read("snapshots", lambda: snapshots.snapshot_cameras(ctx.redis, ctx.streams))
-    if cameras is None:
+    picked = common.kept_frames(ctx, "explain_camera")
+    if picked is None:
         return None
-    if not cameras:
-        common.no_data("kept frames", "no camera has a kept frame to explain")
-        return None
-    camera = str(st.selectbox("Camera", cameras, key="explain_camera"))
-    kept = common.read("snapshots", lambda: snapshots.snapshots(ctx.redis, ctx.streams, camera)) or []
-    if not kept:
-        common.no_data(f"frames of {camera}")
-        return None
+    camera, kept = picked
     labels = {str(e["frame_id"]): f"{common.when(e.get('ts'))} · {e['frame_id']}" for e in kept}
     frame_id = st.selectbox(
         "Frame (newest first)", list(labels), format_func=lambda f: labels.get(f, f), key="explain_frame"

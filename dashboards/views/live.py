@@ -87,11 +87,10 @@ def _queues(ctx: DashboardContext) -> None:
 
 
 def _latency(ctx: DashboardContext) -> None:
-    recent = common.read("results", lambda: results.recent_results(ctx.redis, ctx.streams))
+    recent = common.read_some(
+        "results", lambda: results.recent_results(ctx.redis, ctx.streams), "results", "no frame has been answered yet"
+    )
     if recent is None:
-        return
-    if not recent:
-        common.no_data("results", "no frame has been answered yet")
         return
     st.subheader("Latency per stage (ms)")
     over_time = results.stage_percentiles_over_time(recent)
@@ -105,17 +104,10 @@ def _latency(ctx: DashboardContext) -> None:
 
 
 def _live_frame(ctx: DashboardContext) -> None:
-    cameras = common.read("snapshots", lambda: snapshots.snapshot_cameras(ctx.redis, ctx.streams))
-    if cameras is None:
+    picked = common.kept_frames(ctx, "live_camera")
+    if picked is None:
         return
-    if not cameras:
-        common.no_data("annotated frames", "no camera has a kept frame")
-        return
-    camera = st.selectbox("Camera", cameras, key="live_camera")
-    kept = common.read("snapshots", lambda: snapshots.snapshots(ctx.redis, ctx.streams, str(camera)))
-    if not kept:
-        common.no_data(f"frames of {camera}")
-        return
+    camera, kept = picked
     newest = kept[0]
     boxes = snapshots.snapshot_boxes(newest, common.class_names(ctx))
     caption = f"{camera} · {common.when(newest.get('ts'))} · {newest.get('model_version')} · {len(boxes)} boxes"

@@ -124,11 +124,10 @@ def _pointer_history(ctx: DashboardContext) -> None:
 
 def _audit_log(ctx: DashboardContext) -> None:
     st.subheader("Audit log")
-    entries = common.read("events", lambda: audit.events(ctx.redis, ctx.streams))
+    entries = common.read_some(
+        "events", lambda: audit.events(ctx.redis, ctx.streams), "events", "nothing has happened yet"
+    )
     if entries is None:
-        return
-    if not entries:
-        common.no_data("events", "nothing has happened yet")
         return
     rows = [
         {"time": common.when(e["ts"]), "kind": e["kind"], "details": audit.summarize_payload(e["payload"])}

@@ -25,11 +25,12 @@ from benchmarks.explain import (
     train_recipe_detector,
 )
 from learning.explain import RawDetector, load_detector, make_score_fn
-from learning.explain_worker import ExplainWorker, request_fields
+from learning.explain_worker import ExplainWorker
 from simulation.world import CLASS_NAMES
 from simulation.world.scene import render_scene
 from simulation.world.yolo_export import scene_rng
 from tests.conftest import make_settings
+from visionloop.explanations import ExplainRequest
 from visionloop.imaging import encode_jpeg
 from visionloop.redis_server import EmbeddedRedis
 from visionloop.registry import ModelRegistry
@@ -90,7 +91,9 @@ def test_worker_explains_a_registered_model(
     scenes = (render_scene(scene_rng(GAME_SEED + 2, i), EASY, RECIPE_SIZE, RECIPE_SIZE) for i in range(40))
     scene, found = next((s, m) for s in scenes if (m := matched_detections(detector, s)))
     box, class_id, _ = found[0]
-    fields = request_fields(version.version, "frame-1", 0, box, class_id, encode_jpeg(scene.image, 95))
+    x1, y1, x2, y2 = (float(v) for v in box)
+    image = encode_jpeg(scene.image, 95)
+    fields = ExplainRequest(version.version, "frame-1", 0, (x1, y1, x2, y2), class_id, image).to_fields()
     worker = ExplainWorker(make_settings(tmp_path / "var", REDIS__URL=redis_server.url), redis_server.url, warm=False)
     try:
         answer = worker.handle({k.encode(): v if isinstance(v, bytes) else v.encode() for k, v in fields.items()})

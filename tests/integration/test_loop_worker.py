@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import redis
 
-from labeling.cuts import IncrementalCutter, frame_meta_path
+from labeling.cuts import IncrementalCutter
+from learning.arms import frame_meta_path
 from learning.challenger import job_key
 from learning.datasets import DatasetStore, DatasetVersion, read_yolo_source, stratified_split
 from learning.loop import LoopWorker

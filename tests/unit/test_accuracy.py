@@ -14,7 +14,6 @@ import pytest
 import redis
 
 from learning.accuracy import (
-    STATE_FIELD,
     AccuracyMonitor,
     PredictionCache,
     accuracy_report,
@@ -29,7 +28,7 @@ from visionloop.contracts import Detections
 from visionloop.redis_server import EmbeddedRedis
 from visionloop.registry import ModelVersion
 from visionloop.settings import Settings
-from visionloop.streams import StreamNames
+from visionloop.streams import ACCURACY_STATE_FIELD, StreamNames
 
 ROOT = Path(__file__).resolve().parents[2]
 DOMAIN = load_domains(ROOT / "configs" / "domains.yaml")["A"]
@@ -209,7 +208,7 @@ def test_monitor_stores_the_report_in_the_drift_state_hash(var_dir: Path, redis_
     client = redis.Redis.from_url(redis_server.url)
     try:
         report = monitor.update(client)  # outside Ray: no gauges, and no error for their absence
-        stored = json.loads(client.hget(StreamNames(settings.redis.stream_prefix).drift_state, STATE_FIELD))
+        stored = json.loads(client.hget(StreamNames(settings.redis.stream_prefix).drift_state, ACCURACY_STATE_FIELD))
     finally:
         client.close()
     assert stored["overall"]["status"] == "ok" and stored["frames"] == 3

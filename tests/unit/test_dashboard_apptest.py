@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import free_port, wait_for
-from tests.unit.test_dashboard_data import METRICS, MODELS, frame_result, jpeg
+from tests.unit.test_dashboard_data import METRICS, MODELS, frame_result, jpeg, put_snapshot
 from visionloop.redis_server import EmbeddedRedis
 from visionloop.streams import StreamNames, event_fields
 
@@ -253,21 +253,6 @@ def test_live_page_shows_latency_fps_and_the_newest_frame(
 
 def captions(at: AppTest) -> list[str]:
     return [img.caption for el in at.get("image") for img in el.proto.imgs]
-
-
-def put_snapshot(client: redis.Redis) -> dict[str, Any]:
-    result = frame_result("cam-a", 0, 1_800_000_000.0, 10.0)
-    entry = {
-        "frame_id": result.frame_id,
-        "camera_id": "cam-a",
-        "ts": result.capture_ts,
-        "model_version": "v2",
-        "jpeg_b64": base64.b64encode(jpeg()).decode(),
-        "result": result.to_dict(["a", "b"]),
-    }
-    client.lpush(STREAMS.snapshots("cam-a"), json.dumps(entry))
-    client.sadd(STREAMS.snapshot_cameras, "cam-a")
-    return entry
 
 
 def test_explain_requests_with_the_token_then_shows_the_overlay(

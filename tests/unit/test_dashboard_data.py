@@ -8,6 +8,7 @@ import io
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -158,25 +159,31 @@ def test_drift_p_values_per_window_and_state(client: redis.Redis) -> None:
 # -- snapshots and explanations -----------------------------------------------------------------------------------
 
 
+def put_snapshot(client: redis.Redis, seq: int = 0) -> dict[str, Any]:
+    """A kept frame of camera cam-a as the Router's snapshot keeper writes it (with class names)."""
+    result = frame_result("cam-a", seq, 1_800_000_000.0 + seq, 10.0)
+    entry = {
+        "frame_id": result.frame_id,
+        "camera_id": "cam-a",
+        "ts": result.capture_ts,
+        "model_version": "v2",
+        "jpeg_b64": base64.b64encode(jpeg()).decode(),
+        "result": result.to_dict(["a", "b"]),
+    }
+    client.lpush(STREAMS.snapshots("cam-a"), json.dumps(entry))
+    client.sadd(STREAMS.snapshot_cameras, "cam-a")
+    return entry
+
+
 def test_snapshots_newest_first_with_boxes_and_an_annotated_image(client: redis.Redis) -> None:
     for seq in range(3):
-        result = frame_result("cam-a", seq, 1_800_000_000 + seq, 10.0)
-        entry = {
-            "frame_id": result.frame_id,
-            "camera_id": "cam-a",
-            "ts": result.capture_ts,
-            "model_version": "v2",
-            "jpeg_b64": base64.b64encode(jpeg()).decode(),
-            "result": result.to_dict(["a", "b"]),
-        }
-        client.lpush(STREAMS.snapshots("cam-a"), json.dumps(entry))
-    client.sadd(STREAMS.snapshot_cameras, "cam-a")
+        put_snapshot(client, seq)
     assert snapshots.snapshot_cameras(client, STREAMS) == ["cam-a"]
     kept = snapshots.snapshots(client, STREAMS, "cam-a")
     assert [k["ts"] for k in kept] == [1_800_000_002, 1_800_000_001, 1_800_000_000]
     boxes = snapshots.snapshot_boxes(kept[0])
     assert boxes == [{"xyxy": [10.0, 10.0, 50.0, 40.0], "confidence": 0.9, "class_id": 1, "class_name": "b"}]
-    unnamed = {"result": result.to_dict()}  # what the Router keeps: class ids only
+    unnamed = {"result": frame_result("cam-a", 2, 1_800_000_002.0, 10.0).to_dict()}  # the Router keeps class ids only
     assert snapshots.snapshot_boxes(unnamed)[0].get("class_name") is None
     assert snapshots.snapshot_boxes(unnamed, ["a", "b"])[0]["class_name"] == "b"  # named from the API's classes
     image = np.asarray(draw_boxes(snapshots.snapshot_jpeg(kept[0]), boxes))

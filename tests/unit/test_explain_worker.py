@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import redis
 
-from learning.explain_worker import ExplainWorker, request_fields
+from learning.explain_worker import ExplainWorker
 from tests.conftest import make_settings, wait_for
 from visionloop.explanations import ExplainRequest, explanation_key
 from visionloop.imaging import encode_jpeg
@@ -56,7 +56,8 @@ def frame_jpeg() -> bytes:
 
 def request(settings: Settings, box_index: int = 0, jpeg: bytes | None = None, version: str = "") -> dict[str, Any]:
     version = version or registry_for(settings).champion().version
-    return request_fields(version, "cam-1:42", box_index, [40, 30, 80, 70], 0, frame_jpeg() if jpeg is None else jpeg)
+    image = frame_jpeg() if jpeg is None else jpeg
+    return dict(ExplainRequest(version, "cam-1:42", box_index, (40, 30, 80, 70), 0, image, "operator").to_fields())
 
 
 def answer(client: redis.Redis, key: str) -> dict[str, Any] | None:

@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from labeling.cuts import IncrementalCutter, frame_meta_path
+from labeling.cuts import IncrementalCutter
 from labeling.sync import FRAMES_DIR, LabelHarvester
-from learning.arms import LEDGER_KEY, RANDOM_ARM, UNKNOWN_ARM, samplers_of, split_by_arm
+from learning.arms import LEDGER_KEY, RANDOM_ARM, UNKNOWN_ARM, frame_meta_path, samplers_of, split_by_arm
 from learning.datasets import DatasetStore, DatasetVersion, read_images
 from visionloop.streams import StreamNames
 
