@@ -19,11 +19,13 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import numpy.typing as npt
 
+from labeling.diversity import ClassMass, SelectionMemory, class_mass, frame_vector
 from visionloop.contracts import FrameResult
 from visionloop.errors import ConfigError
 from visionloop.imaging import frame_embedding
 
-Aggregate = Literal["max", "mean", "sum"]
+Aggregate = Literal["max", "mean", "sum", "soft_count"]
+SOFT_COUNT_SCALE = 1.5  # soft_count: boxes' doubts that add up to this many give 1 - 1/e
 Image = npt.NDArray[np.uint8]
 
 
@@ -43,6 +45,8 @@ def aggregate(values: Sequence[float], how: Aggregate) -> float:
         return float(max(values))
     if how == "mean":
         return float(sum(values) / len(values))
+    if how == "soft_count":  # several doubtful objects outrank one: the frame teaches more per label
+        return float(1.0 - math.exp(-sum(values) / SOFT_COUNT_SCALE))
     return float(min(1.0, sum(values)))
 
 
@@ -129,21 +133,28 @@ class EntropySampler(_PerBoxSampler):
         return [float(e) for e in entropy]
 
 
-class ConfidenceBandSampler(Sampler):
+class ConfidenceBandSampler(_PerBoxSampler):
     """Boxes whose confidence sits near the operating threshold: the decisions that flip most easily."""
 
     key = "confidence_band"
 
-    def __init__(self, threshold: float = 0.25, width: float = 0.15, candidate_floor: float = 0.05) -> None:
+    def __init__(
+        self,
+        threshold: float = 0.25,
+        width: float = 0.15,
+        candidate_floor: float = 0.05,
+        aggregate_by: Aggregate = "max",
+    ) -> None:
+        super().__init__(aggregate_by)
         self.threshold, self.width, self.candidate_floor = threshold, width, candidate_floor
 
-    def score(self, result: FrameResult, image: Image | None = None) -> float | None:
+    def box_scores(self, result: FrameResult) -> list[float]:
         conf = result.detections.confidence
-        conf = conf[conf >= self.candidate_floor]
-        if conf.size == 0:
-            return None
-        distance = float(np.min(np.abs(conf - self.threshold)))
-        return max(0.0, 1.0 - distance / self.width)
+        return [max(0.0, 1.0 - abs(float(c) - self.threshold) / self.width) for c in conf if c >= self.candidate_floor]
+
+    def score(self, result: FrameResult, image: Image | None = None) -> float | None:
+        scores = self.box_scores(result)
+        return aggregate(scores, self.aggregate_by) if scores else None
 
 
 class NoveltySampler(Sampler):
@@ -192,7 +203,13 @@ class RandomSampler(Sampler):
 
 
 class CompositeSampler:
-    """Weighted mix of samplers plus the random control arm, decided first so it stays unbiased."""
+    """Weighted mix of samplers plus the random control arm, decided first so it stays unbiased.
+
+    The mix (the frame's uncertainty) is multiplied by ``diversity(distance to the frames already selected)
+    ** diversity`` and ``class rarity ** class_balance``, both read from a bounded :class:`SelectionMemory`. Frames
+    streaming past are judged one at a time (:meth:`select`); a pool is ranked by :meth:`pick`, which applies the
+    same formula greedily (uncertainty-weighted k-center with class balance). The service and the benchmark use it.
+    """
 
     def __init__(
         self,
@@ -201,18 +218,24 @@ class CompositeSampler:
         random_rate: float,
         options: dict[str, Any],
         seed: int | None = None,
+        diversity: float = 0.0,
+        class_balance: float = 0.0,
+        memory: SelectionMemory | None = None,
     ) -> None:
         if not weights or min(weights.values()) < 0 or sum(weights.values()) <= 0:
             raise ConfigError("composite sampler weights must be non-negative with a positive sum")
+        if diversity < 0 or class_balance < 0:
+            raise ConfigError("diversity and class_balance must be >= 0")
         self.samplers = {key: create_sampler(key, **options.get(key, {})) for key in weights}
         total = sum(weights.values())
         self.weights = {key: w / total for key, w in weights.items()}
         self.threshold = threshold
         self.control = RandomSampler(random_rate, seed)
+        self.diversity, self.class_balance = diversity, class_balance
+        self.memory = memory or SelectionMemory()
 
-    def select(self, result: FrameResult, image: Image | None = None) -> Selection | None:
-        if self.control.score(result) == 1.0:
-            return Selection("random", 1.0, f"random control arm ({self.control.rate:.1%} of frames)")
+    def uncertainty(self, result: FrameResult, image: Image | None = None) -> tuple[float, dict[str, float]] | None:
+        """The weighted mix of the samplers that have an opinion, and each one's score; None: none has."""
         parts: dict[str, float] = {}
         for key, sampler in self.samplers.items():
             value = sampler.score(result, image)
@@ -221,13 +244,60 @@ class CompositeSampler:
         if not parts:
             return None
         weight = sum(self.weights[k] for k in parts)
-        score = sum(self.weights[k] * v for k, v in parts.items()) / weight
+        return sum(self.weights[k] * v for k, v in parts.items()) / weight, parts
+
+    def gain(self, uncertainty: float, distance: float, mass: ClassMass) -> float:
+        """What selecting the frame is worth now, given what the memory holds."""
+        value = uncertainty
+        if self.diversity:
+            value *= self.memory.diversity(distance) ** self.diversity
+        if self.class_balance:
+            value *= self.memory.rarity(mass) ** self.class_balance
+        return value
+
+    def _distance(self, result: FrameResult, image: Image | None) -> float:
+        vector = frame_vector(result, image) if self.diversity else None
+        return float("inf") if vector is None else float(self.memory.distances(vector[None])[0])
+
+    def select(self, result: FrameResult, image: Image | None = None) -> Selection | None:
+        if self.control.score(result) == 1.0:
+            return Selection("random", 1.0, f"random control arm ({self.control.rate:.1%} of frames)")
+        mixed = self.uncertainty(result, image)
+        if mixed is None:
+            return None
+        base, parts = mixed
+        score = self.gain(base, self._distance(result, image), class_mass(result))
         if score < self.threshold:
             return None
         top = max(parts, key=lambda k: self.weights[k] * parts[k])
         detail = ", ".join(f"{k} {v:.2f}" for k, v in sorted(parts.items()))
-        return Selection(top, score, f"composite {score:.2f} >= {self.threshold:.2f} ({detail})")
+        return Selection(top, score, f"composite {score:.2f} >= {self.threshold:.2f} ({detail}; mix {base:.2f})")
 
     def observe_selected(self, result: FrameResult, image: Image | None) -> None:
         for sampler in self.samplers.values():
             sampler.observe_selected(result, image)
+        self.memory.remember(frame_vector(result, image), class_mass(result))
+
+    def pick(self, candidates: Sequence[tuple[FrameResult, Image | None]], k: int) -> list[int]:
+        """Indices of the ``k`` candidates of a pool to label, best first, each remembered as it is picked.
+
+        Greedy: every pick is the candidate whose gain is highest given the picks before it, so a batch spreads
+        over scenes and classes instead of taking k copies of the same doubt. Frames no sampler has an opinion on
+        (no detections) come last, farthest first.
+        """
+        mixes = [self.uncertainty(result, image) for result, image in candidates]
+        bases = np.array([0.0 if m is None else m[0] for m in mixes])
+        masses = [class_mass(result) for result, _ in candidates]
+        vectors = [frame_vector(result, image) for result, image in candidates]
+        dim = next((len(v) for v in vectors if v is not None), 1)
+        matrix = np.stack([np.zeros(dim, np.float32) if v is None else v for v in vectors])
+        distances = self.memory.distances(matrix)
+        alive = list(range(len(candidates)))
+        chosen: list[int] = []
+        while alive and len(chosen) < k:
+            gains = [self.gain(bases[i], float(distances[i]), masses[i]) + 1e-9 * min(distances[i], 9.0) for i in alive]
+            best = alive.pop(int(np.argmax(gains)))
+            chosen.append(best)
+            self.observe_selected(*candidates[best])
+            distances = np.minimum(distances, np.linalg.norm(matrix - matrix[best], axis=1))
+        return chosen

@@ -9,11 +9,13 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
 import redis
 
+from labeling.diversity import SelectionMemory
 from labeling.gates import ClassQuota, DuplicateFilter, RateLimiter
 from labeling.review_queue import ReviewItem, ReviewQueue
 from labeling.samplers import CompositeSampler
@@ -81,19 +83,35 @@ class FrameSelector:
         return item
 
 
+PER_BOX_SAMPLERS = ("least_confidence", "margin", "entropy")
+
+
+def build_sampler(
+    settings: Settings, threshold: float | None = None, random_rate: float | None = None, seed: int | None = None
+) -> CompositeSampler:
+    """The composite sampler the settings describe: the service's selector and the benchmark both build it here."""
+    labeling = settings.labeling
+    options: dict[str, dict[str, Any]] = {key: {"aggregate_by": labeling.aggregate} for key in PER_BOX_SAMPLERS}
+    options["confidence_band"] = {"threshold": settings.serving.conf_threshold, "aggregate_by": labeling.aggregate}
+    return CompositeSampler(
+        labeling.sampler_weights,
+        labeling.select_threshold if threshold is None else threshold,
+        labeling.random_rate if random_rate is None else random_rate,
+        options=options,
+        seed=seed,
+        diversity=labeling.diversity,
+        class_balance=labeling.class_balance,
+        memory=SelectionMemory(labeling.memory_size, labeling.diversity_scale),
+    )
+
+
 def build_selector(settings: Settings, redis_url: str) -> FrameSelector:
     """The selector the settings describe, with its state in the given Redis."""
     labeling = settings.labeling
     client = redis.Redis.from_url(redis_url, socket_timeout=settings.redis.socket_timeout_s)
     prefix = settings.redis.stream_prefix
-    sampler = CompositeSampler(
-        labeling.sampler_weights,
-        labeling.select_threshold,
-        labeling.random_rate,
-        options={"confidence_band": {"threshold": settings.serving.conf_threshold}},
-    )
     return FrameSelector(
-        sampler,
+        build_sampler(settings),
         ReviewQueue(client, StreamNames(prefix), consumer="selector"),
         DuplicateFilter(client, prefix, labeling.dedup_window_s, labeling.dedup_max_distance),
         RateLimiter(client, prefix, labeling.per_camera_per_minute),

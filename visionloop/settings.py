@@ -317,11 +317,28 @@ class LabelingSettings(StrictModel):
             "margin": 1.0,
             "entropy": 1.0,
             "confidence_band": 1.0,
-            "novelty": 1.0,
         },
-        description="Weights of the samplers mixed by the composite sampler.",
+        description="Weights of the uncertainty samplers mixed by the composite sampler (novelty is the diversity "
+        "factor now; listed here it also joins the mix).",
     )
-    select_threshold: float = Field(default=0.5, ge=0, le=1, description="Composite score a frame needs.")
+    aggregate: Literal["max", "mean", "sum", "soft_count"] = Field(
+        default="soft_count",
+        description="How per-box doubts make a frame's: soft_count (1 - exp(-sum/1.5)) ranks a frame with several "
+        "doubtful objects above one with a single one; max looks at the worst box only.",
+    )
+    diversity: float = Field(
+        default=1.0,
+        ge=0,
+        description="Exponent of the distance-to-selected-frames factor (0: off); k-center greedy on a pool.",
+    )
+    class_balance: float = Field(
+        default=1.0, ge=0, description="Exponent of the rarity of a frame's predicted classes among selected (0: off)."
+    )
+    memory_size: int = Field(default=256, gt=0, description="Selected frames remembered for diversity and balance.")
+    diversity_scale: float = Field(
+        default=0.5, gt=0, description="Embedding distance at which a frame counts as wholly new."
+    )
+    select_threshold: float = Field(default=0.3, ge=0, le=1, description="Composite score a frame needs.")
     random_rate: float = Field(default=0.02, ge=0, le=1, description="Share of frames picked at random (control).")
     per_camera_per_minute: int = Field(default=30, gt=0, description="Most frames queued per camera per minute.")
     per_class_per_hour: int = Field(default=500, gt=0, description="Most frames queued per predicted class per hour.")

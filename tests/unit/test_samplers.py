@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from contextlib import ExitStack as DoesNotRaise
 from typing import Any
 
@@ -34,7 +35,13 @@ def _result(conf: list[float], scores: list[list[float]] | None = None) -> Frame
 
 
 @pytest.mark.parametrize(
-    ("values", "how", "expected"), [([0.2, 0.6], "max", 0.6), ([0.2, 0.6], "mean", 0.4), ([0.7, 0.6], "sum", 1.0)]
+    ("values", "how", "expected"),
+    [
+        ([0.2, 0.6], "max", 0.6),
+        ([0.2, 0.6], "mean", 0.4),
+        ([0.7, 0.6], "sum", 1.0),
+        ([0.75, 0.75], "soft_count", 1 - math.exp(-1.0)),
+    ],
 )
 def test_aggregation_rules(values: list[float], how: Any, expected: float) -> None:
     assert aggregate(values, how) == pytest.approx(expected)
@@ -55,6 +62,17 @@ def test_confidence_band_peaks_at_the_threshold() -> None:
     assert band.score(_result([0.25])) == pytest.approx(1.0)
     assert band.score(_result([0.30])) == pytest.approx(0.5)
     assert band.score(_result([0.9])) == 0.0
+    assert band.score(_result([0.01])) is None  # below the candidate floor: no opinion
+
+
+def test_soft_count_ranks_several_doubtful_objects_above_one() -> None:
+    one, three = _result([0.5]), _result([0.5, 0.5, 0.5])
+    for how in ("soft_count", "max"):
+        sampler = LeastConfidenceSampler(aggregate_by=how)  # type: ignore[arg-type]
+        if how == "soft_count":
+            assert sampler.score(three) > sampler.score(one)  # type: ignore[operator]
+        else:
+            assert sampler.score(three) == sampler.score(one)
 
 
 def test_novelty_prefers_unseen_scenes() -> None:
