@@ -29,7 +29,7 @@ help:
 	@echo "make up             run the service in the foreground (Ctrl-C stops it)"
 	@echo "make bench-serving  serving benchmark (writes benchmarks/results/serving.json)"
 	@echo "make bench-pipeline simulated RTSP cameras end to end (writes benchmarks/results/pipeline.json)"
-	@echo "make bench-al       active learning vs random on the shifted world (benchmarks/results/active_learning.json)"
+	@echo "make bench-al       active learning vs random on shifts B and C, 3 seeds (benchmarks/results/active_learning.json)"
 	@echo "make bench-loop     one loop cycle after a domain shift, and A/B decision trials (benchmarks/results/loop.json)"
 	@echo "make bench-explain  seconds per SHAP explanation and the pointing game (benchmarks/results/explain.json)"
 	@echo "make lock           rewrite requirements.lock from the venv (index pins only)"
@@ -92,8 +92,10 @@ bench-pipeline: system-deps venv
 bench-explain: system-deps venv
 	$(BIN)/python -m benchmarks.explain
 
+# BENCH_AL_ARGS="--shift-domain C --seeds 5" picks the scenarios (default: B and C, 3 seeds).
+BENCH_AL_ARGS ?=
 bench-al: system-deps venv
-	$(BIN)/python -m benchmarks.active_learning
+	$(BIN)/python -m benchmarks.active_learning $(BENCH_AL_ARGS)
 
 # BENCH_LOOP_ARGS="--shift-domain C --labels 300 --seed 1" picks the scenario.
 BENCH_LOOP_ARGS ?=

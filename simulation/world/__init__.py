@@ -3,7 +3,7 @@
 from simulation.world.domain import Domain, load_domains
 from simulation.world.scene import CLASS_NAMES, Scene, SceneObject, render_scene
 from simulation.world.video import write_video
-from simulation.world.yolo_export import write_yolo_dataset
+from simulation.world.yolo_export import write_clip_dataset, write_yolo_dataset
 
 __all__ = [
     "CLASS_NAMES",
@@ -12,6 +12,7 @@ __all__ = [
     "SceneObject",
     "load_domains",
     "render_scene",
+    "write_clip_dataset",
     "write_video",
     "write_yolo_dataset",
 ]

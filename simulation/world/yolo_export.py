@@ -64,3 +64,36 @@ def write_yolo_dataset(
             if progress:
                 progress(1)
     return write_data_yaml(out_dir, "images", "images")
+
+
+def write_clip_dataset(
+    domain: Domain,
+    seed: int,
+    clips: int,
+    frames_per_clip: int,
+    stride: int,
+    out_dir: Path,
+    height: int = 320,
+    width: int = 320,
+) -> Path:
+    """What a camera gives a labeler: ``clips`` moving scenes, ``frames_per_clip`` frames each, ``stride`` frames
+    apart, so neighbours are near-duplicates; written as a YOLO data set like :func:`write_yolo_dataset`."""
+    from simulation.world.video import world_frames
+
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    (out_dir / "labels").mkdir(parents=True, exist_ok=True)
+    for clip in range(clips):
+        frames = world_frames(domain, seed * 100_003 + clip, frames_per_clip * stride, height, width)
+        for index, (image, labels) in enumerate(frames):
+            if index % stride:
+                continue
+            stem = f"{domain.name}_{seed}_clip{clip:05d}_{index:04d}"
+            scene = Scene(image, [int(str(b["class_id"])) for b in labels], [_box(b["xyxy"]) for b in labels])
+            (out_dir / "images" / f"{stem}.jpg").write_bytes(encode_jpeg(image, JPEG_QUALITY))
+            (out_dir / "labels" / f"{stem}.txt").write_text("\n".join(yolo_lines(scene)) + "\n" if scene.boxes else "")
+    return write_data_yaml(out_dir, "images", "images")
+
+
+def _box(value: object) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (float(v) for v in value)  # type: ignore[attr-defined]
+    return x1, y1, x2, y2

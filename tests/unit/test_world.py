@@ -91,3 +91,17 @@ def test_bad_domain_knobs_are_errors(tmp_path: Path, knobs: dict[str, object], m
         load_domains(path)
     with pytest.raises(ValueError):
         Domain(name="X", **knobs)  # type: ignore[arg-type]
+
+
+def test_camera_pool_clips_hold_near_duplicate_neighbours_with_labels(tmp_path: Path) -> None:
+    from learning.yolo_source import read_yolo_source
+    from simulation.world import write_clip_dataset
+
+    write_clip_dataset(DOMAINS["C"], 2, clips=3, frames_per_clip=4, stride=5, out_dir=tmp_path)
+    items, _, _ = read_yolo_source(tmp_path)
+    assert len(items) == 12 and all(len(item.labels) > 0 for item in items)
+    by_clip = sorted(items, key=lambda item: item.image.name)
+    first, neighbour, other = (by_clip[i].labels for i in (0, 1, 4))
+    assert first.shape == neighbour.shape  # the same objects, a few pixels on
+    assert np.abs(first[:, 1:3] - neighbour[:, 1:3]).max() < 0.1
+    assert first.shape != other.shape or np.abs(first[:, 1:3] - other[:, 1:3]).max() > 0.1  # another scene
