@@ -31,11 +31,16 @@ def labels_to_reach(labels: Sequence[float], curve: Curve, target: float) -> flo
 
 def label_saving(labels: Sequence[float], sampler: Curve, random: Curve) -> float:
     """Share of random's labels the sampler saves to reach random's final accuracy (negative: it costs more)."""
-    budget = float(labels[-1])
-    needed = labels_to_reach(labels, sampler, random[-1])
+    return cost_saving(labels, sampler, labels, random)
+
+
+def cost_saving(sampler_cost: Sequence[float], sampler: Curve, random_cost: Sequence[float], random: Curve) -> float:
+    """:func:`label_saving` when each arm has its own cost axis (boxes drawn rather than images labelled)."""
+    budget = float(random_cost[-1])
+    needed = labels_to_reach(sampler_cost, sampler, random[-1])
     if needed is not None:
         return 1.0 - needed / budget
-    behind = labels_to_reach(labels, random, sampler[-1])
+    behind = labels_to_reach(random_cost, random, sampler[-1])
     return (0.0 if behind is None else behind / budget) - 1.0
 
 

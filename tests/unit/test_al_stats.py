@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.al_stats import label_saving, labels_to_reach, mean_and_ci, saving_ci
+from benchmarks.al_stats import cost_saving, label_saving, labels_to_reach, mean_and_ci, saving_ci
 
 LABELS = [0.0, 25.0, 50.0, 100.0]
 
@@ -42,3 +42,10 @@ def test_saving_ci_brackets_the_point_estimate_and_is_reproducible() -> None:
     low, high = saving_ci(LABELS, sampler, random, resamples=500)
     assert low <= point <= high and low > 0
     assert saving_ci(LABELS, sampler, random, resamples=500) == (low, high)
+
+
+def test_cost_saving_reads_each_arm_on_its_own_cost_axis() -> None:
+    # per image the sampler saves half; but it bought twice the boxes per image, so per box it saves nothing
+    sampler, random = [0.2, 0.3, 0.5, 0.6], [0.2, 0.3, 0.4, 0.5]
+    assert cost_saving(LABELS, sampler, LABELS, random) == pytest.approx(0.5)
+    assert cost_saving([0.0, 50.0, 100.0, 200.0], sampler, LABELS, random) == pytest.approx(0.0)
