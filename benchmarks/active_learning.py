@@ -36,7 +36,7 @@ from rich.table import Table
 from benchmarks.al_stats import cost_saving, label_saving, mean_and_ci, saving_ci
 from labeling.selector import build_sampler
 from learning.datasets import LabelledImage, read_yolo_source
-from learning.evaluation import evaluate, predict_all, read_bgr
+from learning.evaluation import predict_all, read_bgr, serving_map50
 from learning.export import export_onnx
 from learning.training import train
 from simulation.world import Domain, load_domains, write_clip_dataset, write_yolo_dataset
@@ -169,15 +169,7 @@ def fine_tune(
 
 
 def gold_map50(settings: Any, model_onnx: Path, scenario: Scenario) -> float:
-    return evaluate(
-        model_onnx,
-        scenario.gold_yaml,
-        "val",
-        settings.serving.conf_threshold,
-        settings.serving.imgsz,
-        ultralytics_config_dir(settings),
-        class_names=scenario.names,
-    ).map50
+    return serving_map50(settings, model_onnx, scenario.gold_yaml, scenario.names)
 
 
 def run_arm(name: str, settings: Any, start_pt: Path, scenario: Scenario, recipe: Recipe, work: Path) -> dict[str, Any]:

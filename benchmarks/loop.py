@@ -40,7 +40,7 @@ from rich.table import Table
 from learning.ab_decision import Decision, Guards, run_ab
 from learning.ab_replay import replay_model
 from learning.datasets import DatasetStore, DatasetVersion
-from learning.evaluation import evaluate, split_images
+from learning.evaluation import serving_map50, split_images
 from learning.export import export_onnx
 from learning.training import train
 from simulation.bootstrap import GOLD_SEED_OFFSET, run_bootstrap, world_dataset
@@ -100,14 +100,7 @@ def bench_settings(base: Settings, var: Path, args: argparse.Namespace, gold_ref
 
 
 def map50(settings: Settings, model: Path, data: DatasetVersion) -> float:
-    return evaluate(
-        model,
-        data.data_yaml,
-        "val",
-        settings.serving.conf_threshold,
-        settings.serving.imgsz,
-        ultralytics_config_dir(settings),
-    ).map50
+    return serving_map50(settings, model, data.data_yaml)
 
 
 def fine_tune(settings: Settings, base: Path, data_yaml: Path, work: Path, epochs: int) -> Path:

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import numpy.typing as npt
 
-from labeling.diversity import ClassMass, SelectionMemory, class_mass, frame_vector
+from labeling.diversity import ClassMass, SelectionMemory, Vector, class_mass, frame_vector
 from visionloop.contracts import FrameResult
 from visionloop.errors import ConfigError
 from visionloop.imaging import frame_embedding
@@ -274,9 +274,12 @@ class CompositeSampler:
         return Selection(top, score, f"composite {score:.2f} >= {self.threshold:.2f} ({detail}; mix {base:.2f})")
 
     def observe_selected(self, result: FrameResult, image: Image | None) -> None:
+        self._remember(result, image, frame_vector(result, image), class_mass(result))
+
+    def _remember(self, result: FrameResult, image: Image | None, vector: Vector | None, mass: ClassMass) -> None:
         for sampler in self.samplers.values():
             sampler.observe_selected(result, image)
-        self.memory.remember(frame_vector(result, image), class_mass(result))
+        self.memory.remember(vector, mass)
 
     def pick(self, candidates: Sequence[tuple[FrameResult, Image | None]], k: int) -> list[int]:
         """Indices of the ``k`` candidates of a pool to label, best first, each remembered as it is picked.
@@ -298,6 +301,6 @@ class CompositeSampler:
             gains = [self.gain(bases[i], float(distances[i]), masses[i]) + 1e-9 * min(distances[i], 9.0) for i in alive]
             best = alive.pop(int(np.argmax(gains)))
             chosen.append(best)
-            self.observe_selected(*candidates[best])
+            self._remember(*candidates[best], vectors[best], masses[best])
             distances = np.minimum(distances, np.linalg.norm(matrix - matrix[best], axis=1))
         return chosen

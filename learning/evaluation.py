@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -22,6 +22,9 @@ from learning.datasets import LabelledImage, images_in, load_class_names, read_i
 from serving.backends import BackendOptions, create_backend
 from visionloop.contracts import Detections
 from visionloop.offline import prepare_ultralytics
+
+if TYPE_CHECKING:
+    from visionloop.settings import Settings
 
 EVAL_CONF = 0.001  # mAP is computed over the whole PR curve, as Ultralytics' validator does
 EVAL_IOU = 0.7
@@ -285,6 +288,24 @@ def evaluate(
         instances=int(counts.sum()),
         plots=plots,
     )
+
+
+def serving_map50(
+    settings: Settings, model_path: Path, data_yaml: Path, class_names: Sequence[str] | None = None
+) -> float:
+    """mAP50 on the val split at the service's operating point and input size: what the gold gate and the
+    benchmarks compare models by."""
+    from visionloop.model_setup import ultralytics_config_dir
+
+    return evaluate(
+        model_path,
+        data_yaml,
+        "val",
+        settings.serving.conf_threshold,
+        settings.serving.imgsz,
+        ultralytics_config_dir(settings),
+        class_names=class_names or None,
+    ).map50
 
 
 def coco_dicts(

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from learning.datasets import DatasetError, DatasetStore, DatasetVersion
-from learning.evaluation import evaluate
+from learning.evaluation import serving_map50
 from visionloop.registry import ModelVersion
 from visionloop.settings import Settings
 
@@ -49,19 +49,7 @@ class GoldScorer:
         return self._cache[key]
 
     def score_file(self, onnx: Path, gold: DatasetVersion, class_names: list[str]) -> float:
-        from visionloop.model_setup import ultralytics_config_dir
-
-        s = self._settings
-        result = evaluate(
-            onnx,
-            gold.data_yaml,
-            "val",
-            s.serving.conf_threshold,
-            s.serving.imgsz,
-            ultralytics_config_dir(s),
-            class_names=class_names or None,
-        )
-        return float(result.map50)
+        return float(serving_map50(self._settings, onnx, gold.data_yaml, class_names))
 
     def scores(self, model: ModelVersion, golds: list[DatasetVersion]) -> dict[str, float]:
         return {gold.ref: self.score(model, gold) for gold in golds}

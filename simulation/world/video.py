@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from simulation.world.backgrounds import render_background
 from simulation.world.domain import Domain
-from simulation.world.scene import SceneObject, compose, sample_distractors, sample_look, sample_objects
+from simulation.world.scene import Scene, SceneObject, compose, sample_distractors, sample_look, sample_objects
 
 
 def _advance(objects: list[SceneObject], height: int, width: int) -> None:
@@ -29,19 +29,24 @@ def _advance(objects: list[SceneObject], height: int, width: int) -> None:
         obj.centre, obj.velocity, obj.angle = (x, y), (vx, vy), (obj.angle + obj.spin) % 360
 
 
-def world_frames(
-    domain: Domain, seed: int, frames: int, height: int, width: int
-) -> Iterator[tuple[npt.NDArray[np.uint8], list[dict[str, object]]]]:
-    """Frames of one moving scene (static camera, moving objects) and each frame's ground truth."""
+def world_scenes(domain: Domain, seed: int, frames: int, height: int, width: int) -> Iterator[Scene]:
+    """Frames of one moving scene (static camera, moving objects), each with its objects."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1_000_003]))
     background = render_background(rng, domain.background, height, width)
     objects = sample_objects(rng, domain, height, width)
     distractors = sample_distractors(rng, domain, height, width)
     look = sample_look(rng, domain)
     for _ in range(frames):
-        scene = compose(background, objects, distractors, look, rng)
-        yield scene.image, scene.labels()
+        yield compose(background, objects, distractors, look, rng)
         _advance(objects, height, width)
+
+
+def world_frames(
+    domain: Domain, seed: int, frames: int, height: int, width: int
+) -> Iterator[tuple[npt.NDArray[np.uint8], list[dict[str, object]]]]:
+    """:func:`world_scenes` as each frame and its ground truth."""
+    for scene in world_scenes(domain, seed, frames, height, width):
+        yield scene.image, scene.labels()
 
 
 def write_video(

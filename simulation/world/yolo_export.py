@@ -39,6 +39,17 @@ def write_data_yaml(root: Path, train: str, val: str, test: str | None = None) -
     return path
 
 
+def make_dataset_dirs(out_dir: Path) -> None:
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    (out_dir / "labels").mkdir(parents=True, exist_ok=True)
+
+
+def write_labelled(out_dir: Path, stem: str, scene: Scene) -> None:
+    """One scene as ``out_dir/images/<stem>.jpg`` and its YOLO label file (see :func:`make_dataset_dirs`)."""
+    (out_dir / "images" / f"{stem}.jpg").write_bytes(encode_jpeg(scene.image, JPEG_QUALITY))
+    (out_dir / "labels" / f"{stem}.txt").write_text("\n".join(yolo_lines(scene)) + "\n" if scene.boxes else "")
+
+
 def write_yolo_dataset(
     domain: Domain,
     seed: int,
@@ -52,14 +63,12 @@ def write_yolo_dataset(
 
     The same seed gives the same bytes (JPEG encoding is deterministic for the same OpenCV build).
     """
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    (out_dir / "labels").mkdir(parents=True, exist_ok=True)
+    make_dataset_dirs(out_dir)
     with (out_dir / "ground_truth.jsonl").open("w", encoding="utf-8") as truth:
         for index in range(images):
             scene = render_scene(scene_rng(seed, index), domain, height, width)
             stem = f"{domain.name}_{seed}_{index:06d}"
-            (out_dir / "images" / f"{stem}.jpg").write_bytes(encode_jpeg(scene.image, JPEG_QUALITY))
-            (out_dir / "labels" / f"{stem}.txt").write_text("\n".join(yolo_lines(scene)) + "\n" if scene.boxes else "")
+            write_labelled(out_dir, stem, scene)
             truth.write(json.dumps({"image": f"images/{stem}.jpg", "boxes": scene.labels()}) + "\n")
             if progress:
                 progress(1)
@@ -78,22 +87,12 @@ def write_clip_dataset(
 ) -> Path:
     """What a camera gives a labeler: ``clips`` moving scenes, ``frames_per_clip`` frames each, ``stride`` frames
     apart, so neighbours are near-duplicates; written as a YOLO data set like :func:`write_yolo_dataset`."""
-    from simulation.world.video import world_frames
+    from simulation.world.video import world_scenes
 
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    (out_dir / "labels").mkdir(parents=True, exist_ok=True)
+    make_dataset_dirs(out_dir)
     for clip in range(clips):
-        frames = world_frames(domain, seed * 100_003 + clip, frames_per_clip * stride, height, width)
-        for index, (image, labels) in enumerate(frames):
-            if index % stride:
-                continue
-            stem = f"{domain.name}_{seed}_clip{clip:05d}_{index:04d}"
-            scene = Scene(image, [int(str(b["class_id"])) for b in labels], [_box(b["xyxy"]) for b in labels])
-            (out_dir / "images" / f"{stem}.jpg").write_bytes(encode_jpeg(image, JPEG_QUALITY))
-            (out_dir / "labels" / f"{stem}.txt").write_text("\n".join(yolo_lines(scene)) + "\n" if scene.boxes else "")
+        scenes = world_scenes(domain, seed * 100_003 + clip, frames_per_clip * stride, height, width)
+        for index, scene in enumerate(scenes):
+            if index % stride == 0:
+                write_labelled(out_dir, f"{domain.name}_{seed}_clip{clip:05d}_{index:04d}", scene)
     return write_data_yaml(out_dir, "images", "images")
-
-
-def _box(value: object) -> tuple[float, float, float, float]:
-    x1, y1, x2, y2 = (float(v) for v in value)  # type: ignore[attr-defined]
-    return x1, y1, x2, y2
