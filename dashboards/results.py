@@ -15,7 +15,7 @@ import redis
 from dashboards.errors import reading, text
 from visionloop.streams import StreamNames
 
-STAGES = ("decode", "queue", "inference", "post")
+STAGES = ("decode", "queue", "batch", "inference", "post")
 RESULTS_READ = 600  # entries per refresh: enough for a minute of a few cameras, cheap to parse
 
 

@@ -11,8 +11,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
-import numpy as np
 import redis
 
 from labeling.diversity import SelectionMemory
@@ -20,6 +18,7 @@ from labeling.gates import ClassQuota, DuplicateFilter, RateLimiter
 from labeling.review_queue import ReviewItem, ReviewQueue
 from labeling.samplers import CompositeSampler
 from visionloop.contracts import EncodedFrame, FrameResult
+from visionloop.errors import InvalidImageError
 from visionloop.settings import Settings
 from visionloop.streams import StreamNames
 
@@ -40,8 +39,10 @@ class FrameSelector:
         dedup: DuplicateFilter,
         rate: RateLimiter,
         quota: ClassQuota,
+        jpeg_quality: int = 90,
     ) -> None:
         self._sampler, self._queue = sampler, queue
+        self._jpeg_quality = jpeg_quality
         self._dedup, self._rate, self._quota = dedup, rate, quota
         self.stats = SelectorStats()
 
@@ -51,11 +52,11 @@ class FrameSelector:
         Runs off the serving path (the Router hands frames to a background thread), so decoding here is fine.
         """
         self.stats.seen += 1
-        decoded = cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR)
-        if decoded is None:
+        try:
+            image = frame.decoded()
+        except InvalidImageError:
             self.stats.rejected["undecodable"] += 1
             return None
-        image = np.asarray(decoded, dtype=np.uint8)
         selection = self._sampler.select(result, image)
         if selection is None:
             self.stats.rejected["not selected"] += 1
@@ -71,7 +72,7 @@ class FrameSelector:
             return None
         item = ReviewItem(
             result.frame_id,
-            frame.data,
+            frame.encoded(self._jpeg_quality),  # a camera's frame arrives as an array: encoded only when kept
             result,
             selection,
             time.time(),
@@ -116,4 +117,5 @@ def build_selector(settings: Settings, redis_url: str) -> FrameSelector:
         DuplicateFilter(client, prefix, labeling.dedup_window_s, labeling.dedup_max_distance),
         RateLimiter(client, prefix, labeling.per_camera_per_minute),
         ClassQuota(client, prefix, labeling.per_class_per_hour),
+        settings.cameras.jpeg_quality,
     )

@@ -40,6 +40,7 @@ LATENCY_MIN_SAMPLES = 20  # fewer: a p99 is just the maximum of a handful
 LATENCY_FIELDS = ("total_ms", "latency_ms", "lat", "latency_total_ms", "total_latency_ms")
 SAMPLE_WRAPPERS = ("json", "sample", "data")  # a field holding the sample as one JSON document
 LATENCY_STAGES = ("decode", "queue", "inference", "post")
+OPTIONAL_STAGES = ("batch",)  # newer samples split the Detector's batch wait from the source's queue
 
 
 class Status(StrEnum):
@@ -256,7 +257,8 @@ def _as_total(value: Any) -> float | None:
     if isinstance(value, dict):
         stages = [value.get(stage) for stage in LATENCY_STAGES]
         if all(isinstance(v, int | float) for v in stages):
-            return float(sum(stages))  # type: ignore[arg-type]
+            extra = [value.get(stage) for stage in OPTIONAL_STAGES]
+            return float(sum(stages) + sum(v for v in extra if isinstance(v, int | float)))  # type: ignore[arg-type]
     return None
 
 

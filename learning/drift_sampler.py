@@ -92,10 +92,15 @@ class DriftSample:
 
 def summarise(frame: EncodedFrame, result: FrameResult, conf_threshold: float) -> DriftSample | None:
     """The sample of one answered frame; None when its bytes do not decode."""
-    decoded = cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_REDUCED_COLOR_4)
-    if decoded is None:
-        return None
-    image = np.asarray(decoded, dtype=np.uint8)
+    if frame.image is not None:  # a camera's array: a quarter of each side, as the JPEG path decodes it
+        height, width = frame.image.shape[:2]
+        small = cv2.resize(frame.image, (max(1, width // 4), max(1, height // 4)), interpolation=cv2.INTER_AREA)
+        image = np.asarray(small, dtype=np.uint8)
+    else:
+        decoded = cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_REDUCED_COLOR_4)
+        if decoded is None:
+            return None
+        image = np.asarray(decoded, dtype=np.uint8)
     width = result.frame_width or image.shape[1] * 4
     height = result.frame_height or image.shape[0] * 4
     detections = result.detections
@@ -115,6 +120,7 @@ def summarise(frame: EncodedFrame, result: FrameResult, conf_threshold: float) -
         latency_ms={
             "decode": round(latency.decode_ms, 3),
             "queue": round(latency.queue_ms, 3),
+            "batch": round(latency.batch_ms, 3),
             "inference": round(latency.inference_ms, 3),
             "post": round(latency.post_ms, 3),
         },

@@ -43,6 +43,7 @@ from learning.datasets import DatasetError, DatasetStore, DatasetVersion
 from learning.evaluation import split_images
 from learning.gold_gate import GoldScorer, gold_gate, gold_sets, worst_gold
 from learning.job_lock import JobLock, LocalLock
+from learning.quantize import int8_for
 from learning.registration import export_trained, register_trained
 from visionloop.errors import VisionloopError
 from visionloop.events import EventLog
@@ -297,8 +298,10 @@ class LoopWorker:
         result = fine_tune(self._settings, champion, training_set.data_yaml, work, on_epoch=self._epoch_done)
         self._set_state(LoopState.EVALUATING, f"scoring {key} on the gold sets")
         onnx = export_trained(self._settings, result, work)
+        int8 = int8_for(self._settings, onnx, training_set.data_yaml, work)
+        served = int8 if int8 is not None and self._settings.serving.precision == "int8" else onnx
         golds = gold_sets(self._settings, self._store)
-        candidate = {gold.ref: self._gold.score_file(onnx, gold, champion.class_names) for gold in golds}
+        candidate = {gold.ref: self._gold.score_file(served, gold, champion.class_names) for gold in golds}
         gate = gold_gate(candidate, self._gold.scores(champion, golds), self._settings.loop.max_gold_regression)
         lineage = {
             "parent": champion.version,
@@ -326,6 +329,7 @@ class LoopWorker:
             champion.version,
             extra_meta=lineage,
             onnx=onnx,
+            int8=int8,
         )
         self._gold.remember(version.version, candidate)
         self._publish("challenger_registered", by=BY, version=version.version, **lineage)

@@ -1,4 +1,5 @@
-"""Trained weights become registry versions: exported to ONNX, registered with their lineage.
+"""Trained weights become registry versions: exported to ONNX (fp32, and int8 calibrated on the training images),
+registered with their lineage.
 
 Until a trained model exists an untrained one stands in (``init_untrained_champion``), so the whole serving path
 can run and be measured on a machine that has trained nothing yet.
@@ -12,6 +13,7 @@ from typing import Any
 
 from learning.datasets import load_class_names
 from learning.export import build_untrained_model, export_onnx
+from learning.quantize import int8_for
 from learning.training import TrainResult
 from visionloop.model_setup import registry_for, ultralytics_config_dir
 from visionloop.offline import prepare_ultralytics
@@ -29,9 +31,10 @@ def register_trained(
     parent: str | None,
     extra_meta: dict[str, Any] | None = None,
     onnx: Path | None = None,
+    int8: Path | None = None,
 ) -> tuple[ModelVersion, bool]:
-    """Export ``result`` to ONNX (unless ``onnx`` is the export already made) and register it as a candidate;
-    (version, whether it became champion).
+    """Export ``result`` to ONNX and int8 (unless ``onnx`` and ``int8`` are the exports already made) and register
+    it as a candidate; (version, whether it became champion).
 
     ``extra_meta`` adds lineage (the loop's: labels version, label counts by arm, job key, gold scores); it cannot
     override the keys written here. On an empty registry the first trained model becomes champion: there is nothing
@@ -39,6 +42,8 @@ def register_trained(
     """
     if onnx is None:
         onnx = export_trained(settings, result, work)
+    if int8 is None:
+        int8 = int8_for(settings, onnx, data_yaml, work)
     registry = registry_for(settings)
     version = registry.register(
         onnx,
@@ -55,6 +60,7 @@ def register_trained(
             "train_seconds": round(result.seconds, 1),
             "metrics": {"val": result.metrics},
         },
+        int8_file=int8,
     )
     if registry.pointers()["champion"] is None:
         registry.set_pointer(Role.CHAMPION, version.version)

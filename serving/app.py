@@ -12,7 +12,7 @@ from visionloop.contracts import ModelRole
 from visionloop.frames import FrameObserverFactory
 from visionloop.registry import ModelRegistry, ResolvedModel
 from visionloop.settings import Settings
-from visionloop.streams import SERVE_APP_NAME
+from visionloop.streams import CHAMPION_DEPLOYMENT, SERVE_APP_NAME
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 def resolve_serving_model(settings: Settings, model: str | None = None) -> ResolvedModel:
     """The file a Detector loads for ``serving.model`` (or ``model``), for the configured backend."""
     registry = ModelRegistry(settings.resolved_var_dir() / "models")
-    return resolve_for_backend(registry, model or settings.serving.model, settings.serving.backend)
+    serving = settings.serving
+    return resolve_for_backend(registry, model or serving.model, serving.backend, serving.precision)
 
 
 def _spec(settings: Settings, role: ModelRole, follow: str | None) -> DetectorSpec:
@@ -47,7 +48,8 @@ def shadow_spec(settings: Settings) -> DetectorSpec:
     """The shadow's spec: the registry's shadow pointer now (or no model), followed from then on."""
     registry = ModelRegistry(settings.resolved_var_dir() / "models")
     version = registry.pointers()["shadow"]
-    resolved = resolve_for_backend(registry, version, settings.serving.backend) if version else None
+    serving = settings.serving
+    resolved = resolve_for_backend(registry, version, serving.backend, serving.precision) if version else None
     return _spec(settings, ModelRole.SHADOW, "shadow").with_model(resolved)
 
 
@@ -56,7 +58,7 @@ def build_app(settings: Settings, redis_url: str, observer: FrameObserverFactory
     ``observer`` sees every answered frame."""
     serving = settings.serving
     champion = Detector.options(  # type: ignore[attr-defined]
-        name="ChampionDetector",
+        name=CHAMPION_DEPLOYMENT,
         num_replicas=serving.replicas,
         max_ongoing_requests=serving.max_ongoing_requests,
         ray_actor_options={"num_cpus": serving.num_cpus, "num_gpus": serving.num_gpus},

@@ -6,16 +6,19 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from ray import serve
 
 from serving.backends import BackendOptions, InferenceBackend, create_backend
 from serving.metrics import DetectorMetrics
 from serving.model_source import PointerWatch, resolve_for_backend
-from visionloop.contracts import Detections, ModelRole, StageLatency
+from visionloop.contracts import Detections, EncodedFrame, FrameResult, ModelRole, StageLatency
 from visionloop.errors import InvalidImageError
 from visionloop.imaging import decode_image
 from visionloop.registry import ModelRegistry, ResolvedModel
@@ -42,6 +45,7 @@ class DetectorSpec:
     follow: str | None = None
     registry_root: str | None = None
     follow_poll_s: float = 0.5
+    precision: str = "fp32"
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "serving": self.serving.model_dump(mode="json")}
@@ -50,7 +54,13 @@ class DetectorSpec:
         """This spec serving ``model``; None: holding no model (a shadow replica while no shadow is set)."""
         if model is None:
             return replace(self, model_path="", model_version="", class_names=[])
-        return replace(self, model_path=str(model.path), model_version=model.label, class_names=list(model.class_names))
+        return replace(
+            self,
+            model_path=str(model.path),
+            model_version=model.label,
+            class_names=list(model.class_names),
+            precision=model.precision,
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DetectorSpec:
@@ -71,11 +81,14 @@ class DetectorSpec:
         )
 
 
+FramePayload = bytes | npt.NDArray[np.uint8]  # encoded at the network edge, an array from a camera in the cluster
+
+
 @dataclass(frozen=True)
 class FrameRequest:
     """The frames of one call; a batch is several calls, run as one model call."""
 
-    frames: list[bytes]
+    frames: list[FramePayload]
     enqueued: float
 
 
@@ -98,6 +111,7 @@ class ModelInfo:
     device: str
     class_names: list[str]
     role: str
+    precision: str = "fp32"
 
 
 def frames_in(requests: list[FrameRequest]) -> int:
@@ -120,6 +134,7 @@ class DetectorCore:
             device=self.backend.device,
             class_names=self.backend.class_names,
             role=self.spec.role,
+            precision=self.spec.precision,
         )
 
     def run_batch(self, requests: list[FrameRequest]) -> list[list[FrameReply]]:
@@ -132,28 +147,28 @@ class DetectorCore:
             position += len(request.frames)
         return grouped
 
-    def run_frames(self, flat: list[tuple[FrameRequest, bytes]]) -> list[FrameReply]:
+    def run_frames(self, flat: list[tuple[FrameRequest, FramePayload]]) -> list[FrameReply]:
         started = time.perf_counter()
         frames, decode_ms, errors = [], [], {}
         for i, (_, data) in enumerate(flat):
             t0 = time.perf_counter()
             try:
-                frames.append(decode_image(data))
+                frames.append(data if isinstance(data, np.ndarray) else decode_image(data))
             except InvalidImageError as exc:
                 errors[i] = str(exc)
             decode_ms.append((time.perf_counter() - t0) * 1e3)
         prediction = self.backend.predict(frames)
         replies, valid = [], iter(zip(frames, prediction.detections, strict=True))
         for i, (request, _) in enumerate(flat):
-            queue_ms = max(0.0, (started - request.enqueued) * 1e3)
+            batch_ms = max(0.0, (started - request.enqueued) * 1e3)
             if i in errors:
-                latency = StageLatency(decode_ms=decode_ms[i], queue_ms=queue_ms)
+                latency = StageLatency(decode_ms=decode_ms[i], batch_ms=batch_ms)
                 replies.append(FrameReply(None, latency, self.spec.model_version, error=errors[i]))
                 continue
             frame, detections = next(valid)
             latency = StageLatency(
                 decode_ms=decode_ms[i],
-                queue_ms=queue_ms,
+                batch_ms=batch_ms,
                 inference_ms=prediction.preprocess_ms + prediction.inference_ms,
                 post_ms=prediction.postprocess_ms,
             )
@@ -174,9 +189,41 @@ class DetectorCore:
             if reply.error:
                 self.metrics.errors.inc(tags={"kind": "invalid_image"})
                 continue
-            for stage in ("decode", "queue", "inference", "post"):
+            for stage in ("decode", "batch", "inference", "post"):
                 value = getattr(reply.latency, f"{stage}_ms")
                 self.metrics.stage_latency.observe(value, tags={"stage": stage, "role": role})
+
+
+def frame_results(frames: Sequence[EncodedFrame], replies: Sequence[FrameReply]) -> list[FrameResult | str]:
+    """Each frame's result, with what it spent at its source added to the serving stages; a frame's error as text.
+
+    Frames without a sequence number or capture time (uploads) get them from the caller before they come here."""
+    results: list[FrameResult | str] = []
+    for frame, reply in zip(frames, replies, strict=True):
+        if reply.error or reply.detections is None:
+            results.append(reply.error or "no detections returned")
+            continue
+        latency = StageLatency(
+            decode_ms=reply.latency.decode_ms + frame.decode_ms,
+            queue_ms=frame.queue_ms,
+            batch_ms=reply.latency.batch_ms,
+            inference_ms=reply.latency.inference_ms,
+            post_ms=reply.latency.post_ms,
+        )
+        results.append(
+            FrameResult(
+                camera_id=frame.camera_id,
+                seq=frame.seq if frame.seq is not None else 0,
+                capture_ts=frame.capture_ts if frame.capture_ts is not None else time.time(),
+                model_version=reply.model_version,
+                detections=reply.detections,
+                latency=latency,
+                role=ModelRole.CHAMPION,
+                frame_width=reply.width,
+                frame_height=reply.height,
+            )
+        )
+    return results
 
 
 NO_MODEL = "no model loaded: no shadow is set"
@@ -255,12 +302,9 @@ class Detector:
         if version is None:
             return replace(self._spec, model_path="", model_version="", class_names=[])
         assert self._spec.registry_root is not None
-        resolved = resolve_for_backend(
-            ModelRegistry(Path(self._spec.registry_root)), version, self._spec.serving.backend
-        )
-        return replace(
-            self._spec, model_path=str(resolved.path), model_version=resolved.label, class_names=resolved.class_names
-        )
+        serving = self._spec.serving
+        registry = ModelRegistry(Path(self._spec.registry_root))
+        return self._spec.with_model(resolve_for_backend(registry, version, serving.backend, serving.precision))
 
     async def _run_batch(self, requests: list[FrameRequest]) -> list[list[FrameReply]]:
         # Model calls are CPU-bound: run them off the replica's event loop so requests keep queueing, and so
@@ -270,8 +314,8 @@ class Detector:
             return [[FrameReply(None, StageLatency(), "", error=NO_MODEL) for _ in r.frames] for r in requests]
         return await asyncio.get_running_loop().run_in_executor(None, core.run_batch, requests)
 
-    async def detect(self, frames: list[bytes]) -> list[FrameReply]:
-        """Detect on several encoded frames (a camera's recent frames, or one upload).
+    async def detect(self, frames: list[FramePayload]) -> list[FrameReply]:
+        """Detect on several frames, encoded (an upload) or decoded (a camera's arrays, through the object store).
 
         Callers that send several frames per call pay Serve's per-request cost once for all of them; the frames
         join the replica's shared batch queue in chunks of at most ``max_batch_size``.
@@ -280,6 +324,12 @@ class Detector:
         chunks = [FrameRequest(list(frames[i : i + size]), now) for i in range(0, len(frames), size)]
         replies = await asyncio.gather(*(self._batched(chunk) for chunk in chunks))
         return [reply for chunk_replies in replies for reply in chunk_replies]
+
+    async def detect_frames(self, frames: list[EncodedFrame]) -> list[FrameResult | str]:
+        """Detect on camera frames and answer with their results (a string for a frame that failed): camera
+        workers call this directly, one Ray hop per frame, and publish what it returns themselves."""
+        replies = await self.detect([frame.payload for frame in frames])
+        return frame_results(frames, replies)
 
     def info(self) -> ModelInfo:
         core = self._core

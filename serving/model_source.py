@@ -9,21 +9,46 @@ the pointer costs one ``stat`` of ``pointers.json`` per poll and swaps through t
 
 from __future__ import annotations
 
+import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from visionloop.errors import ModelLoadError
-from visionloop.registry import ONNX_FILE, POINTERS_FILE, TORCH_FILE, ModelRegistry, ResolvedModel, resolve_model
+from visionloop.registry import (
+    INT8_ONNX_FILE,
+    ONNX_FILE,
+    POINTERS_FILE,
+    TORCH_FILE,
+    ModelRegistry,
+    ResolvedModel,
+    is_model_file,
+    resolve_model,
+)
+
+log = logging.getLogger(__name__)
 
 
-def resolve_for_backend(registry: ModelRegistry, model: str, backend: str) -> ResolvedModel:
-    """The registry's one naming rule, plus the backend's need: ONNX Runtime loads ``model.onnx``, the torch
-    backend prefers ``model.pt``."""
+def resolve_for_backend(registry: ModelRegistry, model: str, backend: str, precision: str = "fp32") -> ResolvedModel:
+    """The registry's one naming rule, plus the backend's need: ONNX Runtime loads ``model.onnx`` (or, at int8,
+    ``model.int8.onnx``), the torch backend prefers ``model.pt``.
+
+    A version registered before int8 files existed has none: it is served at fp32, and the log says so once per
+    load (``visionloop models quantize`` registers an int8 copy)."""
     onnx_backend = backend == "onnxruntime"
     resolved = resolve_model(registry, model, prefer=ONNX_FILE if onnx_backend else TORCH_FILE)
     if onnx_backend and resolved.path.suffix != ".onnx":
         raise ModelLoadError(f"model {resolved.label} has no {ONNX_FILE} (serving.backend is onnxruntime)")
-    return resolved
+    if not onnx_backend or precision != "int8" or is_model_file(model):
+        return resolved
+    int8 = resolved.path.parent / INT8_ONNX_FILE
+    if not int8.is_file():
+        log.warning(
+            "serving.precision is int8 but %s has no %s: serving it at fp32 ('visionloop models quantize %s' "
+            "registers an int8 copy)", resolved.label, INT8_ONNX_FILE, resolved.label
+        )  # fmt: skip
+        return resolved
+    return replace(resolved, path=int8, precision="int8")
 
 
 class PointerWatch:

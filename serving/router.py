@@ -13,31 +13,33 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Body, Depends, FastAPI, File, HTTPException, Path, Query, Request, UploadFile
+from fastapi import Body, Depends, FastAPI, File, HTTPException, Path, Query, Request, UploadFile, WebSocket
 from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from ray import serve
 
-from serving.detector import FrameReply, ModelInfo
+from serving.detector import ModelInfo
 from serving.explanations import explanation, kept_frame, queue_explanation, recent_explanations, request_for
 from serving.http_errors import http_exception
 from serving.limits import BodySizeLimitMiddleware, UploadLimit
 from serving.metrics import RouterMetrics
 from serving.model_source import PointerWatch
-from serving.results import ResultPublisher
 from serving.shadow import ShadowMirror, summarize_pairs
+from serving.stream_session import StreamLimits, StreamSession
 from visionloop.cameras import CAMERA_ID_PATTERN, CameraSpec
-from visionloop.contracts import EncodedFrame, FrameResult, ModelRole, StageLatency
+from visionloop.contracts import EncodedFrame, FrameResult
 from visionloop.errors import InvalidImageError, NotReadyError
-from visionloop.frames import FrameObserverFactory
+from visionloop.frames import FrameObserverFactory, ResultTarget
 from visionloop.http_errors import PayloadTooLarge, Unauthorized, is_client_error
 from visionloop.model_setup import event_log_for
 from visionloop.promotion import history, promote, reject, rollback
 from visionloop.registry import ModelRegistry
+from visionloop.results import ResultPublisher
 from visionloop.settings import Settings
 from visionloop.streams import CAMERA_MANAGER_ACTOR, LABELING_WORKER_ACTOR, LOOP_WORKER_ACTOR, StreamNames
 
@@ -101,13 +103,8 @@ class Router:
         self._champion = champion
         self._registry = ModelRegistry(self._settings.resolved_var_dir() / "models")
         self._metrics = RouterMetrics.create()
-        self._publisher = ResultPublisher(
-            redis_url=redis_url,
-            stream=StreamNames(self._settings.redis.stream_prefix).results,
-            maxlen=self._settings.redis.results_maxlen,
-            buffer_size=self._settings.redis.result_buffer_size,
-            socket_timeout_s=self._settings.redis.socket_timeout_s,
-            on_drop=lambda n: self._metrics.results_dropped.inc(n),
+        self._publisher = ResultTarget.from_settings(settings, redis_url).publisher(
+            on_drop=lambda n: self._metrics.results_dropped.inc(n)
         )
         self._seq = itertools.count()
         self._model_info: dict[str, ModelInfo] = {}
@@ -186,42 +183,36 @@ class Router:
     async def process_frames(self, frames: list[EncodedFrame]) -> list[FrameResult | str]:
         """Run frames through the champion and publish their results; a string in the output is a frame's error.
 
-        Camera workers call this through a Ray handle (several frames per call); the HTTP endpoints call it too.
+        The HTTP and stream endpoints and the browser gateway call this; camera workers go to the Detector
+        directly (one hop) and hand their frames to :meth:`observe_frames` afterwards.
         """
         self._publisher.start()
         received = time.time()
-        replies: list[FrameReply] = await self._champion.detect.remote([f.data for f in frames])
-        results: list[FrameResult | str] = []
-        for frame, reply in zip(frames, replies, strict=True):
-            if reply.error or reply.detections is None:
-                results.append(reply.error or "no detections returned")
-                continue
-            latency = StageLatency(
-                decode_ms=reply.latency.decode_ms + frame.decode_ms,
-                queue_ms=reply.latency.queue_ms + frame.queue_ms,
-                inference_ms=reply.latency.inference_ms,
-                post_ms=reply.latency.post_ms,
+        stamped = [
+            replace(
+                frame,
+                seq=frame.seq if frame.seq is not None else next(self._seq),
+                capture_ts=frame.capture_ts if frame.capture_ts is not None else received,
             )
-            results.append(
-                FrameResult(
-                    camera_id=frame.camera_id,
-                    seq=frame.seq if frame.seq is not None else next(self._seq),
-                    capture_ts=frame.capture_ts if frame.capture_ts is not None else received,
-                    model_version=reply.model_version,
-                    detections=reply.detections,
-                    latency=latency,
-                    role=ModelRole.CHAMPION,
-                    frame_width=reply.width,
-                    frame_height=reply.height,
-                )
-            )
+            for frame in frames
+        ]
+        results: list[FrameResult | str] = await self._champion.detect_frames.remote(stamped)
         self._publisher.publish(r for r in results if isinstance(r, FrameResult))
         self._metrics.results_buffered.set(self._publisher.buffered)
+        await self.observe_frames(stamped, results)
+        return results
+
+    async def wants_frames(self) -> bool:
+        """Whether answered camera frames are worth sending here (an observer or a shadow mirror looks at them)."""
+        return self._observer is not None or self._mirror is not None
+
+    async def observe_frames(self, frames: list[EncodedFrame], results: list[FrameResult | str]) -> None:
+        """Show answered frames to the observer and the shadow mirror, off every response path: camera workers
+        call this after publishing their results, so neither labeling nor shadow mode adds to a camera's latency."""
         mirror = self._shadow_mirror()
         if mirror is not None:
             mirror.offer_random(frames, results)
         self._observe_frames(frames, results, mirror)
-        return results
 
     def _observe_frames(
         self, frames: list[EncodedFrame], results: list[FrameResult | str], mirror: ShadowMirror | None
@@ -287,6 +278,31 @@ class Router:
         self._observe("detect", 200, started)
         return result.to_dict(await self._class_names(result.model_version))
 
+    @app.websocket("/v1/stream")
+    async def stream(self, websocket: WebSocket, camera_id: CameraId = "stream") -> None:
+        """Frames as binary WebSocket messages (JPEG or PNG), answers as JSON text messages, one per frame in order
+        (``index`` counts the frames of the connection). The bearer token goes in the handshake's Authorization
+        header; without it the handshake is refused before any frame is read."""
+        header = websocket.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        try:
+            self._authorize(HTTPAuthorizationCredentials(scheme=scheme, credentials=token) if token else None)
+        except HTTPException:
+            self._metrics.requests.inc(tags={"endpoint": "stream", "status": "401"})
+            await websocket.close(code=1008, reason="missing or wrong bearer token (Authorization: Bearer <token>)")
+            return
+        await websocket.accept()
+        api = self._settings.api
+        limits = StreamLimits(api.max_upload_bytes, api.stream_window, self._settings.serving.max_batch_size)
+        session = StreamSession(
+            camera_id, websocket.receive, websocket.send_json, self.process_frames, self._class_names, limits
+        )
+        try:
+            await session.run()
+        finally:
+            self._metrics.requests.inc(session.answered, tags={"endpoint": "stream", "status": "200"})
+            self._metrics.requests.inc(session.errors, tags={"endpoint": "stream", "status": "400"})
+
     @app.post("/v1/detect/batch", summary="Detect objects in several images at once (cheaper per frame)")
     async def detect_batch(
         self,
@@ -325,6 +341,7 @@ class Router:
                 "version": info.model_version,
                 "backend": info.backend,
                 "device": info.device,
+                "precision": info.precision,
                 "classes": info.class_names,
             }
         except Exception as exc:  # any replica failure is reported, not raised
@@ -336,7 +353,12 @@ class Router:
     async def models(self) -> dict[str, Any]:
         info: ModelInfo = await self._champion.info.remote()
         return {
-            "serving": {"champion": info.model_version, "backend": info.backend, "device": info.device},
+            "serving": {
+                "champion": info.model_version,
+                "backend": info.backend,
+                "device": info.device,
+                "precision": info.precision,
+            },
             "pointers": self._registry.pointers(),
             "versions": [{**m.meta, "ab": self._registry.decision(m.version)} for m in self._registry.versions()],
         }

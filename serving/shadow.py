@@ -229,7 +229,7 @@ class ShadowMirror:
                     self._queue.task_done()
 
     async def _send(self, batch: list[tuple[EncodedFrame, FrameResult]]) -> None:
-        replies = await self._shadow.detect.remote([frame.data for frame, _ in batch])
+        replies = await self._shadow.detect.remote([frame.payload for frame, _ in batch])
         entries = []
         for (_, champion), reply in zip(batch, replies, strict=True):
             if reply.error == NO_MODEL:  # the pointer moved and the shadow replica is still loading it

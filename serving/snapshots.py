@@ -26,6 +26,7 @@ class SnapshotKeeper:
         self._streams = StreamNames(settings.redis.stream_prefix)
         self._throttle = CameraThrottle(settings.dashboard.snapshot_interval_s)
         self._keep = settings.dashboard.snapshots_per_camera
+        self._jpeg_quality = settings.cameras.jpeg_quality
         timeout = settings.redis.socket_timeout_s
         self._redis = redis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
 
@@ -37,7 +38,8 @@ class SnapshotKeeper:
             "camera_id": result.camera_id,
             "ts": result.capture_ts,
             "model_version": result.model_version,
-            "jpeg_b64": base64.b64encode(frame.data).decode("ascii"),
+            # A camera's frame arrives as an array: encoded here, for the few frames kept.
+            "jpeg_b64": base64.b64encode(frame.encoded(self._jpeg_quality)).decode("ascii"),
             "result": result.to_dict(),
         }
         key = self._streams.snapshots(result.camera_id)

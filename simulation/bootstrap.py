@@ -17,8 +17,9 @@ from rich.console import Console
 from rich.progress import Progress
 
 from learning.datasets import DatasetStore, DatasetVersion, read_yolo_source, stratified_split
-from learning.evaluation import evaluate
+from learning.evaluation import evaluate, serving_map50
 from learning.export import export_onnx
+from learning.quantize import int8_for, register_int8_copy
 from learning.training import train
 from simulation.world import load_domains, write_yolo_dataset
 from visionloop.model_setup import registry_for, ultralytics_config_dir
@@ -110,12 +111,40 @@ def _find_existing(settings: Settings, key: str) -> ModelVersion | None:
     return None
 
 
+def _int8_gold(
+    settings: Settings, fp32_map50: float, int8: Path | None, gold_yaml: Path, class_names: list[str]
+) -> dict[str, Any]:
+    if int8 is None:
+        return {}
+    return {"int8_gold_map50": {"fp32": fp32_map50, "int8": serving_map50(settings, int8, gold_yaml, class_names)}}
+
+
+def _with_int8(settings: Settings, existing: ModelVersion, console: Console) -> ModelVersion:
+    """A bootstrap model registered before int8 files existed gets an int8 copy (a new version; published ones never
+    change), calibrated on its own training set; the champion pointer follows it when it was the champion."""
+    b = settings.bootstrap
+    console.print(f"bootstrap model {existing.version} has no int8 file: quantizing a copy")
+    with progress_bar(console) as progress:
+        data = world_dataset(settings, f"world-{b.domain}", b.domain, b.seed, b.images, settings.data.split, progress)
+        gold = world_dataset(
+            settings, f"world-{b.domain}-gold", b.domain, b.seed + GOLD_SEED_OFFSET, b.gold_images, (0.0, 1.0, 0.0),
+            progress,
+        )  # fmt: skip
+    copy = register_int8_copy(settings, existing, data.data_yaml, gold.data_yaml)
+    registry = registry_for(settings)
+    if registry.pointers()["champion"] == existing.version:
+        registry.set_pointer(Role.CHAMPION, copy.version)
+    return copy
+
+
 def run_bootstrap(settings: Settings, console: Console | None = None) -> BootstrapOutcome:
     console = console or Console()
     recipe = recipe_of(settings)
     key = recipe_hash(recipe)
     existing = _find_existing(settings, key)
     registry = registry_for(settings)
+    if existing is not None and not existing.int8_path.is_file():
+        existing = _with_int8(settings, existing, console)
     if existing is not None:
         if registry.pointers()["champion"] is None or registry.champion().meta.get("source") == "untrained":
             registry.set_pointer(Role.CHAMPION, existing.version)
@@ -151,6 +180,7 @@ def run_bootstrap(settings: Settings, console: Console | None = None) -> Bootstr
             overrides={"cache": "ram"},
         )
         onnx = export_onnx(result.weights, settings.serving.imgsz, run_dir / "model.onnx")
+        int8 = int8_for(settings, onnx, data.data_yaml, run_dir)
         eval_task = progress.add_task("gold evaluation", total=gold.manifest["counts"]["val"]["images"], status="")
         metrics = evaluate(
             onnx,
@@ -180,7 +210,9 @@ def run_bootstrap(settings: Settings, console: Console | None = None) -> Bootstr
             "train_seconds": round(result.seconds, 1),
             "bootstrap_seconds": round(seconds, 1),
             "metrics": {k: v for k, v in metrics.to_dict().items() if k not in ("plots",)},
+            **_int8_gold(settings, metrics.map50, int8, gold.data_yaml, list(data.manifest["class_names"])),
         },
+        int8_file=int8,
     )
     registry.set_pointer(Role.CHAMPION, version.version)
     return BootstrapOutcome(registry.get(version.version), metrics.map50, seconds, False)

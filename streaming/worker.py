@@ -1,9 +1,9 @@
 """A camera worker: one Ray actor per camera, so cameras spread over the nodes of a cluster.
 
-It supervises the stream (streaming.supervisor) and runs a sender loop that takes the newest frames at the
-camera's target rate, encodes them as JPEG and sends them to the serving Router in one call; the Router
-publishes the results. Nothing here blocks on the model for longer than one call: a slow model means frames are
-skipped (and counted), never queued.
+It supervises the stream (streaming.supervisor) and runs a sender loop that sends each new frame as soon as it
+is decoded, as an array (no JPEG inside the cluster), to the champion Detector through the frame sink, which
+publishes the results. A live camera faster than its target rate is thinned by capture time (no clock of our own
+to wait for); a model slower than the camera means frames are skipped (and counted), never queued.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from streaming.supervisor import CameraSupervisor, RestartPolicy
 from visionloop.cameras import CameraSpec
 from visionloop.contracts import EncodedFrame, FrameResult
 from visionloop.frames import FrameSink
-from visionloop.imaging import encode_jpeg
 from visionloop.redaction import redact
 from visionloop.settings import CameraSettings
 
@@ -66,6 +65,7 @@ class CameraRuntime:
         self.last_send_error: str | None = None
         self._latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._processed_at: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._last_sent_capture = float("-inf")
         self._stop = threading.Event()
         self._sender = threading.Thread(target=self._send_loop, name=f"sender-{spec.id}", daemon=True)
 
@@ -82,37 +82,43 @@ class CameraRuntime:
         if self._on_transition:
             self._on_transition(self.spec.id, transition)
 
-    def _encode(self, frame: CapturedFrame) -> EncodedFrame:
+    def _frame(self, frame: CapturedFrame) -> EncodedFrame:
         return EncodedFrame(
             camera_id=self.spec.id,
-            data=encode_jpeg(frame.image, self.settings.jpeg_quality),
+            image=frame.image,
             seq=frame.seq,
             capture_ts=frame.capture_ts,
             decode_ms=frame.decode_ms,
             queue_ms=(time.monotonic() - frame.queued_at) * 1e3,
         )
 
+    def _due(self, frames: list[CapturedFrame]) -> list[CapturedFrame]:
+        """The frames to send now. A live camera sends only its newest frame, and only once the target period has
+        passed since the last one sent (by capture time, with a fifth of a period of slack for jitter): frames are
+        sent the moment they arrive instead of waiting for a tick of a clock out of phase with the camera."""
+        if self.buffer.mode is not BufferMode.LATEST or not frames:
+            return frames
+        newest = frames[-1]
+        self.buffer.skipped += len(frames) - 1
+        if newest.capture_ts - self._last_sent_capture < 0.8 / self.spec.target_fps:
+            self.buffer.skipped += 1
+            return []
+        self._last_sent_capture = newest.capture_ts
+        return [newest]
+
     def _send_loop(self) -> None:
-        period = 1.0 / self.spec.target_fps
-        next_at = time.monotonic()
         while not self._stop.is_set():
-            frames = self.buffer.take(self.settings.max_frames_per_call, timeout_s=0.2)
+            frames = self._due(self.buffer.take(self.settings.max_frames_per_call, timeout_s=0.2))
             if not frames:
                 continue
-            if self.buffer.mode is BufferMode.LATEST:
-                # Only the newest frame per tick matters for a live camera; older ones count as skipped.
-                self.buffer.skipped += len(frames) - 1
-                frames = frames[-1:]
             try:
-                results = self._send([self._encode(f) for f in frames])
-            except Exception as exc:  # the Router may be restarting; count it and keep going
+                results = self._send([self._frame(f) for f in frames])
+            except Exception as exc:  # the Detector may be restarting; count it and keep going
                 self.send_errors += 1
                 self.last_send_error = redact(f"{type(exc).__name__}: {exc}")
                 self._stop.wait(0.5)
                 continue
             self._record(results)
-            next_at = max(next_at + period, time.monotonic() - period)
-            self._stop.wait(max(0.0, next_at - time.monotonic()))
 
     def _record(self, results: list[FrameResult | str]) -> None:
         now = time.time()
@@ -175,7 +181,7 @@ class CameraWorker:
             )
 
     def status(self) -> dict[str, Any]:
-        status = self._runtime.status()
+        status = {**self._runtime.status(), **self._sink.counters()}
         for key, last in list(self._last_report.items()):
             if status[key] > last:
                 self._metrics.count(self._spec.id, key, status[key] - last)
@@ -184,4 +190,5 @@ class CameraWorker:
 
     def stop(self) -> dict[str, Any]:
         self._runtime.stop()
-        return self._runtime.status()
+        self._sink.close(5.0)  # results still buffered reach Redis before the actor goes
+        return self.status()

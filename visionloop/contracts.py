@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from visionloop.imaging import decode_image, encode_jpeg
+
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int32]
 
@@ -223,37 +225,58 @@ class ModelRole(StrEnum):
 
 @dataclass(frozen=True)
 class StageLatency:
-    """Milliseconds spent in each stage of one frame's trip."""
+    """Milliseconds spent in each stage of one frame's trip: decoding it, waiting at its source (a camera's buffer),
+    waiting in the Detector's batch queue, in the model (with its pre-processing), and in post-processing."""
 
     decode_ms: float = 0.0
     queue_ms: float = 0.0
     inference_ms: float = 0.0
     post_ms: float = 0.0
+    batch_ms: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("decode_ms", "queue_ms", "inference_ms", "post_ms"):
+        for name in ("decode_ms", "queue_ms", "inference_ms", "post_ms", "batch_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
 
     @property
     def total_ms(self) -> float:
-        return self.decode_ms + self.queue_ms + self.inference_ms + self.post_ms
+        return self.decode_ms + self.queue_ms + self.batch_ms + self.inference_ms + self.post_ms
 
 
 @dataclass(frozen=True)
 class EncodedFrame:
-    """A frame on its way to the model: JPEG/PNG bytes plus where and when it was captured.
+    """A frame on its way to the model, plus where and when it was captured.
+
+    At the network edge (uploads, the stream endpoint) it is JPEG/PNG ``data``. Inside the cluster a camera sends
+    the decoded BGR ``image`` instead: Ray's object store moves the array without a copy, so no frame is encoded
+    to JPEG only to be decoded again one process further. ``decoded()`` and ``encoded()`` give either form to
+    whoever needs it (observers keep JPEG only for the few frames they store).
 
     ``decode_ms`` and ``queue_ms`` are what the frame already spent at its source (camera decode, buffer wait);
     the serving side adds its own stages to them.
     """
 
     camera_id: str
-    data: bytes
+    data: bytes = b""
     seq: int | None = None
     capture_ts: float | None = None
     decode_ms: float = 0.0
     queue_ms: float = 0.0
+    image: npt.NDArray[np.uint8] | None = None
+
+    @property
+    def payload(self) -> bytes | npt.NDArray[np.uint8]:
+        """What the Detector is given: the array when there is one, else the encoded bytes."""
+        return self.image if self.image is not None else self.data
+
+    def decoded(self) -> npt.NDArray[np.uint8]:
+        """The BGR array (decoding the bytes when the frame came encoded)."""
+        return self.image if self.image is not None else decode_image(self.data, self.camera_id)
+
+    def encoded(self, quality: int = 90) -> bytes:
+        """JPEG/PNG bytes (encoding the array when the frame came decoded)."""
+        return self.data if self.data or self.image is None else encode_jpeg(self.image, quality)
 
 
 @dataclass(frozen=True)
@@ -296,6 +319,7 @@ class FrameResult:
             "latency_ms": {
                 "decode": round(self.latency.decode_ms, 3),
                 "queue": round(self.latency.queue_ms, 3),
+                "batch": round(self.latency.batch_ms, 3),
                 "inference": round(self.latency.inference_ms, 3),
                 "post": round(self.latency.post_ms, 3),
             },
@@ -316,6 +340,7 @@ class FrameResult:
             latency=StageLatency(
                 decode_ms=lat.get("decode", 0.0),
                 queue_ms=lat.get("queue", 0.0),
+                batch_ms=lat.get("batch", 0.0),
                 inference_ms=lat.get("inference", 0.0),
                 post_ms=lat.get("post", 0.0),
             ),

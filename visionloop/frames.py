@@ -1,20 +1,31 @@
 """How frames travel between the parts without the parts importing each other.
 
-- A ``FrameSink`` takes a camera's encoded frames and returns, per frame, its result or an error. Cameras
-  (streaming) send into one; the serving Router is the one that answers. ``ServeFrameSink`` reaches it through
-  Ray Serve by application name: plain data, so it travels to camera actors, with the handle made where it is used.
+- A ``FrameSink`` takes a camera's frames and returns, per frame, its result or an error. Cameras (streaming) send
+  into one; serving answers. ``DetectorFrameSink`` is the camera path: one Ray hop to the champion Detector with
+  the frames as arrays, results published to Redis from the camera's own process, and the frames shown to the
+  Router's observers afterwards, off the latency path. ``ServeFrameSink`` goes through the Router (the browser
+  gateway uses it). Both are plain data, so they travel to camera actors; handles are made where they are used.
 - A ``FrameObserver`` is told about every answered frame (the labeling selector is one). The face builds it and
   hands the factory to serving, so serving never imports the part that observes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import queue
+import threading
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from visionloop.contracts import EncodedFrame, FrameResult
+from visionloop.results import BackgroundPublisher, ResultPublisher
 from visionloop.settings import Settings
-from visionloop.streams import SERVE_APP_NAME
+from visionloop.streams import CHAMPION_DEPLOYMENT, SERVE_APP_NAME, StreamNames
+
+log = logging.getLogger(__name__)
 
 FrameReplies = list[FrameResult | str]
 
@@ -22,6 +33,12 @@ FrameReplies = list[FrameResult | str]
 class FrameSink(Protocol):
     def send(self, frames: Sequence[EncodedFrame]) -> FrameReplies:
         """Detect ``frames`` and publish their results; one result (or error message) per frame, in order."""
+
+    def counters(self) -> dict[str, int]:
+        """What the sink lost or holds (results dropped, buffered; frames not shown to observers)."""
+
+    def close(self, timeout_s: float) -> None:
+        """Write what is still buffered (at most ``timeout_s``) and let go of connections."""
 
 
 class FrameObserver(Protocol):
@@ -119,7 +136,151 @@ class ServeFrameSink:
         replies: FrameReplies = await self._ingress().process_frames.remote(list(frames))
         return replies
 
+    def counters(self) -> dict[str, int]:
+        return {}  # the Router publishes and counts
+
+    def close(self, timeout_s: float) -> None:
+        return None
+
     async def class_names(self) -> list[str]:
         """Class names of the model that answers (browsers label their boxes with them)."""
         names: list[str] = await self._ingress().class_names.remote()
         return names
+
+
+@dataclass(frozen=True)
+class ResultTarget:
+    """Where and how results are written: the results stream, its cap, and the in-memory buffer for outages."""
+
+    redis_url: str
+    stream: str
+    maxlen: int
+    buffer_size: int
+    socket_timeout_s: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings, redis_url: str) -> ResultTarget:
+        redis_settings = settings.redis
+        return cls(
+            redis_url,
+            StreamNames(redis_settings.stream_prefix).results,
+            redis_settings.results_maxlen,
+            redis_settings.result_buffer_size,
+            redis_settings.socket_timeout_s,
+        )
+
+    def publisher(self, on_drop: Callable[[int], None] | None = None) -> ResultPublisher:
+        return ResultPublisher(
+            self.redis_url, self.stream, self.maxlen, self.buffer_size, self.socket_timeout_s, on_drop
+        )
+
+
+class DetectorFrameSink:
+    """Camera frames straight to the champion Detector: one Ray hop per call, arrays through the object store.
+
+    The two hops of old (camera -> Router -> Detector) cost 10-20 ms each under load. Here the camera's process
+    publishes the results itself (a background publisher: buffered, retrying, bounded) and then hands the frames to
+    the Router's ``observe_frames`` from a background thread, gathered into one call every ``observe_every_s``, so
+    labeling and shadow mode see the frames without adding to the camera's latency or its CPU per frame.
+    """
+
+    def __init__(
+        self,
+        target: ResultTarget,
+        app_name: str = SERVE_APP_NAME,
+        deployment: str = CHAMPION_DEPLOYMENT,
+        timeout_s: float = 30.0,
+        observe_backlog: int = 32,
+        observe_every_s: float = 0.5,
+    ) -> None:
+        self.target = target
+        self.app_name = app_name
+        self.deployment = deployment
+        self.timeout_s = timeout_s
+        self.observe_backlog = observe_backlog
+        self.observe_every_s = observe_every_s
+        self._lock = threading.Lock()
+        self._ready = False
+        self._detector: Any = None
+        self._router: Any = None
+        self._publisher: BackgroundPublisher | None = None
+        self._observe: queue.Queue[tuple[list[EncodedFrame], FrameReplies] | None] | None = None
+        self.observe_dropped = 0
+
+    def __reduce__(self) -> tuple[type[DetectorFrameSink], tuple[ResultTarget, str, str, float, int, float]]:
+        return (
+            DetectorFrameSink,
+            (self.target, self.app_name, self.deployment, self.timeout_s, self.observe_backlog, self.observe_every_s),
+        )
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._ready:
+                return
+            from ray import serve
+
+            self._detector = serve.get_deployment_handle(self.deployment, self.app_name)
+            self._router = serve.get_app_handle(self.app_name)
+            wants = bool(self._router.wants_frames.remote().result(timeout_s=self.timeout_s))
+            if self._publisher is None:
+                self._publisher = BackgroundPublisher(self.target.publisher)
+            if wants and self._observe is None:
+                self._observe = queue.Queue(maxsize=self.observe_backlog)
+                threading.Thread(target=self._forward, name="observe-forward", daemon=True).start()
+            self._ready = True
+
+    def send(self, frames: Sequence[EncodedFrame]) -> FrameReplies:
+        self._start()
+        assert self._publisher is not None
+        batch = list(frames)
+        results: FrameReplies = self._detector.detect_frames.remote(batch).result(timeout_s=self.timeout_s)
+        self._publisher.publish(r for r in results if isinstance(r, FrameResult))
+        if self._observe is not None:
+            try:
+                self._observe.put_nowait((batch, results))
+            except queue.Full:
+                self.observe_dropped += len(batch)
+        return results
+
+    def _forward(self) -> None:
+        """Show answered frames to the Router's observers, gathered for up to ``observe_every_s`` into one call: a
+        Serve call costs the camera's process milliseconds of CPU, the observers need no hurry. The backlog bounds
+        the memory; frames beyond it are counted, not queued."""
+        assert self._observe is not None
+        closing = False
+        while not closing:
+            item = self._observe.get()
+            if item is None:
+                return
+            frames, results = list(item[0]), list(item[1])
+            deadline = time.monotonic() + self.observe_every_s
+            while (remaining := deadline - time.monotonic()) > 0:
+                try:
+                    more = self._observe.get(timeout=remaining)
+                except queue.Empty:
+                    break
+                if more is None:
+                    closing = True
+                    break
+                frames += more[0]
+                results += more[1]
+            try:
+                self._router.observe_frames.remote(frames, results).result(timeout_s=self.timeout_s)
+            except Exception as exc:  # labeling or shadow mode away: the camera's results are already published
+                self.observe_dropped += len(frames)
+                log.warning("could not show %d frames to the observers: %s", len(frames), exc)
+
+    def counters(self) -> dict[str, int]:
+        status = self._publisher.status() if self._publisher is not None else {}
+        return {
+            "results_dropped": int(status.get("dropped", 0)),
+            "results_buffered": int(status.get("buffered", 0)),
+            "frames_not_observed": self.observe_dropped,
+        }
+
+    def close(self, timeout_s: float) -> None:
+        if self._observe is not None:
+            with contextlib.suppress(queue.Full):
+                self._observe.put_nowait(None)
+        if self._publisher is not None:
+            self._publisher.close(timeout_s)

@@ -1,4 +1,4 @@
-"""The model registry: ``<root>/<version>/`` holds ``model.onnx``, ``model.pt`` and ``meta.json``.
+"""The model registry: ``<root>/<version>/`` holds ``model.onnx``, ``model.pt``, ``model.int8.onnx`` and ``meta.json``.
 
 A published version is immutable: its files are read-only and nothing writes into its folder again (exports work
 in a temporary folder), so the file a replica serves is the file that was evaluated. What changes over a model's
@@ -29,6 +29,7 @@ from visionloop.contracts import ModelRole
 from visionloop.errors import ModelLoadError, RegistryError
 
 ONNX_FILE = "model.onnx"
+INT8_ONNX_FILE = "model.int8.onnx"  # the same weights quantized to int8 (static, QDQ), made at export
 TORCH_FILE = "model.pt"
 META_FILE = "meta.json"
 POINTERS_FILE = "pointers.json"
@@ -58,6 +59,10 @@ class ModelVersion:
     @property
     def torch_path(self) -> Path:
         return self.path / TORCH_FILE
+
+    @property
+    def int8_path(self) -> Path:
+        return self.path / INT8_ONNX_FILE
 
     @property
     def class_names(self) -> list[str]:
@@ -173,6 +178,7 @@ class ModelRegistry:
         onnx_file: Path | None,
         torch_file: Path | None,
         meta: dict[str, Any],
+        int8_file: Path | None = None,
     ) -> ModelVersion:
         """Copy the model files into a new version directory; returns the new version."""
         if onnx_file is None and torch_file is None:
@@ -184,6 +190,8 @@ class ModelRegistry:
                 shutil.copy2(onnx_file, staging / ONNX_FILE)
             if torch_file is not None:
                 shutil.copy2(torch_file, staging / TORCH_FILE)
+            if int8_file is not None:
+                shutil.copy2(int8_file, staging / INT8_ONNX_FILE)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -334,6 +342,7 @@ class ResolvedModel:
     path: Path
     label: str
     class_names: list[str]
+    precision: str = "fp32"
 
 
 def is_model_file(spec: str) -> bool:

@@ -83,6 +83,13 @@ class ApiSettings(StrictModel):
     max_frames_per_request: int = Field(
         default=32, gt=0, description="Most images accepted in one /v1/detect/batch request."
     )
+    stream_window: int = Field(
+        default=8,
+        gt=0,
+        le=256,
+        description="Frames a /v1/stream client may send ahead of its answers; beyond it the server stops reading "
+        "(TCP pushes back). Frames waiting together go to the model in one call.",
+    )
     named_tokens: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="More bearer tokens, by the name the audit log records for their actions (promotions, "
@@ -108,6 +115,15 @@ class ServingSettings(StrictModel):
         description="Inference backend of the Detector replicas, by its registered name (onnxruntime, "
         "ultralytics); checked against the backends' registry when the service or the CLI starts.",
     )
+    precision: Literal["fp32", "int8"] = Field(
+        default="int8",
+        description="Numeric precision of the ONNX Runtime model: int8 serves each version's model.int8.onnx (static "
+        "QDQ quantization made at export, calibrated on the version's training images; the gold gate scores that "
+        "file); a version without one is served at fp32. make bench-serving reports int8_map50_drop.",
+    )
+    int8_calibration_images: int = Field(
+        default=64, gt=0, description="Training images an int8 model is calibrated on when a version is exported."
+    )
     model: str = Field(
         default="champion",
         description="What the champion Detector serves: a registry version, 'champion' (the registry's pointer), or "
@@ -119,7 +135,11 @@ class ServingSettings(StrictModel):
     max_detections: int = Field(default=300, gt=0, description="Most detections kept per frame.")
     max_batch_size: int = Field(default=8, gt=0, description="Most frames the Detector runs in one model call.")
     batch_wait_timeout_s: float = Field(
-        default=0.01, ge=0, description="How long a Detector waits to fill a batch before running a partial one."
+        default=0.0,
+        ge=0,
+        description="How long a Detector waits to fill a batch before running a partial one. 0 (the default) never "
+        "waits: a batch is whatever is queued when the model is free, so a lone frame runs at once and a busy "
+        "replica still batches (the frames that arrived during the previous call).",
     )
     concurrent_batches: int = Field(
         default=2,
@@ -265,7 +285,13 @@ class CameraSettings(StrictModel):
     )
     buffer_size: int = Field(default=2, gt=0, description="Frames held per live camera; older ones are skipped.")
     max_frames_per_call: int = Field(default=4, gt=0, description="Most frames a camera sends in one model call.")
-    jpeg_quality: int = Field(default=85, ge=10, le=100, description="JPEG quality of frames sent to the model.")
+    jpeg_quality: int = Field(
+        default=85,
+        ge=10,
+        le=100,
+        description="JPEG quality of a camera frame that is stored (kept for labeling); frames go to the model as "
+        "arrays, never re-encoded.",
+    )
     worker_num_cpus: float = Field(
         default=0.0,
         ge=0,

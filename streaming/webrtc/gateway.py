@@ -29,7 +29,6 @@ from streaming.webrtc.ice import keep_candidates, restrict_host_addresses
 from visionloop.contracts import EncodedFrame, FrameResult
 from visionloop.errors import InvalidImageError
 from visionloop.http_errors import BadRequest, PayloadTooLarge, TooManyRequests, Unauthorized, http_error
-from visionloop.imaging import encode_jpeg
 from visionloop.settings import WebRTCSettings
 
 log = logging.getLogger(__name__)
@@ -248,13 +247,9 @@ class WebRTCGateway:
             mark, peer.pending_mark = peer.pending_mark, None
             image = frame.to_ndarray(format="bgr24")
             decode_ms = (time.monotonic() - started) * 1e3
-            try:
-                jpeg = encode_jpeg(image)
-            except InvalidImageError:
-                continue
             sent = time.perf_counter()
-            (result,) = await self._detect(
-                [EncodedFrame(peer.camera_id, jpeg, capture_ts=received, decode_ms=decode_ms)]
+            (result,) = await self._detect(  # the decoded array, not a JPEG: the Router is in the same cluster
+                [EncodedFrame(peer.camera_id, image=image, capture_ts=received, decode_ms=decode_ms)]
             )
             server_ms = (time.perf_counter() - sent) * 1e3
             if isinstance(result, FrameResult):

@@ -25,7 +25,11 @@ AUTH = {"Authorization": "Bearer test-token-123"}
 
 def test_cameras_through_the_api_cli_and_a_restart(module_var_dir: Path, tmp_path: Path) -> None:
     video = prepare_world_camera("cam1", "A", 7, seconds=3, fps=15, out_dir=tmp_path, height=180, width=320)
-    settings = make_settings(module_var_dir, cameras__stall_timeout_s="2")
+    # The drift sampler is an observer: camera frames reach it through the Router's observe_frames, after the
+    # camera published its own results (one hop to the Detector).
+    settings = make_settings(
+        module_var_dir, cameras__stall_timeout_s="2", drift__enabled="true", drift__sample_interval_s="0.2"
+    )
     with RtspSimulator([video], free_port(), user="op", password="pa55-word") as simulator:
         url = simulator.url("cam1")
         with VisionloopService(settings) as service:
@@ -57,6 +61,10 @@ def test_cameras_through_the_api_cli_and_a_restart(module_var_dir: Path, tmp_pat
             gate = [r for r in results if r.camera_id == "gate"]
             assert gate and gate[0].latency.decode_ms > 0 and gate[0].latency.inference_ms > 0
             assert gate[0].seq > 0 and abs(time.time() - gate[0].capture_ts) < 30
+            assert status["results_dropped"] == 0 and status["frames_not_observed"] == 0
+            drift_stream = StreamNames(settings.redis.stream_prefix).drift_samples
+            samples = wait_for(lambda: client.xrange(drift_stream), lambda found: len(found) >= 2, 30)
+            assert any(fields[b"camera_id"] == b"gate" for _, fields in samples)
             env = {
                 **os.environ,
                 "VISIONLOOP_API__PORT": str(settings.api.port),

@@ -68,6 +68,7 @@ def test_readme_learning_commands_run_on_an_empty_var(visionloop: Callable[..., 
     assert (tmp_path / "v1.onnx").is_file()
     assert sorted(p.name for p in (tmp_path / "var" / "models" / "v1").iterdir()) == [
         "meta.json",
+        "model.int8.onnx",  # made at export, calibrated on the training images
         "model.onnx",
         "model.pt",
     ]

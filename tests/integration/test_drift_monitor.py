@@ -105,7 +105,7 @@ def test_sampler_keeps_one_frame_per_interval_and_a_compact_summary(
     assert sample.camera_id == CAMERA and sample.model_version == "v1"
     assert len(sample.appearance) == 208 and len(sample.confidences) == len(sample.class_ids) == len(sample.box_sizes)
     assert all(0.7 <= c <= 0.95 for c in sample.confidences) and all(0 < s < 1 for s in sample.box_sizes)
-    assert sample.latency_ms == {"decode": 1.0, "queue": 2.0, "inference": 10.0, "post": 0.5}
+    assert sample.latency_ms == {"decode": 1.0, "queue": 2.0, "batch": 0.0, "inference": 10.0, "post": 0.5}
     assert sample.total_ms == 13.5
     assert len(entries[0][1][b"json"]) < 2_000  # compact: the stream holds tens of thousands
 

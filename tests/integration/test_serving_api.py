@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,7 +91,7 @@ def test_detect_returns_a_frame_result_and_publishes_it(
     body = response.json()
     assert (body["camera_id"], body["model_version"], body["role"]) == ("it-single", "v1", "champion")
     assert (body["frame_width"], body["frame_height"]) == (320, 180)
-    assert set(body["latency_ms"]) == {"decode", "queue", "inference", "post"}
+    assert set(body["latency_ms"]) == {"decode", "queue", "batch", "inference", "post"}
     assert body["latency_ms"]["inference"] > 0
     assert isinstance(body["detections"]["boxes"], list)
     client, stream = results_stream
@@ -183,3 +184,43 @@ def test_metrics_are_scrapeable(api: httpx.Client, jpegs: list[bytes]) -> None:
     for name in wanted:
         assert name in text, f"{name} missing from /metrics"
     assert 'stage="inference"' in text
+
+
+def _stream_url(service: VisionloopService, camera_id: str) -> str:
+    return service.api_url.replace("http://", "ws://") + f"/v1/stream?camera_id={camera_id}"
+
+
+def test_stream_refuses_a_handshake_without_the_token(service: VisionloopService) -> None:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    for headers in ({}, {"Authorization": "Bearer wrong-token-1"}):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(_stream_url(service, "ws-cam"), additional_headers=headers, open_timeout=30)
+        assert refused.value.response.status_code == 403
+
+
+def test_stream_answers_every_frame_in_order_and_publishes_them(
+    service: VisionloopService, jpegs: list[bytes], results_stream: tuple[redis.Redis, str]
+) -> None:
+    from websockets.sync.client import connect
+
+    frames = [jpegs[0], jpegs[1], b"\xff\xd8\xff not a jpeg", jpegs[2], b"x" * (UPLOAD_LIMIT + 1), jpegs[3]]
+    with connect(_stream_url(service, "ws-cam"), additional_headers=AUTH, open_timeout=30, max_size=None) as ws:
+        for frame in frames:  # all sent before any answer is read: the client runs ahead of the model
+            ws.send(frame)
+        ws.send("not a frame")
+        answers = [json.loads(ws.recv(timeout=30)) for _ in range(len(frames) + 1)]
+    refused = [a for a in answers if "index" not in a]
+    assert len(refused) == 1 and "binary messages" in refused[0]["error"]
+    by_index = sorted((a for a in answers if "index" in a), key=lambda a: a["index"])
+    assert [a["index"] for a in by_index] == list(range(len(frames)))
+    frame_answers = [a for a in answers if "index" in a]
+    assert [a["index"] for a in frame_answers] == list(range(len(frames)))  # in the order they were sent
+    assert "corrupt" in by_index[2]["error"] and "limit is" in by_index[4]["error"]
+    good = [by_index[i] for i in (0, 1, 3, 5)]
+    assert all(a["model_version"] == "v1" and a["camera_id"] == "ws-cam" for a in good)
+    assert len({a["seq"] for a in good}) == 4
+    client, stream = results_stream
+    published = _wait_for_stream(client, stream, "ws-cam", 4)
+    assert {r.seq for r in published} >= {a["seq"] for a in good}

@@ -104,3 +104,16 @@ def test_world_video_command(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "a.mp4").stat().st_size > 1000
     assert len((tmp_path / "a.mp4.jsonl").read_text().splitlines()) == 5
+
+
+def test_models_quantize_registers_an_int8_copy(var_dir: Path, tmp_path: Path) -> None:
+    from tests.unit.test_quantize import tiny_dataset
+
+    data = tiny_dataset(tmp_path / "data", images=3)
+    env = {"VISIONLOOP_PATHS__VAR_DIR": str(var_dir), "VISIONLOOP_SERVING__INT8_CALIBRATION_IMAGES": "3"}
+    out = _run("models", "quantize", "v1", "--data", str(data), "--gold", str(data), env=env)
+    assert out.returncode == 0, out.stderr
+    assert "registered v2: v1 with model.int8.onnx" in out.stdout and "gold mAP50: fp32" in out.stdout
+    assert (var_dir / "models" / "v2" / "model.int8.onnx").is_file()
+    missing = _run("models", "quantize", "v1", env={"VISIONLOOP_PATHS__VAR_DIR": str(var_dir)})
+    assert missing.returncode != 0 and "pass --data" in missing.stdout + missing.stderr  # v1 names no training set

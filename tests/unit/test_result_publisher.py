@@ -4,15 +4,16 @@ and writing what is still buffered when it shuts down."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import numpy as np
 import redis
 
-from serving.results import ResultPublisher
 from tests.conftest import eventually, free_port
 from visionloop.contracts import Detections, FrameResult
 from visionloop.redis_server import EmbeddedRedis
+from visionloop.results import BackgroundPublisher, ResultPublisher
 
 
 def _result(seq: int) -> FrameResult:
@@ -108,3 +109,21 @@ async def test_shutdown_does_not_sit_out_the_backoff_when_redis_is_back(tmp_path
         client = redis.Redis.from_url(server.url)
         assert client.xlen("t:results") == 5
         client.close()
+
+
+def test_the_background_publisher_serves_threads_and_drains_on_close(redis_server: EmbeddedRedis) -> None:
+    """A camera's sender thread publishes without an event loop of its own; close writes what is left."""
+    background = BackgroundPublisher(lambda: ResultPublisher(redis_server.url, "t:bg", maxlen=1000, buffer_size=100))
+    senders = [
+        threading.Thread(target=background.publish, args=([_result(i * 10 + k) for k in range(10)],)) for i in range(4)
+    ]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    assert background.close(5.0) is True
+    client = redis.Redis.from_url(redis_server.url)
+    seqs = sorted(FrameResult.from_stream_fields(fields).seq for _, fields in client.xrange("t:bg"))
+    client.close()
+    assert seqs == list(range(40))
+    assert background.close(1.0) is True  # closing twice is harmless

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import redis
 
-from serving.detector import FrameReply
+from serving.detector import FrameReply, frame_results
 from serving.router import Router
 from visionloop.config import load_settings
 from visionloop.contracts import Detections, EncodedFrame, FrameResult, StageLatency
@@ -25,9 +25,9 @@ from visionloop.redis_server import EmbeddedRedis
 from visionloop.streams import StreamNames
 
 
-async def _detect(frames: list[bytes]) -> list[FrameReply]:
+async def _detect_frames(frames: list[EncodedFrame]) -> list[FrameResult | str]:
     detections = Detections(np.array([[1, 2, 3, 4]], np.float32), np.array([0.5], np.float32), np.array([1]))
-    return [FrameReply(detections, StageLatency(), "v1", 64, 48) for _ in frames]
+    return frame_results(frames, [FrameReply(detections, StageLatency(), "v1", 64, 48) for _ in frames])
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ async def test_results_buffered_at_shutdown_reach_redis(
     redis_server: EmbeddedRedis, tmp_path: Path, replicas: list[Any]
 ) -> None:
     settings = load_settings(environ={"VISIONLOOP_PATHS__VAR_DIR": str(tmp_path / "var")})
-    champion = SimpleNamespace(detect=SimpleNamespace(remote=_detect))
+    champion = SimpleNamespace(detect_frames=SimpleNamespace(remote=_detect_frames))
     replica = await _start_like_serve(replicas, settings, champion, redis_server.url)
     replies = await replica.process_frames([EncodedFrame("cam", b"jpeg", seq=i) for i in range(20)])
     assert all(isinstance(r, FrameResult) for r in replies)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from tests.conftest import make_settings
 from visionloop.contracts import Detections, EncodedFrame, FrameResult, ModelRole
 from visionloop.explanations import ExplainRequest, ExplanationNotFound
 from visionloop.frames import ObserverChain, chain_observers
-from visionloop.imaging import encode_jpeg
+from visionloop.imaging import decode_image, encode_jpeg
 from visionloop.redis_server import EmbeddedRedis
 from visionloop.streams import StreamNames
 
@@ -71,6 +72,11 @@ def test_snapshots_are_throttled_capped_and_newest_first(tmp_path: Path, redis_s
     assert [entry["result"]["seq"] for entry in kept] == [6, 5, 4]
     assert client.smembers(streams.snapshot_cameras) == {b"cam"}
     assert kept[0]["frame_id"] == _frame("cam", 6)[1].frame_id and kept[0]["jpeg_b64"]
+    # A camera's frame comes as an array (no JPEG inside the cluster): the keeper stores it encoded all the same.
+    frame, result = _frame("arr", 1)
+    keeper.offer(EncodedFrame("arr", image=frame.decoded(), seq=1), result)
+    (entry,) = [json.loads(raw) for raw in client.lrange(streams.snapshots("arr"), 0, -1)]
+    assert decode_image(base64.b64decode(entry["jpeg_b64"])).shape == (48, 64, 3)
 
 
 def test_an_explanation_is_queued_once_and_read_back(tmp_path: Path, redis_server: EmbeddedRedis) -> None:

@@ -12,9 +12,11 @@ from streaming.buffers import BufferMode, CapturedFrame, FrameBuffer
 from streaming.sources import SourceError, SourceOptions, classify, create_source
 from streaming.state import ALLOWED, CameraState, IllegalTransition, StateMachine
 from streaming.supervisor import RestartPolicy
+from streaming.worker import CameraRuntime
 from visionloop.cameras import CameraSpec, load_camera_file
 from visionloop.errors import ConfigError
 from visionloop.redaction import redact
+from visionloop.settings import CameraSettings
 
 
 @pytest.mark.parametrize(
@@ -116,3 +118,31 @@ def test_unknown_scheme_is_permanent_and_names_the_supported_ones() -> None:
 def test_errors_are_classified(exc: BaseException, permanent: bool, fragment: str) -> None:
     error = classify(exc)
     assert error.permanent is permanent and fragment in str(error)
+
+
+def _captured(seq: int, capture_ts: float) -> CapturedFrame:
+    return CapturedFrame(np.zeros((2, 2, 3), np.uint8), seq, capture_ts, 1.0, time.monotonic())
+
+
+def test_a_live_camera_sends_each_frame_on_arrival_thinned_to_its_target_rate() -> None:
+    spec = CameraSpec(id="cam", url="rtsp://example/x", target_fps=10)
+    runtime = CameraRuntime(spec, CameraSettings(), send=lambda frames: [])
+    # A 30 fps camera with a 10 fps target: every third frame goes, the moment it arrives (no clock to wait for).
+    sent = [f.seq for seq in range(12) for f in runtime._due([_captured(seq, seq / 30)])]
+    assert sent == [0, 3, 6, 9]
+    assert runtime.buffer.skipped == 8
+    # Frames that piled up while a call was in flight: only the newest goes, the rest count as skipped.
+    assert [f.seq for f in runtime._due([_captured(20, 1.0), _captured(21, 1.2)])] == [21]
+    assert runtime.buffer.skipped == 9
+
+
+def test_a_file_sends_every_frame() -> None:
+    spec = CameraSpec(id="cam", url="file:///tmp/clip.mp4", target_fps=10)
+    runtime = CameraRuntime(spec, CameraSettings(), send=lambda frames: [])
+    frames = [_captured(seq, 0.0) for seq in range(3)]
+    assert runtime._due(frames) == frames and runtime.buffer.skipped == 0
+
+
+def test_no_frame_in_time_sends_nothing() -> None:
+    runtime = CameraRuntime(CameraSpec(id="cam", url="rtsp://example/x"), CameraSettings(), send=lambda frames: [])
+    assert runtime._due([]) == []

@@ -149,6 +149,40 @@ def models_export(
     status_console.print(f"exported {exporters[fmt](resolved.path, settings.serving.imgsz, target)}")
 
 
+@models_app.command("quantize")
+def models_quantize(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(help="A registry version, 'champion' or 'latest'.")],
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="Data set to calibrate on (its train split): a reference or a data.yaml (default: the "
+            "version's own training set)."
+        ),
+    ] = None,
+    gold: Annotated[
+        str | None,
+        typer.Option(help="A data set whose val split scores both precisions (mAP50 at the operating point)."),
+    ] = None,
+) -> None:
+    """Register an int8 copy of a version made before int8 files existed (new versions get theirs at export).
+
+    The copy is a new version (published versions never change); promote it to serve it at int8."""
+    from learning.quantize import register_int8_copy
+
+    settings = settings_of(ctx)
+    source = registry_for(settings).resolve(version)
+    reference = data or source.meta.get("training_dataset_version") or source.meta.get("dataset_version")
+    if not reference:
+        raise VisionloopError(f"{source.version} does not say what it was trained on: pass --data")
+    gold_yaml = resolve_data(settings, gold) if gold else None
+    copy = register_int8_copy(settings, source, resolve_data(settings, str(reference)), gold_yaml)
+    scores = copy.meta.get("int8_gold_map50")
+    if scores:
+        console.print(f"gold mAP50: fp32 {scores['fp32']:.3f}, int8 {scores['int8']:.3f}")
+    console.print(f"registered {copy.version}: {source.version} with model.int8.onnx (promote it to serve it)")
+
+
 def _who() -> str:
     """How the audit log names an operator acting from this machine's shell."""
     import getpass

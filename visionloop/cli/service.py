@@ -13,7 +13,7 @@ import redis
 
 from visionloop.cli.plugins import frame_observer
 from visionloop.errors import VisionloopError
-from visionloop.frames import ServeFrameSink
+from visionloop.frames import DetectorFrameSink, ResultTarget, ServeFrameSink
 from visionloop.ray_runtime import init_ray, shutdown_ray
 from visionloop.redaction import redact
 from visionloop.redis_server import EmbeddedRedis
@@ -112,7 +112,9 @@ class VisionloopService:
             return
         from streaming.manager import start_manager
 
-        self.camera_manager = start_manager(self.settings, self.redis_url, ServeFrameSink())
+        self.camera_manager = start_manager(
+            self.settings, self.redis_url, DetectorFrameSink(ResultTarget.from_settings(self.settings, self.redis_url))
+        )
 
     def _start_webrtc(self) -> None:
         if not self.settings.webrtc.enabled:

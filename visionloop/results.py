@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -185,3 +186,43 @@ class ResultPublisher:
                 await self._task
             self._task = None
         await self._redis.aclose()
+
+
+class BackgroundPublisher:
+    """A ``ResultPublisher`` for synchronous callers (camera workers): it runs on its own event loop in a daemon
+    thread, so ``publish`` never waits on Redis and a camera's sender thread never blocks on it."""
+
+    def __init__(self, make: Callable[[], ResultPublisher], name: str = "result-publisher") -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+        self.publisher: ResultPublisher = self._call(self._started(make))
+
+    async def _started(self, make: Callable[[], ResultPublisher]) -> ResultPublisher:
+        publisher = make()
+        publisher.start()
+        return publisher
+
+    def _call(self, coro: Coroutine[Any, Any, Any], timeout_s: float | None = 10.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
+
+    def publish(self, results: Iterable[FrameResult]) -> None:
+        """Queue results for Redis (returns at once; they are written in pipelined chunks on the loop thread)."""
+        batch = list(results)
+        if batch:
+            self._loop.call_soon_threadsafe(self.publisher.publish, batch)
+
+    def status(self) -> dict[str, Any]:
+        return self.publisher.status()
+
+    def close(self, timeout_s: float) -> bool:
+        """Write what is buffered (at most ``timeout_s``), then stop the loop thread; False if results were lost."""
+        if self._loop.is_closed():
+            return True
+        try:
+            drained = bool(self._call(self.publisher.shutdown(timeout_s), timeout_s + 5.0))
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5.0)
+            self._loop.close()
+        return drained
