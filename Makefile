@@ -28,7 +28,7 @@ help:
 	@echo "make bootstrap      train the bootstrap model on the synthetic world (once; cached under var/)"
 	@echo "make up             run the service in the foreground (Ctrl-C stops it)"
 	@echo "make bench-serving  serving benchmark (writes benchmarks/results/serving.json)"
-	@echo "make bench-pipeline simulated RTSP cameras end to end (writes benchmarks/results/pipeline.json)"
+	@echo "make bench-pipeline simulated RTSP cameras end to end vs a plain RTSP+Ultralytics loop (benchmarks/results/pipeline.json)"
 	@echo "make bench-al       active learning vs random on shifts B and C, 3 seeds (benchmarks/results/active_learning.json)"
 	@echo "make bench-loop     one loop cycle after a domain shift, and A/B decision trials (benchmarks/results/loop.json)"
 	@echo "make bench-explain  seconds per SHAP explanation and the pointing game (benchmarks/results/explain.json)"
@@ -84,10 +84,11 @@ test: system-deps venv lint typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench-serving: system-deps venv
-	$(BIN)/python -m benchmarks.serving
+	$(BIN)/python -m benchmarks.serving $(BENCH_SERVING_ARGS)
 
+# BENCH_PIPELINE_ARGS="--soak 600": four cameras for ten minutes, memory of every process after warm-up.
 bench-pipeline: system-deps venv
-	$(BIN)/python -m benchmarks.pipeline
+	$(BIN)/python -m benchmarks.pipeline $(BENCH_PIPELINE_ARGS)
 
 bench-explain: system-deps venv
 	$(BIN)/python -m benchmarks.explain

@@ -1,11 +1,16 @@
 """Pipeline benchmark: simulated RTSP cameras end to end through the whole service.
 
-Phase 1x: 4 cameras at 15 fps. Then the box's capacity is measured (cameras asking for more than it can do),
-and phase 2x offers twice that capacity with more 15 fps cameras. For each phase: processed and skipped
-frames/s, the latency the pipeline adds on top of the model (capture -> result on the stream, minus inference),
-and the RSS of the whole process tree at the start and the end.
+Side by side in one run, on the same simulated RTSP cameras:
+- the raw backend (decoded camera-size frames, batch = serving.max_batch_size, every core, serving.precision);
+- the plain loop a user would write: per camera, cv2.VideoCapture + Ultralytics predict (fp32 torch);
+- visionloop: phase 1x (4 cameras at 15 fps), the capacity (8 cameras asking for every frame), and phase 2x
+  (twice the capacity offered by more 15 fps cameras).
+For each phase: processed and skipped frames/s, the latency the pipeline adds on top of the model (capture ->
+result on the stream, minus inference) with its stages, and the RSS of every process. The summary holds the
+ratios: pipeline_efficiency (capacity / raw), e2e_speedup (capacity / plain loop), the 2x/1x p99 ratio.
+``--soak 600`` instead runs 4 cameras for ten minutes and reports each process's RSS growth after warm-up.
 
-Usage: python -m benchmarks.pipeline [--seconds 60] [--cameras 4] [--fps 15]
+Usage: python -m benchmarks.pipeline [--seconds 60] [--cameras 4] [--fps 15] [--soak 600]
 """
 
 from __future__ import annotations
@@ -24,16 +29,24 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.serving import tree_rss_mb
+from benchmarks.plain_rtsp import plain_rtsp_loop_fps
+from benchmarks.process_memory import RssTracker, wait_until_idle
+from benchmarks.serving import measure_raw
+from simulation.clips import render_clip_jpegs
 from simulation.rtsp_cameras import RtspSimulator, SimulatedCamera, prepare_world_camera
 from visionloop.cli.service import VisionloopService
 from visionloop.config import load_settings
 from visionloop.contracts import FrameResult
+from visionloop.model_setup import registry_for, ultralytics_config_dir
+from visionloop.offline import prepare_ultralytics
 from visionloop.redis_server import port_is_free
 from visionloop.settings import Settings
 from visionloop.streams import StreamNames
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pipeline.json"
+# Per frame: camera decode, camera buffer wait, Detector batch wait, model, post-processing, and the remainder
+# (the hop to the Detector and back, and publishing), from what each result carries and when Redis got it.
+STAGES = ("decode", "queue", "batch", "inference", "post", "transport")
 console = Console()
 
 
@@ -58,6 +71,8 @@ def run_phase(
     target_fps: float,
     seconds: float,
     label: str,
+    sample_every_s: float = 5.0,
+    warmup_s: float = 10.0,
 ) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {settings.api.token.get_secret_value()}"}
     client = redis.Redis.from_url(service.redis_url)
@@ -74,23 +89,32 @@ def run_phase(
             time.sleep(0.5)
         time.sleep(3)  # settle
         start_rows, start_id = _counters(api, f"{label}-"), f"{int(time.time() * 1000)}-0"
-        rss_start = tree_rss_mb()
+        tracker = RssTracker()
+        rss_start = tracker.sample()
         rss_samples = [rss_start]
         started = time.monotonic()
         while time.monotonic() - started < seconds:
-            time.sleep(min(5.0, seconds - (time.monotonic() - started)))
-            rss_samples.append(tree_rss_mb())
+            time.sleep(min(sample_every_s, seconds - (time.monotonic() - started)))
+            rss_samples.append(tracker.sample())
         elapsed = time.monotonic() - started
         end_rows, end_id = _counters(api, f"{label}-"), f"{int(time.time() * 1000)}-0"
         for cam in cameras:
             api.delete(f"/v1/cameras/{label}-{cam.name}")
     added: list[float] = []
+    stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
     for entry_id, fields in client.xrange(stream, min=start_id, max=end_id):
         result = FrameResult.from_stream_fields(fields)
         if not result.camera_id.startswith(f"{label}-"):
             continue
         published = int(entry_id.split(b"-")[0]) / 1000.0
-        added.append((published - result.capture_ts) * 1e3 - result.latency.inference_ms)
+        total = (published - result.capture_ts) * 1e3
+        added.append(total - result.latency.inference_ms)
+        lat = result.latency
+        values = (lat.decode_ms, lat.queue_ms, lat.batch_ms, lat.inference_ms, lat.post_ms)
+        for stage, value in zip(STAGES[:-1], values, strict=True):
+            stages[stage].append(value)
+        # capture_ts is stamped after the camera's decode: the rest is the hops there and back, and publishing.
+        stages["transport"].append(total - lat.queue_ms - lat.batch_ms - lat.inference_ms - lat.post_ms)
     client.close()
 
     def delta(key: str) -> float:
@@ -104,20 +128,93 @@ def run_phase(
         "skipped_fps": delta("frames_skipped"),
         "added_latency_ms_p50": float(np.percentile(added, 50)) if added else None,
         "added_latency_ms_p99": float(np.percentile(added, 99)) if added else None,
+        "stage_ms": {
+            stage: {"p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99))}
+            for stage, v in stages.items()
+            if v
+        },
         "rss_mb_start": rss_start,
         "rss_mb_end": rss_samples[-1],
         "rss_mb_samples": rss_samples,
+        "rss_per_process": tracker.report(skip=min(round(warmup_s / sample_every_s), len(rss_samples) - 1)),
         "seconds": elapsed,
     }
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--cameras", type=int, default=4)
     parser.add_argument("--fps", type=int, default=15)
-    parser.add_argument("--calibrate-seconds", type=float, default=15.0)
-    args = parser.parse_args()
+    parser.add_argument("--calibrate-seconds", type=float, default=20.0)
+    parser.add_argument("--capacity-cameras", type=int, default=8, help="cameras offered to find the capacity")
+    parser.add_argument("--baseline-seconds", type=float, default=20.0, help="raw backend and plain loop, each")
+    parser.add_argument("--only-1x", action="store_true", help="the 1x phase alone (no baselines, no summary)")
+    parser.add_argument(
+        "--soak", type=float, default=0.0, help="instead of the phases: run --cameras for this many seconds and "
+        "report each process's RSS growth after the first minute (writes pipeline_soak.json)",
+    )  # fmt: skip
+    return parser.parse_args()
+
+
+def measure_baselines(
+    settings: Settings, simulator: RtspSimulator, cameras: list[SimulatedCamera], seconds: float
+) -> dict[str, Any]:
+    """The raw backend on decoded camera-size frames, and the plain RTSP -> Ultralytics loop on ``cameras``."""
+    height, width = settings.world.video_size
+    jpegs = render_clip_jpegs(frames=64, width=width, height=height, seed=5)
+    console.print(f"[bold]raw backend[/] ({settings.serving.precision}, {seconds:.0f} s)")
+    raw = measure_raw(settings, jpegs, seconds)
+    console.print(f"[bold]plain loop[/]: {len(cameras)} cameras, RTSP -> Ultralytics predict (fp32 torch)")
+    prepare_ultralytics(ultralytics_config_dir(settings))
+    weights = registry_for(settings).champion().torch_path
+    urls = [simulator.url(cam.name) for cam in cameras]
+    plain = plain_rtsp_loop_fps(weights, urls, settings.serving.imgsz, seconds, warmup_s=15.0)
+    return {"raw": raw, "plain_loop": plain}
+
+
+def summary(phases: dict[str, Any], baselines: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The ratios the targets are set on, all from this run."""
+    capacity = phases["capacity"]["processed_fps"]
+    p99_1x, p99_2x = phases["1x"]["added_latency_ms_p99"], phases["2x"]["added_latency_ms_p99"]
+    return {
+        "precision": settings.serving.precision,
+        "raw_fps": baselines["raw"]["raw_fps"],
+        "capacity_fps": capacity,
+        "capacity_saturated": phases["capacity"]["skipped_fps"] > 0,
+        "pipeline_efficiency": capacity / baselines["raw"]["raw_fps"],
+        "plain_loop_fps": baselines["plain_loop"]["fps"],
+        "e2e_speedup": capacity / baselines["plain_loop"]["fps"] if baselines["plain_loop"]["fps"] else None,
+        "added_latency_ms_p50_1x": phases["1x"]["added_latency_ms_p50"],
+        "added_latency_ms_p99_1x": p99_1x,
+        "added_latency_ms_p99_2x": p99_2x,
+        "overload_p99_ratio": p99_2x / p99_1x if p99_1x and p99_2x else None,
+        "skipped_fps_2x": phases["2x"]["skipped_fps"],
+    }
+
+
+def run_soak(settings: Settings, args: argparse.Namespace, pool: list[SimulatedCamera], port: int) -> None:
+    with VisionloopService(settings) as service, RtspSimulator(pool, port) as simulator:
+        clear_benchmark_cameras(service, settings)
+        console.print(f"service idle (start-up work done): {wait_until_idle():.2f} cores busy")
+        console.print(f"[bold]soak[/]: {args.cameras} cameras at {args.fps} fps for {args.soak:.0f} s")
+        soak = run_phase(settings, service, simulator, pool[: args.cameras], args.fps, args.soak, "p1", 10.0, 60.0)
+    out = RESULTS.with_name("pipeline_soak.json")
+    out.write_text(json.dumps(soak, indent=2))
+    table = Table(title=f"memory per process over {args.soak:.0f} s, after a minute of warm-up")
+    for column in ("process", "pid", "RSS start MB", "RSS end MB", "RSS growth %", "anon start MB", "anon growth %"):
+        table.add_column(column, justify="right")
+    for row in soak["rss_per_process"]["processes"]:
+        table.add_row(
+            row["process"], str(row["pid"]), f"{row['rss_mb_start']:.0f}", f"{row['rss_mb_end']:.0f}",
+            f"{row['growth_pct']:.2f}", f"{row['anon_mb_start'] or 0:.0f}", f"{row['anon_growth_pct'] or 0:.2f}",
+        )  # fmt: skip
+    console.print(table)
+    console.print(f"wrote {out}")
+
+
+def main() -> None:
+    args = parse_args()
     overrides = {
         "VISIONLOOP_API__PORT": "18133",
         "VISIONLOOP_REDIS__EMBEDDED_PORT": "16393",
@@ -134,18 +231,33 @@ def main() -> None:
         for i in range(24)
     ]
     port = next(p for p in range(18554, 18654) if port_is_free(p))
+    if args.soak:
+        run_soak(settings, args, pool, port)
+        return
     phases: dict[str, Any] = {}
-    with VisionloopService(settings) as service, RtspSimulator(pool, port) as simulator:
-        clear_benchmark_cameras(service, settings)
-        console.print(f"[bold]1x[/]: {args.cameras} cameras at {args.fps} fps for {args.seconds:.0f} s")
-        phases["1x"] = run_phase(settings, service, simulator, pool[: args.cameras], args.fps, args.seconds, "p1")
-        console.print("[bold]capacity[/]: 12 cameras asking for every frame")
-        calibration = run_phase(settings, service, simulator, pool[:12], args.fps, args.calibrate_seconds, "cal")
-        capacity = calibration["processed_fps"]
-        count = min(len(pool), max(args.cameras, math.ceil(2 * capacity / args.fps)))
-        console.print(f"[bold]2x[/]: capacity {capacity:.1f} fps -> {count} cameras ({count * args.fps} fps offered)")
-        phases["2x"] = run_phase(settings, service, simulator, pool[:count], args.fps, args.seconds, "p2")
-        phases["capacity_fps"] = capacity
+    capacity_pool = pool[: args.capacity_cameras]
+    with RtspSimulator(pool, port) as simulator:
+        if not args.only_1x:
+            baselines = measure_baselines(settings, simulator, capacity_pool, args.baseline_seconds)
+        with VisionloopService(settings) as service:
+            clear_benchmark_cameras(service, settings)
+            console.print(f"service idle (start-up work done): {wait_until_idle():.2f} cores busy")
+            console.print(f"[bold]1x[/]: {args.cameras} cameras at {args.fps} fps for {args.seconds:.0f} s")
+            phases["1x"] = run_phase(settings, service, simulator, pool[: args.cameras], args.fps, args.seconds, "p1")
+            if args.only_1x:
+                RESULTS.with_name("pipeline_1x.json").write_text(json.dumps(phases, indent=2))
+                return
+            console.print(f"[bold]capacity[/]: {len(capacity_pool)} cameras asking for every frame")
+            phases["capacity"] = run_phase(
+                settings, service, simulator, capacity_pool, args.fps, args.calibrate_seconds, "cal"
+            )
+            capacity = phases["capacity"]["processed_fps"]
+            count = min(len(pool), max(args.cameras, math.ceil(2 * capacity / args.fps)))
+            console.print(f"[bold]2x[/]: capacity {capacity:.1f} fps -> {count} cameras ({count * args.fps} fps)")
+            phases["2x"] = run_phase(settings, service, simulator, pool[:count], args.fps, args.seconds, "p2")
+    phases["capacity_fps"] = phases["capacity"]["processed_fps"]
+    phases["baselines"] = baselines
+    phases["summary"] = summary(phases, baselines, settings)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(phases, indent=2))
     table = Table(title="pipeline benchmark (one run, same machine)")
@@ -175,6 +287,12 @@ def main() -> None:
             f"{p['rss_mb_end']:.0f}",
         )
     console.print(table)
+    ratios = Table(title="targets (ratios measured in this run)")
+    ratios.add_column("measure")
+    ratios.add_column("value", justify="right")
+    for key, value in phases["summary"].items():
+        ratios.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    console.print(ratios)
     console.print(f"wrote {RESULTS}")
 
 

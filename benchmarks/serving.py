@@ -6,7 +6,9 @@ All numbers come from one run on one machine, measured side by side:
 - serve_fps: camera-like HTTP clients posting JPEG frames to /v1/detect/batch, --frames-per-request per request;
   the sweep repeats it at 1 and 8 frames per request to show what each request costs;
 - serve_handle_fps: frames through a Ray handle to the Router (how camera workers call it);
-- ultralytics_loop_fps: one thread per camera calling YOLO.predict on each frame, the way a user would write it.
+- ultralytics_loop_fps: one thread per camera calling YOLO.predict on each frame, the way a user would write it;
+- stream_fps: WebSocket clients on /v1/stream, one frame per message (a few in flight per connection);
+- raw_fps at fp32 and at int8, and the gold mAP50 of both (int8_map50_drop), on the bootstrap champion.
 
 Usage: python -m benchmarks.serving [--seconds 15] [--clients 4] [--frames-per-request 32] [--device cpu]
 """
@@ -28,10 +30,11 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from learning.registration import init_untrained_champion
+from benchmarks.process_memory import wait_until_idle
 from serving.app import resolve_serving_model
 from serving.backends import BackendOptions, create_backend
 from simulation.clips import render_clip, render_clip_jpegs
+from visionloop.cli.stream_client import run_stream_clients
 from visionloop.config import load_settings
 from visionloop.contracts import EncodedFrame
 from visionloop.imaging import decode_image
@@ -120,6 +123,26 @@ def measure_ultralytics_loop(settings: Settings, frames: list[np.ndarray], clien
     return sum(counts) / (time.monotonic() - start)
 
 
+def with_precision(settings: Settings, precision: str) -> Settings:
+    return settings.model_copy(update={"serving": settings.serving.model_copy(update={"precision": precision})})
+
+
+def int8_accuracy(settings: Settings) -> dict[str, Any]:
+    """Gold mAP50 of the champion at fp32 and int8 (the operating point, the serving input size)."""
+    from learning.datasets import DatasetStore
+    from learning.evaluation import serving_map50
+    from visionloop.model_setup import registry_for
+
+    champion = registry_for(settings).champion()
+    gold_ref = champion.meta.get("gold_dataset")
+    if not gold_ref or not champion.int8_path.is_file():
+        return {"gold_map50_fp32": None, "gold_map50_int8": None, "int8_map50_drop": None}
+    gold = DatasetStore(settings.resolved_var_dir() / "datasets").get(str(gold_ref)).data_yaml
+    fp32 = serving_map50(settings, champion.onnx_path, gold, champion.class_names)
+    int8 = serving_map50(settings, champion.int8_path, gold, champion.class_names)
+    return {"gold_map50_fp32": fp32, "gold_map50_int8": int8, "int8_map50_drop": fp32 - int8}
+
+
 def batch_mean_from_metrics(metrics_text: str) -> float | None:
     total = count = 0.0
     for line in metrics_text.splitlines():
@@ -166,6 +189,7 @@ def main() -> None:
     parser.add_argument("--frames-per-request", type=int, default=32)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: serving.device)")
     parser.add_argument("--width", type=int, default=320, help="frame width (16:9 frames)")
+    parser.add_argument("--stream-window", type=int, default=4, help="frames in flight per /v1/stream connection")
     args = parser.parse_args()
 
     overrides = {
@@ -176,13 +200,20 @@ def main() -> None:
     if args.device:
         overrides["VISIONLOOP_SERVING__DEVICE"] = args.device
     settings = load_settings(environ={**os.environ, **overrides})
-    init_untrained_champion(settings)
+    from simulation.bootstrap import run_bootstrap
+
+    run_bootstrap(settings, console)  # the trained champion (cached): int8 accuracy means nothing untrained
     height = args.width * 9 // 16
     jpegs = render_clip_jpegs(frames=64, width=args.width, height=height, seed=3)
     frames = render_clip(frames=64, width=args.width, height=height, seed=3)
 
     console.print(f"[bold]raw backend[/] (batch {settings.serving.max_batch_size}, {args.seconds:.0f} s)")
     raw = measure_raw(settings, jpegs, args.seconds)
+    precisions = {
+        p: measure_raw(with_precision(settings, p), jpegs, args.seconds / 2)["raw_fps"] for p in ("fp32", "int8")
+    }
+    console.print("[bold]gold mAP50[/] at fp32 and int8")
+    int8_map50 = int8_accuracy(settings)
     console.print(f"[bold]ultralytics predict loop[/] ({args.clients} cameras, {args.seconds:.0f} s)")
     ultra_fps = measure_ultralytics_loop(settings, frames, args.clients, args.seconds)
 
@@ -192,6 +223,7 @@ def main() -> None:
     rss_before = tree_rss_mb()
     console.print("[bold]Serve app[/] (starting)")
     with VisionloopService(settings) as service:
+        console.print(f"service idle (start-up work done): {wait_until_idle():.2f} cores busy")
         token = settings.api.token.get_secret_value()
         run_clients(service.api_url, token, jpegs, args.clients, 3.0, args.frames_per_request)  # warm-up
         sweep = {}
@@ -199,6 +231,8 @@ def main() -> None:
             console.print(f"  HTTP, {per_request} frame(s) per request")
             sweep[per_request] = run_clients(service.api_url, token, jpegs, args.clients, args.seconds, per_request)
         report = sweep[args.frames_per_request]
+        console.print(f"  WebSocket /v1/stream, 1 frame per message, {args.stream_window} in flight per connection")
+        stream = run_stream_clients(service.api_url, token, jpegs, args.clients, args.seconds, args.stream_window)
         rss_mb = tree_rss_mb()
         handle_fps, handle_lat = asyncio.run(measure_handle(jpegs, args.clients, args.frames_per_request, args.seconds))
         from visionloop.cli.client import ApiClient
@@ -225,11 +259,21 @@ def main() -> None:
         "efficiency_handle": handle_fps / raw["raw_fps"],
         "ultralytics_loop_fps": ultra_fps,
         "speedup": report.fps / ultra_fps,
+        "stream_fps": stream.fps,
+        "stream_efficiency": stream.fps / raw["raw_fps"],
+        "stream_latency_ms_p50": stream.percentile(50),
+        "stream_latency_ms_p99": stream.percentile(99),
+        "stream_failed_frames": stream.errors,
+        "precision": settings.serving.precision,
+        "raw_fps_fp32": precisions["fp32"],
+        "raw_fps_int8": precisions["int8"],
+        "int8_raw_speedup": precisions["int8"] / precisions["fp32"],
+        **int8_map50,
         "latency_ms_p50": report.percentile(50),
         "latency_ms_p99": report.percentile(99),
         "handle_latency_ms_p50": float(np.percentile(handle_lat, 50)),
         "handle_latency_ms_p99": float(np.percentile(handle_lat, 99)),
-        "stage_ms_median": {k: report.stage_median(k) for k in ("decode", "queue", "inference", "post")},
+        "stage_ms_median": {k: report.stage_median(k) for k in ("decode", "queue", "batch", "inference", "post")},
         "batch_mean": batch_mean,
         "rss_mb": rss_mb,
         "rss_mb_before_serve": rss_before,
@@ -259,6 +303,14 @@ def main() -> None:
         "efficiency_handle",
         "ultralytics_loop_fps",
         "speedup",
+        "stream_fps",
+        "stream_efficiency",
+        "raw_fps_fp32",
+        "raw_fps_int8",
+        "int8_raw_speedup",
+        "gold_map50_fp32",
+        "gold_map50_int8",
+        "int8_map50_drop",
         "latency_ms_p50",
         "latency_ms_p99",
         "handle_latency_ms_p50",
