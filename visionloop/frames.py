@@ -214,6 +214,8 @@ class DetectorFrameSink:
         )
 
     def _start(self) -> None:
+        if self._ready:  # every frame comes through here: no lock once started
+            return
         with self._lock:
             if self._ready:
                 return

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +29,13 @@ class LoadReport:
 
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.request_latency_ms, q)) if self.request_latency_ms else float("nan")
+
+    def add_result(self, result: dict[str, Any]) -> None:
+        """Count one answered frame (a FrameResult as JSON): its detections and its per-stage latency."""
+        self.frames += 1
+        self.detections += len(result.get("detections", {}).get("boxes", []))
+        for stage, value in result.get("latency_ms", {}).items():
+            self.stage_ms.setdefault(stage, []).append(value)
 
     def stage_median(self, stage: str) -> float:
         values = self.stage_ms.get(stage, [])
@@ -62,12 +70,9 @@ def _client_loop(
             elapsed = (time.perf_counter() - started) * 1e3
             with lock:
                 report.requests += 1
-                report.frames += len(results)
                 report.request_latency_ms.append(elapsed)
                 for result in results:
-                    report.detections += len(result.get("detections", {}).get("boxes", []))
-                    for stage, value in result.get("latency_ms", {}).items():
-                        report.stage_ms.setdefault(stage, []).append(value)
+                    report.add_result(result)
 
 
 def run_clients(

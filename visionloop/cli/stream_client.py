@@ -59,10 +59,7 @@ async def _one_connection(
                 if "error" in answer:
                     report.errors += 1
                     continue
-                report.frames += 1
-                report.detections += len(answer.get("detections", {}).get("boxes", []))
-                for stage, value in answer.get("latency_ms", {}).items():
-                    report.stage_ms.setdefault(stage, []).append(value)
+                report.add_result(answer)
 
         await asyncio.gather(send(), receive())
 
