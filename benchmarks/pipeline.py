@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from rich.table import Table
 
 from benchmarks.plain_rtsp import plain_rtsp_loop_fps
 from benchmarks.process_memory import RssTracker, wait_until_idle
+from benchmarks.reliability import record_reliability
 from benchmarks.serving import measure_raw
 from simulation.clips import render_clip_jpegs
 from simulation.rtsp_cameras import RtspSimulator, SimulatedCamera, prepare_world_camera
@@ -193,12 +195,57 @@ def summary(phases: dict[str, Any], baselines: dict[str, Any], settings: Setting
     }
 
 
+class RedisKeyCounter:
+    """How many keys Redis holds, and each stream's length, after warm-up and at the end (a leak of keys or an
+    untrimmed stream shows here)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.samples: list[dict[str, int]] = []
+
+    def sample(self) -> None:
+        client = redis.Redis.from_url(self.url, decode_responses=True)
+        try:
+            counts = {"keys": int(client.dbsize())}
+            for key in client.scan_iter(count=1000):
+                if client.type(key) == "stream":
+                    counts[f"stream:{key}"] = int(client.xlen(key))
+            counts["used_memory_mb"] = int(client.info("memory")["used_memory"]) // 2**20
+            self.samples.append(counts)
+        finally:
+            client.close()
+
+    def report(self) -> dict[str, Any]:
+        self.sample()
+        start, end = (self.samples[0], self.samples[-1]) if len(self.samples) > 1 else ({}, self.samples[-1])
+        return {"after_warm_up": start, "end": end}
+
+
+def record_soak(soak: dict[str, Any], seconds: float) -> None:
+    """The soak's growth figures, per process, into reliability.json beside what the tests measured."""
+    rows = soak["rss_per_process"]["processes"]
+    figures = {
+        "seconds": seconds,
+        "rss_growth_pct": {f"{r['process']}[{r['pid']}]": r["growth_pct"] for r in rows},
+        "threads": {f"{r['process']}[{r['pid']}]": [r["threads_start"], r["threads_end"]] for r in rows},
+        "fds": {f"{r['process']}[{r['pid']}]": [r["fds_start"], r["fds_end"]] for r in rows},
+        "redis_keys": soak["redis_keys"],
+    }
+    record_reliability("soak", figures)
+
+
 def run_soak(settings: Settings, args: argparse.Namespace, pool: list[SimulatedCamera], port: int) -> None:
     with VisionloopService(settings) as service, RtspSimulator(pool, port) as simulator:
         clear_benchmark_cameras(service, settings)
         console.print(f"service idle (start-up work done): {wait_until_idle():.2f} cores busy")
         console.print(f"[bold]soak[/]: {args.cameras} cameras at {args.fps} fps for {args.soak:.0f} s")
+        keys = RedisKeyCounter(service.redis_url)
+        timer = threading.Timer(60.0, keys.sample)  # the warm-up the memory figures skip too
+        timer.start()
         soak = run_phase(settings, service, simulator, pool[: args.cameras], args.fps, args.soak, "p1", 10.0, 60.0)
+        timer.cancel()
+        soak["redis_keys"] = keys.report()
+    record_soak(soak, args.soak)
     out = RESULTS.with_name("pipeline_soak.json")
     out.write_text(json.dumps(soak, indent=2))
     table = Table(title=f"memory per process over {args.soak:.0f} s, after a minute of warm-up")

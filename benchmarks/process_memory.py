@@ -63,6 +63,7 @@ class RssTracker:
     samples: list[dict[int, float]] = field(default_factory=list)
     anon: list[dict[int, float]] = field(default_factory=list)
     cpu: list[dict[int, float]] = field(default_factory=list)
+    handles: list[dict[int, tuple[int, int]]] = field(default_factory=list)  # (threads, open file descriptors)
     times: list[float] = field(default_factory=list)
 
     def sample(self) -> float:
@@ -70,10 +71,12 @@ class RssTracker:
         current: dict[int, float] = {}
         anon: dict[int, float] = {}
         cpu: dict[int, float] = {}
+        handles: dict[int, tuple[int, int]] = {}
         for proc in [self.root, *self.root.children(recursive=True)]:
             try:
                 rss = proc.memory_info().rss / 2**20
                 times = proc.cpu_times()
+                handles[proc.pid] = (proc.num_threads(), proc.num_fds())
             except psutil.Error:
                 continue
             cpu[proc.pid] = times.user + times.system
@@ -87,6 +90,7 @@ class RssTracker:
         self.samples.append(current)
         self.anon.append(anon)
         self.cpu.append(cpu)
+        self.handles.append(handles)
         self.times.append(time.monotonic())
         return sum(current.values())
 
@@ -96,6 +100,12 @@ class RssTracker:
             return {"anon_mb_start": None, "anon_mb_end": None, "anon_growth_pct": None}
         growth = round(100 * (end - start) / start, 2) if start else None
         return {"anon_mb_start": round(start, 1), "anon_mb_end": round(end, 1), "anon_growth_pct": growth}
+
+    def _handle_growth(self, pid: int, skip: int) -> dict[str, int | None]:
+        start, end = self.handles[skip].get(pid), self.handles[-1].get(pid)
+        if start is None or end is None:
+            return {"threads_start": None, "threads_end": None, "fds_start": None, "fds_end": None}
+        return {"threads_start": start[0], "threads_end": end[0], "fds_start": start[1], "fds_end": end[1]}
 
     def report(self, skip: int = 1) -> dict[str, Any]:
         """Growth per process from sample ``skip`` (after warm-up) to the last; processes present in both."""
@@ -117,6 +127,7 @@ class RssTracker:
                     "growth_mb": round(end - start, 1),
                     "growth_pct": round(100 * (end - start) / start, 2) if start else None,
                     **self._anon_growth(pid, skip),
+                    **self._handle_growth(pid, skip),
                 }
             )
         roles: dict[str, dict[str, float]] = defaultdict(

@@ -9,7 +9,6 @@ shadow (both off the response path), and carries the operator's promote / reject
 import asyncio
 import itertools
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,14 +17,16 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import Body, Depends, FastAPI, File, HTTPException, Path, Query, Request, UploadFile, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from ray import serve
 
+from serving.auth import WEBHOOK_SECRET_HEADER, AuthMiddleware, TokenBook
 from serving.detector import ModelInfo
 from serving.explanations import explanation, kept_frame, queue_explanation, recent_explanations, request_for
-from serving.http_errors import http_exception
+from serving.http_errors import http_exception, validation_error_response
 from serving.limits import BodySizeLimitMiddleware, UploadLimit
 from serving.metrics import RouterMetrics
 from serving.model_source import PointerWatch
@@ -33,7 +34,7 @@ from serving.shadow import ShadowMirror, summarize_pairs
 from serving.stream_session import StreamLimits, StreamSession
 from visionloop.cameras import CAMERA_ID_PATTERN, CameraSpec
 from visionloop.contracts import EncodedFrame, FrameResult
-from visionloop.errors import InvalidImageError, NotReadyError
+from visionloop.errors import ComponentDisabled, InvalidImageError, NotReadyError
 from visionloop.frames import FrameObserverFactory, ResultTarget
 from visionloop.http_errors import PayloadTooLarge, Unauthorized, is_client_error
 from visionloop.model_setup import event_log_for
@@ -71,6 +72,9 @@ class PromoteRequest(BaseModel):
 
 
 app.add_middleware(BodySizeLimitMiddleware, limit=UploadLimit.get)
+app.add_exception_handler(RequestValidationError, validation_error_response)
+app.add_middleware(AuthMiddleware)  # added last, so it runs first: no body is read for an anonymous client
+WEBHOOK_PATH = "/v1/labeling/webhook"
 
 
 class ExplainBody(BaseModel):
@@ -97,8 +101,9 @@ class Router:
         """``observer`` builds what is told about every answered frame (the face passes the labeling selector);
         ``shadow`` is the shadow Detector's handle (None when shadow mode is off)."""
         self._settings = settings
-        self._tokens = {"operator": self._settings.api.token.get_secret_value()}
-        self._tokens.update({name: t.get_secret_value() for name, t in self._settings.api.named_tokens.items()})
+        tokens = {"operator": settings.api.token.get_secret_value()}
+        tokens.update({name: t.get_secret_value() for name, t in settings.api.named_tokens.items()})
+        TokenBook.configure(tokens, settings.labeling.webhook_secret.get_secret_value(), frozenset({WEBHOOK_PATH}))
         UploadLimit.set(self._settings.api.max_upload_bytes)
         self._champion = champion
         self._registry = ModelRegistry(self._settings.resolved_var_dir() / "models")
@@ -140,13 +145,15 @@ class Router:
     # -- internals ---------------------------------------------------------------------------------------------
 
     def _authorize(self, credentials: HTTPAuthorizationCredentials | None) -> str:
-        """The name of the token the request carries (what the audit log records); 401 without a known one."""
-        given = credentials.credentials.encode() if credentials is not None else b""
-        # Compare against every token (no early exit), so timing does not tell which names exist.
-        matches = [name for name, token in self._tokens.items() if secrets.compare_digest(given, token.encode())]
-        if credentials is None or not matches:
+        """The name of the token the request carries (what the audit log records); 401 without a known one.
+
+        AuthMiddleware has already refused an HTTP request without one; this also guards the WebSocket handshake
+        and keeps a handler safe should the middleware ever be left out."""
+        header = f"{credentials.scheme} {credentials.credentials}" if credentials is not None else None
+        name = TokenBook.name_of(header)
+        if name is None:
             raise http_exception(Unauthorized())
-        return matches[0]
+        return name
 
     async def _on_redis(self, work: Callable[[Any, StreamNames], Awaitable[Any]]) -> Any:
         """Run ``work(client, streams)`` on a short-lived async Redis connection; a client error becomes its 4xx."""
@@ -346,8 +353,11 @@ class Router:
             }
         except Exception as exc:  # any replica failure is reported, not raised
             model = {"error": f"{type(exc).__name__}: {exc}"}
-        degraded = not redis_ok or "error" in model or self._publisher.dropped > 0
-        return {"status": "degraded" if degraded else "ok", "model": model, "redis": self._publisher.status()}
+        components = self._component_states()
+        missing = sorted(name for name, state in components.items() if state == "missing")
+        degraded = not redis_ok or "error" in model or self._publisher.dropped > 0 or bool(missing)
+        answer = {"status": "degraded" if degraded else "ok", "model": model, "redis": self._publisher.status()}
+        return {**answer, "components": components, **({"missing": missing} if missing else {})}
 
     @app.get("/v1/models", summary="Registered model versions and which one serves")
     async def models(self) -> dict[str, Any]:
@@ -438,13 +448,48 @@ class Router:
 
     # -- the learning loop (its worker actor does the work; this is its HTTP face) --------------------------------
 
-    def _loop_worker(self) -> Any:
+    def _component(self, name: str) -> Any:
+        """The actor behind an optional component: 409 if the settings switch it off, 503 naming it (and the
+        setting) if it should run but does not (still starting, or it failed: `visionloop up`'s log says why)."""
         import ray
 
+        actor_name, enabled, setting = self._components()[name]
+        if not enabled:
+            raise http_exception(ComponentDisabled(f"{name} is switched off ({setting} is false)"))
         try:
-            return ray.get_actor(LOOP_WORKER_ACTOR)
+            return ray.get_actor(actor_name)
         except ValueError:
-            raise http_exception(NotReadyError("the learning loop is not running (loop.enabled is false?)")) from None
+            message = f"{name} is not running although {setting} is true: it is still starting or it failed"
+            raise http_exception(NotReadyError(message)) from None
+
+    def _components(self) -> dict[str, tuple[str, bool, str]]:
+        """Each optional component: its actor's name, whether the settings enable it, and that setting's key."""
+        settings = self._settings
+        return {
+            "the learning loop": (LOOP_WORKER_ACTOR, settings.loop.enabled, "loop.enabled"),
+            "labeling": (LABELING_WORKER_ACTOR, settings.labeling.enabled, "labeling.enabled"),
+            "the camera manager": (CAMERA_MANAGER_ACTOR, True, "the service ('visionloop up')"),
+        }
+
+    def _component_states(self) -> dict[str, str]:
+        """'ready', 'disabled' or 'missing' for each optional component (for /v1/health)."""
+        import ray
+
+        states: dict[str, str] = {}
+        for name, (actor_name, enabled, _) in self._components().items():
+            key = name.removeprefix("the ").replace(" ", "_")
+            if not enabled:
+                states[key] = "disabled"
+                continue
+            try:
+                ray.get_actor(actor_name)
+                states[key] = "ready"
+            except ValueError:
+                states[key] = "missing"
+        return states
+
+    def _loop_worker(self) -> Any:
+        return self._component("the learning loop")
 
     @app.post("/v1/loop/run", summary="Run the learning loop now (train a challenger if labels allow, then the A/B)")
     async def loop_run(
@@ -465,18 +510,14 @@ class Router:
 
     @app.get("/v1/loop/status", summary="The learning loop: state, last job, last verdict, last error")
     async def loop_status(self) -> dict[str, Any]:
+        if not self._settings.loop.enabled:
+            return {"state": "disabled", "reason": "loop.enabled is false"}
         return dict(await self._loop_worker().status.remote())
 
     # -- cameras (the manager actor owns them; this is only their HTTP face) ---------------------------------------
 
     def _camera_manager(self) -> Any:
-        import ray
-
-        try:
-            return ray.get_actor(CAMERA_MANAGER_ACTOR)
-        except ValueError:
-            message = "the camera manager is not running (start the service with 'visionloop up')"
-            raise http_exception(NotReadyError(message)) from None
+        return self._component("the camera manager")
 
     async def _ask_manager(self, method: str, *args: Any) -> Any:
         try:
@@ -508,26 +549,21 @@ class Router:
 
     # -- labeling -------------------------------------------------------------------------------------------------
 
-    @app.post("/v1/labeling/webhook", summary="Label Studio's webhook (annotation created/updated/deleted)")
+    @app.post(WEBHOOK_PATH, summary="Label Studio's webhook (annotation created/updated/deleted)")
     async def labeling_webhook(self, request: Request) -> dict[str, str]:
-        secret = request.headers.get("X-Visionloop-Secret", "")
-        expected = self._settings.labeling.webhook_secret.get_secret_value()
-        if not secrets.compare_digest(secret.encode(), expected.encode()):
+        if not TokenBook.webhook_secret_ok(request.headers.get(WEBHOOK_SECRET_HEADER)):
             raise http_exception(Unauthorized("missing or wrong webhook secret", scheme=None))
         body = await request.body()
         await self._on_redis(lambda client, streams: client.xadd(streams.labeling_webhooks, {"payload": body}))
         return {"status": "queued"}
 
     def _labeling_worker(self) -> Any:
-        import ray
-
-        try:
-            return ray.get_actor(LABELING_WORKER_ACTOR)
-        except ValueError:
-            raise http_exception(NotReadyError("labeling is not running (labeling.enabled is false?)")) from None
+        return self._component("labeling")
 
     @app.get("/v1/labeling/status", summary="The labeling queue: backlog, imported, labelled, dead-lettered")
     async def labeling_status(self) -> dict[str, Any]:
+        if not self._settings.labeling.enabled:
+            return {"state": "disabled", "reason": "labeling.enabled is false"}
         return dict(await self._labeling_worker().status.remote())
 
     @app.post("/v1/labeling/sync", summary="Run one labeling round now (import, webhooks, reconcile)")

@@ -14,7 +14,7 @@ from typing import Any
 import redis
 
 from streaming.worker import CameraWorker
-from visionloop.cameras import CameraExists, CameraNotFound, CameraSpec, load_camera_file
+from visionloop.cameras import CameraExists, CameraLimitReached, CameraNotFound, CameraSpec, load_camera_file
 from visionloop.frames import FrameSink
 from visionloop.redaction import redact
 from visionloop.settings import Settings
@@ -64,6 +64,9 @@ class CameraManager:
                 name=camera_worker_actor(spec.id),
                 num_cpus=self._settings.cameras.worker_num_cpus,
                 max_concurrency=4,
+                # A worker process that dies (a crash, an OOM kill) is started again by Ray with the same spec, so
+                # the camera comes back without the manager's help; remove() ends it for good (no_restart).
+                max_restarts=-1,
             )
             .remote(spec.model_dump(), self._settings.cameras.model_dump(mode="json"), self._sink, self._self_handle())
         )
@@ -93,6 +96,9 @@ class CameraManager:
         with self._lock:
             if spec.id in self._workers:
                 raise CameraExists(f"camera '{spec.id}' already exists; remove it first to change it")
+            limit = self._settings.cameras.max_cameras
+            if len(self._workers) >= limit:
+                raise CameraLimitReached(f"{limit} cameras already run (cameras.max_cameras); remove one first")
             self._redis.hset(self._streams.cameras, spec.id, spec.model_dump_json())
             self._start(spec)
         self._event("camera_added", camera_id=spec.id, url=spec.redacted_url())

@@ -23,6 +23,10 @@ class CameraExists(VisionloopError):
     """A camera with that id is already running."""
 
 
+class CameraLimitReached(VisionloopError):
+    """As many cameras run as cameras.max_cameras allows."""
+
+
 class CameraSpec(BaseModel):
     """One camera. The URL may hold credentials; they are shown redacted everywhere but here."""
 

@@ -27,3 +27,7 @@ class RegistryError(VisionloopError):
 
 class NotReadyError(VisionloopError):
     """A component is still starting; the request can be repeated shortly (HTTP 503, not a server fault)."""
+
+
+class ComponentDisabled(VisionloopError):
+    """The request needs a component the settings switch off (HTTP 409: the configuration, not a fault)."""

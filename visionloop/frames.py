@@ -175,6 +175,17 @@ class ResultTarget:
         )
 
 
+REPLICA_LOSS_RETRIES = 1
+
+
+def replica_lost(exc: BaseException) -> bool:
+    """Whether a Serve call failed because its replica died or became unreachable (worth one more try elsewhere),
+    rather than because of the frames."""
+    from ray import exceptions
+
+    return isinstance(exc, exceptions.RayActorError | exceptions.ActorUnavailableError)
+
+
 class DetectorFrameSink:
     """Camera frames straight to the champion Detector: one Ray hop per call, arrays through the object store.
 
@@ -206,6 +217,7 @@ class DetectorFrameSink:
         self._publisher: BackgroundPublisher | None = None
         self._observe: queue.Queue[tuple[list[EncodedFrame], FrameReplies] | None] | None = None
         self.observe_dropped = 0
+        self.replica_retries = 0
 
     def __reduce__(self) -> tuple[type[DetectorFrameSink], tuple[ResultTarget, str, str, float, int, float]]:
         return (
@@ -235,7 +247,7 @@ class DetectorFrameSink:
         self._start()
         assert self._publisher is not None
         batch = list(frames)
-        results: FrameReplies = self._detector.detect_frames.remote(batch).result(timeout_s=self.timeout_s)
+        results = self._detect(batch)
         self._publisher.publish(r for r in results if isinstance(r, FrameResult))
         if self._observe is not None:
             try:
@@ -243,6 +255,20 @@ class DetectorFrameSink:
             except queue.Full:
                 self.observe_dropped += len(batch)
         return results
+
+    def _detect(self, batch: list[EncodedFrame]) -> FrameReplies:
+        """The Detector's answers; a call whose replica died under it goes once more, to a live replica (Serve
+        routes it), so a lost replica costs the camera no frames where another one runs."""
+        for attempt in range(REPLICA_LOSS_RETRIES + 1):
+            try:
+                results: FrameReplies = self._detector.detect_frames.remote(batch).result(timeout_s=self.timeout_s)
+                return results
+            except Exception as exc:
+                if attempt == REPLICA_LOSS_RETRIES or not replica_lost(exc):
+                    raise
+                self.replica_retries += 1
+                log.warning("a Detector replica died with %d frames in flight; sending them again", len(batch))
+        raise AssertionError("unreachable")
 
     def _forward(self) -> None:
         """Show answered frames to the Router's observers, gathered for up to ``observe_every_s`` into one call: a
@@ -278,6 +304,7 @@ class DetectorFrameSink:
             "results_dropped": int(status.get("dropped", 0)),
             "results_buffered": int(status.get("buffered", 0)),
             "frames_not_observed": self.observe_dropped,
+            "replica_retries": self.replica_retries,
         }
 
     def close(self, timeout_s: float) -> None:

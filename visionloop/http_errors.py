@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from visionloop.cameras import CameraExists, CameraNotFound
-from visionloop.errors import InvalidImageError, NotReadyError, RegistryError, VisionloopError
+from visionloop.cameras import CameraExists, CameraLimitReached, CameraNotFound
+from visionloop.errors import ComponentDisabled, InvalidImageError, NotReadyError, RegistryError, VisionloopError
 from visionloop.explanations import ExplanationNotFound
 from visionloop.promotion import PromotionRefused
 from visionloop.redaction import redact
@@ -52,6 +52,8 @@ STATUS: dict[type[BaseException], int] = {
     CameraNotFound: 404,
     ExplanationNotFound: 404,
     CameraExists: 409,
+    CameraLimitReached: 409,
+    ComponentDisabled: 409,
     PromotionRefused: 409,
     RegistryError: 404,
     PayloadTooLarge: 413,

@@ -23,6 +23,23 @@ pytestmark = pytest.mark.integration
 AUTH = {"Authorization": "Bearer test-token-123"}
 
 
+def ray_logs_dir() -> Path:
+    import ray
+
+    return Path(ray._private.worker._global_node.get_logs_dir_path())
+
+
+def files_containing(roots: list[Path], secrets: list[bytes], skip: Path) -> list[str]:
+    """Every file under ``roots`` (but not under ``skip``) whose bytes hold one of ``secrets``."""
+    found = []
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file() and skip not in path.parents:
+                data = path.read_bytes()
+                found += [f"{path}: {secret.decode()}" for secret in secrets if secret in data]
+    return found
+
+
 def test_cameras_through_the_api_cli_and_a_restart(module_var_dir: Path, tmp_path: Path) -> None:
     video = prepare_world_camera("cam1", "A", 7, seconds=3, fps=15, out_dir=tmp_path, height=180, width=320)
     # The drift sampler is an observer: camera frames reach it through the Router's observe_frames, after the
@@ -90,6 +107,14 @@ def test_cameras_through_the_api_cli_and_a_restart(module_var_dir: Path, tmp_pat
             assert any(e.get("camera_id") == "gate" and e.get("new") == "streaming" for e in events)
             assert all("pa55" not in json.dumps(e) for e in events)
             client.close()
+            invalid = api.post("/v1/cameras", json={"id": "bad id!", "url": url, "fps": 1}, headers=AUTH)
+            assert invalid.status_code == 422 and "pa55" not in invalid.text and "id" in invalid.text
+            # Nothing the run wrote holds a credential: every Ray process's log and output, and var/ except
+            # Redis's own data (the camera list must keep the URL to reconnect).
+            leaks = files_containing(
+                [ray_logs_dir(), module_var_dir], [b"pa55-word", b"test-token-123"], skip=module_var_dir / "redis"
+            )
+            assert leaks == []
         # A new service on the same Redis data resumes the camera without being told again.
         with VisionloopService(settings) as service:
             api = httpx.Client(base_url=service.api_url, timeout=60)

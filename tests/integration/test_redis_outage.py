@@ -44,7 +44,9 @@ def test_results_survive_a_redis_outage(module_var_dir: Path, tmp_path: Path, ca
                     time.sleep(0.2)
                 assert client.xlen(stream) == len(jpegs)
                 health = api.get("/v1/health").json()
-                assert health["status"] == "ok"
+                # Redis is back; the cameras, whose list lives in Redis, were not started without it, and health
+                # keeps saying so rather than "ok".
+                assert health["status"] == "degraded" and health["missing"] == ["camera_manager"]
                 assert health["redis"] | {"last_error": None} == {
                     "connected": True,
                     "buffered": 0,

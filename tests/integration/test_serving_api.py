@@ -63,7 +63,7 @@ def _wait_for_stream(client: redis.Redis, stream: str, camera_id: str, count: in
 
 def test_health_reports_model_and_redis(api: httpx.Client) -> None:
     body = api.get("/v1/health").json()
-    assert body["status"] == "ok"
+    assert body["status"] == "ok" and body["components"]["camera_manager"] == "ready"
     assert body["model"]["version"] == "v1" and body["model"]["backend"] == "onnxruntime"
     assert body["redis"]["connected"] is True
 

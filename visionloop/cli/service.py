@@ -13,6 +13,7 @@ import redis
 
 from visionloop.cli.plugins import frame_observer
 from visionloop.errors import VisionloopError
+from visionloop.exposure import check_exposure
 from visionloop.frames import DetectorFrameSink, ResultTarget, ServeFrameSink
 from visionloop.ray_runtime import init_ray, shutdown_ray
 from visionloop.redaction import redact
@@ -73,6 +74,7 @@ class VisionloopService:
         return f"http://{self.settings.api.host}:{self.settings.api.port}"
 
     def start(self) -> VisionloopService:
+        check_exposure(self.settings)  # before anything listens
         try:
             self._start_redis()
             init_ray(self.settings)

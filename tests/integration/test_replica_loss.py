@@ -1,0 +1,174 @@
+"""Losing a process mid-stream: a Detector replica, a Router replica and a camera worker are killed while four
+simulated RTSP cameras stream; the streams go on, and the video without results is measured per camera.
+
+Seconds of video lost are read from the results in Redis: the longest gap between consecutive results of a camera
+in the window around the kill, less one frame period. A window without a kill, measured the same way, is the
+baseline (on two busy cores a camera skips frames now and then anyway).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import ray
+import redis
+
+from simulation.rtsp_cameras import RtspSimulator, prepare_world_camera
+from tests.conftest import free_port, make_settings, wait_for
+from tests.reliability import record_reliability
+from visionloop.cli.service import VisionloopService
+from visionloop.contracts import FrameResult
+from visionloop.streams import StreamNames, camera_worker_actor
+
+pytestmark = pytest.mark.integration
+AUTH = {"Authorization": "Bearer test-token-123"}
+CAMERAS = 4
+FPS = 10
+WINDOW_S = 8.0  # measured after each kill: long enough for a replacement process to start
+MAX_LOST_S = 2.0  # the issue's bound for a replica; a camera worker's own restart is reported against it too
+
+
+def _results_between(client: redis.Redis, stream: str, start: float, end: float) -> dict[str, list[float]]:
+    """Capture times of the results published in [start, end), per camera."""
+    entries: list[tuple[bytes, dict[str | bytes, str | bytes]]] = client.xrange(  # type: ignore[assignment]
+        stream, min=str(int(start * 1000)), max=str(int(end * 1000))
+    )
+    per_camera: dict[str, list[float]] = {}
+    for _, fields in entries:
+        result = FrameResult.from_stream_fields(fields)
+        per_camera.setdefault(result.camera_id, []).append(result.capture_ts)
+    return per_camera
+
+
+def _seconds_lost(per_camera: dict[str, list[float]], start: float, end: float) -> dict[str, float]:
+    """Per camera: the longest stretch of video without a result (the window's edges count), less a frame."""
+    lost = {}
+    for camera in (f"cam{i}" for i in range(CAMERAS)):
+        times = sorted(t for t in per_camera.get(camera, []) if start <= t < end)
+        edges = [start, *times, end]
+        lost[camera] = round(max(b - a for a, b in itertools.pairwise(edges)) - 1.0 / FPS, 2)
+    return lost
+
+
+class ApiProbe:
+    """Sends /v1/detect once every 100 ms in a thread and counts the answers that were not 200."""
+
+    def __init__(self, url: str, jpeg: bytes) -> None:
+        self.url, self.jpeg = url, jpeg
+        self.sent = self.failed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            while not self._stop.wait(0.1):
+                self.sent += 1
+                try:
+                    ok = client.post("/v1/detect", files={"image": ("f.jpg", self.jpeg)}, headers=AUTH).is_success
+                except httpx.HTTPError:
+                    ok = False
+                self.failed += not ok
+
+    def __enter__(self) -> ApiProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+
+def _serve_replica(deployment: str) -> Any:
+    names = [a for a in ray.util.list_named_actors(all_namespaces=True) if f"#{deployment}#" in a["name"]]
+    assert names, f"no replica of {deployment} found"
+    return ray.get_actor(names[0]["name"], namespace=names[0]["namespace"])
+
+
+def _kill_and_measure(client: redis.Redis, stream: str, kill: Callable[[], None]) -> dict[str, float]:
+    killed_at = time.time()
+    kill()
+    time.sleep(WINDOW_S)
+    end = time.time()
+    return _seconds_lost(_results_between(client, stream, killed_at - 1.0, end), killed_at, end)
+
+
+@pytest.mark.timeout(600)
+def test_a_killed_replica_or_camera_worker_costs_seconds_not_the_stream(module_var_dir: Path, tmp_path: Path) -> None:
+    videos = [
+        prepare_world_camera(f"cam{i}", "A", 40 + i, seconds=4, fps=FPS, out_dir=tmp_path, height=180, width=320)
+        for i in range(CAMERAS)
+    ]
+    settings = make_settings(
+        module_var_dir,
+        serving__replicas="2",
+        serving__router_replicas="2",
+        serving__num_cpus="0.5",
+        cameras__worker_num_cpus="0",
+        cameras__stall_timeout_s="2",
+    )
+    with RtspSimulator(videos, free_port()) as simulator, VisionloopService(settings) as service:
+        api = httpx.Client(base_url=service.api_url, timeout=60)
+        for i in range(CAMERAS):
+            spec = {"id": f"cam{i}", "url": simulator.url(f"cam{i}"), "target_fps": FPS}
+            assert api.post("/v1/cameras", json=spec, headers=AUTH).status_code == 201
+        wait_for(
+            lambda: api.get("/v1/cameras").json(),
+            lambda rows: len(rows) == CAMERAS and all(r["frames_processed"] >= 20 for r in rows),
+            90,
+            0.5,
+        )
+        client = redis.Redis.from_url(service.redis_url)
+        stream = StreamNames(settings.redis.stream_prefix).results
+        figures: dict[str, Any] = {}
+        start = time.time()
+        time.sleep(WINDOW_S)
+        end = time.time()
+        figures["baseline_s"] = _seconds_lost(_results_between(client, stream, start - 1, end), start, end)
+        jpeg = _probe_jpeg()
+        with ApiProbe(service.api_url, jpeg) as probe:
+            figures["detector_s"] = _kill_and_measure(
+                client, stream, lambda: ray.kill(_serve_replica("ChampionDetector"), no_restart=True)
+            )
+            figures["router_s"] = _kill_and_measure(
+                client, stream, lambda: ray.kill(_serve_replica("Router"), no_restart=True)
+            )
+        figures["api_requests"], figures["api_failed"] = probe.sent, probe.failed
+        worker = ray.get_actor(camera_worker_actor("cam0"))
+        figures["camera_worker_s"] = _kill_and_measure(client, stream, lambda: ray.kill(worker, no_restart=False))
+        rows = wait_for(
+            lambda: api.get("/v1/cameras").json(),
+            lambda rows: all(r["state"] == "streaming" for r in rows),
+            60,
+            0.5,
+        )
+        figures["replica_retries"] = sum(r.get("replica_retries", 0) for r in rows)
+        worst = {key: max(value.values()) for key, value in figures.items() if isinstance(value, dict)}
+        record_reliability(
+            "replica_loss",
+            {
+                "cameras": CAMERAS,
+                "fps": FPS,
+                "seconds_of_video_lost_max": worst,
+                "seconds_of_video_lost": {k: v for k, v in figures.items() if isinstance(v, dict)},
+                "api_requests_during_kills": figures["api_requests"],
+                "api_requests_failed": figures["api_failed"],
+                "replica_retries": figures["replica_retries"],
+            },
+        )
+        client.close()
+    assert worst["detector_s"] < MAX_LOST_S and worst["router_s"] < MAX_LOST_S, worst
+    assert worst["camera_worker_s"] < WINDOW_S - 1, worst  # the camera came back by itself
+    assert figures["api_failed"] <= 2, figures  # a request in flight on the killed Router may fail; no more
+
+
+def _probe_jpeg() -> bytes:
+    from simulation.clips import render_clip_jpegs
+
+    return render_clip_jpegs(frames=1, width=320, height=180, seed=3)[0]
