@@ -66,10 +66,17 @@ model: venv
 bootstrap: venv
 	$(BIN)/visionloop bootstrap
 
+# bandit: the project's code against security/bandit-baseline.json (accepted findings, explained in security/README.md).
+# audit_dependencies.py: pip-audit on both locks; prints NOT AUDITED and passes where the advisory service cannot be
+# reached; AUDIT_ARGS=--strict (a machine with internet) fails then too.
+BANDIT_TARGETS := visionloop serving streaming learning labeling simulation dashboards scripts benchmarks
+AUDIT_ARGS ?=
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/bandit -q -c pyproject.toml -r $(BANDIT_TARGETS) -b security/bandit-baseline.json
+	$(BIN)/python scripts/audit_dependencies.py $(LOCK) $(LS_LOCK) $(AUDIT_ARGS)
 
 typecheck: venv
 	$(BIN)/mypy
