@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """A small RTSP server that loops H.264 (Annex-B) files as cameras: the demo's and the tests' IP cameras.
 
+A ``.wav`` file is served as an audio-only stream (L16), the tests' "camera" with no video track.
+
 Runs with the system python3 (it needs PyGObject and GstRtspServer from Debian's packages, which a virtual
 environment does not see). visionloop starts it through simulation/rtsp_cameras.py.
 
@@ -30,15 +32,20 @@ def parse_mount(text: str) -> tuple[str, str, int]:
     return name, path, int(fps)
 
 
-def make_factory(path: str, fps: int, auth_role: str | None) -> GstRtspServer.RTSPMediaFactory:
-    factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_shared(True)
-    launch = (
+def launch_line(path: str, fps: int) -> str:
+    if path.lower().endswith(".wav"):
+        return f'( filesrc location="{path}" ! wavparse ! audioconvert ! rtpL16pay name=pay0 pt=97 )'
+    return (
         f'( multifilesrc location="{path}" loop=true '
         f"caps=video/x-h264,stream-format=byte-stream,framerate={fps}/1 "
         "! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )"
     )
-    factory.set_launch(launch)
+
+
+def make_factory(path: str, fps: int, auth_role: str | None) -> GstRtspServer.RTSPMediaFactory:
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_shared(True)
+    factory.set_launch(launch_line(path, fps))
     if auth_role:
         role, _ = Gst.Structure.from_string(
             f"{auth_role}, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"

@@ -151,6 +151,8 @@ class CameraManager:
                         "frames_skipped": 0,
                         "reconnects": 0,
                         "last_error": redact(f"{type(exc).__name__}: {exc}"),
+                        "state_reason": redact(f"{type(exc).__name__}: {exc}"),
+                        "alive": False,
                     }
                 )
         return out

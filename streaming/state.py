@@ -25,7 +25,10 @@ ALLOWED: dict[CameraState, frozenset[CameraState]] = {
     CameraState.STREAMING: frozenset(
         {CameraState.STALLED, CameraState.BACKOFF, CameraState.FAILED, CameraState.STOPPED}
     ),
-    CameraState.STALLED: frozenset({CameraState.CONNECTING, CameraState.BACKOFF, CameraState.STOPPED}),
+    # STALLED -> FAILED: a stalled read that ends in a permanent error (a stream that turned out corrupt).
+    CameraState.STALLED: frozenset(
+        {CameraState.CONNECTING, CameraState.BACKOFF, CameraState.FAILED, CameraState.STOPPED}
+    ),
     CameraState.BACKOFF: frozenset({CameraState.CONNECTING, CameraState.STOPPED}),
     CameraState.FAILED: frozenset({CameraState.CONNECTING, CameraState.STOPPED}),
     CameraState.STOPPED: frozenset(),
@@ -50,6 +53,7 @@ class StateMachine:
     def __init__(self, on_change: Callable[[Transition], None] | None = None) -> None:
         self._state = CameraState.CONNECTING
         self._since = time.time()
+        self._reason = "starting"
         self._lock = threading.Lock()
         self._on_change = on_change
 
@@ -61,6 +65,11 @@ class StateMachine:
     def since(self) -> float:
         return self._since
 
+    @property
+    def reason(self) -> str:
+        """Why the camera is in its state (the last transition's reason)."""
+        return self._reason
+
     def to(self, new: CameraState, reason: str = "") -> bool:
         """Move to ``new``; False if already there. An illegal move is a bug and raises."""
         with self._lock:
@@ -69,7 +78,7 @@ class StateMachine:
                 return False
             if new not in ALLOWED[old]:
                 raise IllegalTransition(f"{old.value} -> {new.value} is not allowed ({reason})")
-            self._state, self._since = new, time.time()
+            self._state, self._since, self._reason = new, time.time(), reason
         if self._on_change:
             self._on_change(Transition(old, new, reason, self._since))
         return True

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from streaming.buffers import CapturedFrame, FrameBuffer
-from streaming.sources import SourceError, SourceOptions, create_source
+from streaming.sources import DecodedFrame, FrameSource, SourceError, SourceOptions, create_source
 from streaming.state import CameraState, StateMachine, Transition
 from visionloop.redaction import redact
 
@@ -44,6 +44,8 @@ class Counters:
     attempts: int = 0
     last_frame_mono: float = 0.0
     last_error: str | None = None
+    corrupt_packets: int = 0  # packets skipped as undecodable (damaged H.264), over all attempts
+    last_corruption: str | None = None
 
 
 class CameraSupervisor:
@@ -88,6 +90,12 @@ class CameraSupervisor:
         if self.state.state is not CameraState.STOPPED:
             self.state.to(CameraState.STOPPED, "stopped")
 
+    @property
+    def alive(self) -> bool:
+        """Whether the watchdog runs (False before start and after stop): a status that reads "streaming" from a
+        dead watchdog would be a lie, so the worker reports this too."""
+        return self._watchdog is not None and self._watchdog.is_alive()
+
     def _changed(self, transition: Transition) -> None:
         log.info(
             "camera %s: %s -> %s %s",
@@ -98,33 +106,71 @@ class CameraSupervisor:
             extra={"camera_id": self.camera_id},
         )
         if self._on_transition:
-            self._on_transition(transition)
+            try:
+                self._on_transition(transition)
+            except Exception as exc:  # a listener (metrics, events) failing must not stop the watchdog mid-transition
+                log.warning("camera %s: a state listener failed: %s", self.camera_id, redact(repr(exc)))
 
     # -- the capture attempt: only captures --------------------------------------------------------------------
 
     def _capture(self) -> None:
-        source = create_source(self._url, self._options)
+        source: FrameSource | None = None
+        corrupt_before = self.counters.corrupt_packets
         try:
+            source = create_source(self._url, self._options)
             for decoded in source.frames():
                 if self._stop.is_set():
                     return
-                now = time.monotonic()
-                self.counters.frames_in += 1
-                self.counters.last_frame_mono = now
-                self._seq += 1
-                frame = CapturedFrame(decoded.image, self._seq, time.time(), decoded.decode_ms, now)
-                self._buffer.put(frame, timeout_s=self._policy.stall_timeout_s)
+                self._count_corruption(source, corrupt_before)
+                self._push(decoded)
             self._attempt_error = SourceError("the stream ended (camera closed the connection)", permanent=False)
         except SourceError as exc:
             self._attempt_error = exc
         except Exception as exc:  # a bug or an unexpected library error must not kill the watchdog
             self._attempt_error = SourceError(f"{type(exc).__name__}: {redact(str(exc))}", permanent=False)
         finally:
-            source.close()
+            if source is not None:
+                self._count_corruption(source, corrupt_before)
+                source.close()
+
+    def _push(self, decoded: DecodedFrame) -> None:
+        now = time.monotonic()
+        self.counters.frames_in += 1
+        self.counters.last_frame_mono = now
+        self._seq += 1
+        frame = CapturedFrame(decoded.image, self._seq, time.time(), decoded.decode_ms, now)
+        self._buffer.put(frame, timeout_s=self._policy.stall_timeout_s)
+
+    def _count_corruption(self, source: FrameSource, before: int) -> None:
+        self.counters.corrupt_packets = before + source.corrupt_packets
+        if source.last_corruption:
+            self.counters.last_corruption = source.last_corruption
 
     # -- the watchdog: owns the restart policy -----------------------------------------------------------------
 
     def _watch(self) -> None:
+        """Run the restart loop. A bug in it leaves the camera FAILED with the reason, tried again after
+        ``failed_retry_s``: never a watchdog that died silently behind a state that still reads "streaming"."""
+        while not self._stop.is_set():
+            try:
+                self._restart_loop()
+            except Exception as exc:
+                reason = redact(f"camera supervisor error: {type(exc).__name__}: {exc}")
+                log.error("camera %s: %s", self.camera_id, reason)
+                log.debug("camera %s: supervisor error", self.camera_id, exc_info=True)  # may hold credentials
+                self.counters.last_error = reason
+                self._force_failed(reason)
+                self._stop.wait(self._policy.failed_retry_s)
+
+    def _force_failed(self, reason: str) -> None:
+        state = self.state.state
+        if state in (CameraState.FAILED, CameraState.STOPPED):
+            return
+        if state is CameraState.BACKOFF:
+            self.state.to(CameraState.CONNECTING, "recovering from a supervisor error")
+        self.state.to(CameraState.FAILED, reason)
+
+    def _restart_loop(self) -> None:
         failures = 0
         while not self._stop.is_set():
             self._run_attempt()

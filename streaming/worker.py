@@ -62,6 +62,7 @@ class CameraRuntime:
         self.frames_processed = 0
         self.frames_failed = 0
         self.send_errors = 0
+        self.frames_lost = 0  # frames whose model call failed (a replica lost mid-call, Serve away)
         self.last_send_error: str | None = None
         self._latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._processed_at: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -115,6 +116,7 @@ class CameraRuntime:
                 results = self._send([self._frame(f) for f in frames])
             except Exception as exc:  # the Detector may be restarting; count it and keep going
                 self.send_errors += 1
+                self.frames_lost += len(frames)
                 self.last_send_error = redact(f"{type(exc).__name__}: {exc}")
                 self._stop.wait(0.5)
                 continue
@@ -142,11 +144,16 @@ class CameraRuntime:
             "url": self.spec.redacted_url(),
             "state": self.supervisor.state.state.value,
             "state_since": self.supervisor.state.since,
+            "state_reason": redact(self.supervisor.state.reason),
+            "alive": self.supervisor.alive and self._sender.is_alive(),  # both threads of the camera run
             "frames_in": counters.frames_in,
             "frames_processed": self.frames_processed,
             "frames_skipped": self.buffer.skipped,
             "frames_failed": self.frames_failed,
+            "frames_lost": self.frames_lost,
             "reconnects": counters.reconnects,
+            "corrupt_packets": counters.corrupt_packets,
+            "last_corruption": counters.last_corruption,
             "last_error": counters.last_error or self.last_send_error,
             "fps": len(recent) / 5.0,
             "latency_ms_p50": float(np.percentile(latencies, 50)) if latencies is not None else None,

@@ -149,6 +149,7 @@ def test_a_killed_replica_or_camera_worker_costs_seconds_not_the_stream(module_v
             0.5,
         )
         figures["replica_retries"] = sum(r.get("replica_retries", 0) for r in rows)
+        figures["frames_lost"] = sum(r.get("frames_lost", 0) for r in rows)
         worst = {key: max(value.values()) for key, value in figures.items() if isinstance(value, dict)}
         record_reliability(
             "replica_loss",
@@ -160,6 +161,7 @@ def test_a_killed_replica_or_camera_worker_costs_seconds_not_the_stream(module_v
                 "api_requests_during_kills": figures["api_requests"],
                 "api_requests_failed": figures["api_failed"],
                 "replica_retries": figures["replica_retries"],
+                "frames_lost_in_failed_calls": figures["frames_lost"],
             },
         )
         client.close()

@@ -52,6 +52,16 @@ def test_state_machine_follows_the_table() -> None:
     assert ALLOWED[CameraState.STOPPED] == frozenset()
 
 
+def test_a_stall_that_ends_in_a_permanent_error_can_fail_and_the_state_keeps_its_reason() -> None:
+    machine = StateMachine()
+    assert machine.reason == "starting"
+    machine.to(CameraState.STALLED, "no frame for 3.1 s")
+    assert machine.reason == "no frame for 3.1 s"
+    # A read that stalled and then proved the stream corrupt: FAILED, not an IllegalTransition killing the watchdog.
+    machine.to(CameraState.FAILED, "the file is corrupt")
+    assert (machine.state, machine.reason) == (CameraState.FAILED, "the file is corrupt")
+
+
 def _frame(seq: int) -> CapturedFrame:
     return CapturedFrame(np.zeros((2, 2, 3), np.uint8), seq, time.time(), 0.1, time.monotonic())
 
