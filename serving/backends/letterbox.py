@@ -31,8 +31,8 @@ def batch_shape(frame_shapes: Sequence[tuple[int, int]], imgsz: int) -> tuple[in
     height = width = 0
     for h, w in frame_shapes:
         scale = imgsz / max(h, w)
-        height = max(height, round(h * scale))
-        width = max(width, round(w * scale))
+        height = max(height, round(h * scale), 1)
+        width = max(width, round(w * scale), 1)
     return math.ceil(height / STRIDE) * STRIDE, math.ceil(width / STRIDE) * STRIDE
 
 
@@ -45,7 +45,7 @@ def letterbox_batch(frames: Sequence[npt.NDArray[np.uint8]], shape: tuple[int, i
     for i, frame in enumerate(frames):
         h, w = frame.shape[:2]
         scale = min(target_h / h, target_w / w)
-        new_w, new_h = round(w * scale), round(h * scale)
+        new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))  # a 1x2000 frame keeps a row
         pad_x, pad_y = (target_w - new_w) / 2, (target_h - new_h) / 2
         left, top = round(pad_x - 0.1), round(pad_y - 0.1)
         resized = (

@@ -22,6 +22,7 @@ from typing import Any
 import av
 import numpy as np
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiortc import VideoStreamTrack
 
 from streaming.webrtc.annotate import draw_detections
@@ -29,6 +30,8 @@ from streaming.webrtc.ice import keep_candidates, restrict_host_addresses
 from visionloop.contracts import EncodedFrame, FrameResult
 from visionloop.errors import InvalidImageError
 from visionloop.http_errors import BadRequest, PayloadTooLarge, TooManyRequests, Unauthorized, http_error
+from visionloop.imaging import check_frame_size
+from visionloop.redaction import redact
 from visionloop.settings import WebRTCSettings
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,49 @@ PAGE_DIR = Path(__file__).with_name("page")
 DetectFn = Callable[[list[EncodedFrame]], Awaitable[list[FrameResult | str]]]
 NamesFn = Callable[[], Awaitable[list[str]]]
 MAX_OFFER_BYTES = 64 * 1024
+MAX_MEDIA_SECTIONS = 4  # the page offers video and a data channel; more sections is no camera, only work for us
+RECEIVING = ("recvonly", "sendrecv")  # the gateway's side of a video transceiver that brings frames in
+
+
+def check_offer_sdp(sdp: str) -> str:
+    """``sdp`` if it has the shape of a camera offer (v=0 first, one video section, few sections), else BadRequest:
+    cheap line checks so an offer that cannot be one never costs a peer connection."""
+    lines = sdp.splitlines()
+    if not lines or lines[0].strip() != "v=0":
+        raise BadRequest("the SDP offer must start with 'v=0'")
+    media = [line for line in lines if line.startswith("m=")]
+    videos = sum(1 for line in media if line.startswith("m=video "))
+    if videos != 1:
+        raise BadRequest(f"the SDP offer must have one video section (it has {videos})")
+    if len(media) > MAX_MEDIA_SECTIONS:
+        raise BadRequest(f"the SDP offer has {len(media)} media sections; the most is {MAX_MEDIA_SECTIONS}")
+    return sdp
+
+
+async def read_offer(request: web.Request) -> str:
+    """The SDP of an offer request ``{sdp, type: 'offer'}``; PayloadTooLarge or BadRequest saying what is wrong.
+
+    The body is read whole (the app's limit is the upload limit, far above an offer's) and then held to
+    MAX_OFFER_BYTES, so a huge offer never reaches the SDP parser.
+    """
+    too_large = PayloadTooLarge(f"offer body larger than the {MAX_OFFER_BYTES}-byte limit")
+    if request.content_length is not None and request.content_length > MAX_OFFER_BYTES:
+        raise too_large
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large from None
+    if len(raw) > MAX_OFFER_BYTES:
+        raise too_large
+    if request.content_type != "application/json":
+        raise BadRequest(f"send the offer as Content-Type: application/json (not {request.content_type})")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser's stack
+        raise BadRequest("the offer must be JSON {sdp, type}") from None
+    if not isinstance(body, dict) or body.get("type") != "offer" or not isinstance(body.get("sdp"), str):
+        raise BadRequest("the offer must be JSON {sdp, type: 'offer'}")
+    return check_offer_sdp(body["sdp"])
 
 
 def error_response(exc: BaseException) -> web.Response:
@@ -76,6 +122,8 @@ class PeerSession:
     frames_in: int = 0
     frames_processed: int = 0
     messages_sent: int = 0
+    frames_refused: int = 0
+    frames_failed: int = 0  # frames whose detection call failed (the peer goes on)
     pending_mark: float | None = None
 
     @property
@@ -131,6 +179,7 @@ class WebRTCGateway:
                     "state": p.pc.connectionState,
                     "frames_in": p.frames_in,
                     "frames_processed": p.frames_processed,
+                    "frames_failed": p.frames_failed,
                     "messages_sent": p.messages_sent,
                 }
                 for p in self.peers.values()
@@ -145,6 +194,8 @@ class WebRTCGateway:
             form = await request.post()
         except web.HTTPRequestEntityTooLarge:
             return error_response(PayloadTooLarge.body(self._max_upload_bytes))
+        except (ValueError, LookupError, HttpProcessingError) as exc:  # no boundary, an unknown charset, bad headers
+            return error_response(BadRequest(f"malformed form body: {getattr(exc, 'message', None) or exc}"))
         upload = form.get("image")
         if not isinstance(upload, web.FileField):
             return error_response(BadRequest("send the image as multipart field 'image'"))
@@ -159,29 +210,25 @@ class WebRTCGateway:
         return scheme.lower() == "bearer" and secrets.compare_digest(token.encode(), self._token.encode())
 
     async def _offer(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return error_response(Unauthorized())
         try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return error_response(BadRequest("the offer must be JSON {sdp, type}"))
-        if not isinstance(body, dict) or body.get("type") != "offer" or not isinstance(body.get("sdp"), str):
-            return error_response(BadRequest("the offer must be JSON {sdp, type: 'offer'}"))
-        if "m=video" not in body["sdp"] or not body["sdp"].startswith("v=0"):
-            return error_response(BadRequest("the SDP offer has no video section"))
-        if len(self.peers) >= self.settings.max_peers:
-            return error_response(TooManyRequests(f"the gateway already serves {self.settings.max_peers} peers"))
-        try:
-            answer = await self.connect(body["sdp"])
-        except ValueError as exc:
-            return error_response(BadRequest(f"malformed SDP offer: {exc}"))
+            if not self._authorized(request):
+                raise Unauthorized()
+            sdp = await read_offer(request)
+            if len(self.peers) >= self.settings.max_peers:
+                raise TooManyRequests(f"the gateway already serves {self.settings.max_peers} peers")
+            try:
+                answer = await self.connect(sdp)
+            except ValueError as exc:
+                raise BadRequest(f"malformed SDP offer: {exc}") from None
+        except (BadRequest, PayloadTooLarge, TooManyRequests, Unauthorized) as exc:
+            return error_response(exc)
         return web.json_response(answer)
 
     # -- peers ---------------------------------------------------------------------------------------------------
 
     async def connect(self, offer_sdp: str) -> dict[str, str]:
         """Answer an offer (ICE fully gathered: aiortc does not trickle) and start the peer's tasks."""
-        from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+        from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 
         servers = [RTCIceServer(**s.model_dump(exclude_none=True)) for s in self.settings.ice_servers]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
@@ -214,15 +261,24 @@ class WebRTCGateway:
                 await self.close_peer(peer.id)
 
         try:
-            sdp = keep_candidates(offer_sdp, self.settings.host_addresses)
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-            await pc.setLocalDescription(await pc.createAnswer())
+            await self._negotiate(pc, offer_sdp)
         except Exception as exc:  # aiortc raises ValueError and others for bad SDP; close the half-made peer
             await self.close_peer(peer.id)
             raise ValueError(str(exc) or type(exc).__name__) from None
         peer.tasks.append(asyncio.ensure_future(self._watch_idle(peer)))
         answer = keep_candidates(pc.localDescription.sdp, self.settings.host_addresses)
         return {"sdp": answer, "type": pc.localDescription.type, "peer_id": peer.id}
+
+    async def _negotiate(self, pc: Any, offer_sdp: str) -> None:
+        """Take the offer and make the answer; ValueError where no video would come in (a recvonly or inactive
+        video section), which would hold a peer slot until the idle timeout for nothing."""
+        from aiortc import RTCSessionDescription
+
+        sdp = keep_candidates(offer_sdp, self.settings.host_addresses)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        if not any(t.kind == "video" and t.currentDirection in RECEIVING for t in pc.getTransceivers()):
+            raise ValueError("the offer sends no video (its video section is recvonly or inactive)")
 
     async def _receive(self, peer: PeerSession, track: Any) -> None:
         from aiortc.mediastreams import MediaStreamError
@@ -245,12 +301,20 @@ class WebRTCGateway:
             started = time.monotonic()
             frame, received = peer.latest
             mark, peer.pending_mark = peer.pending_mark, None
+            if self._refuse_frame(peer, frame):
+                continue
             image = frame.to_ndarray(format="bgr24")
             decode_ms = (time.monotonic() - started) * 1e3
             sent = time.perf_counter()
-            (result,) = await self._detect(  # the decoded array, not a JPEG: the Router is in the same cluster
-                [EncodedFrame(peer.camera_id, image=image, capture_ts=received, decode_ms=decode_ms)]
-            )
+            try:  # the decoded array, not a JPEG: the Router is in the same cluster
+                (result,) = await self._detect(
+                    [EncodedFrame(peer.camera_id, image=image, capture_ts=received, decode_ms=decode_ms)]
+                )
+            except Exception as exc:  # a replica restarting: skip this frame, keep the peer's loop alive
+                peer.frames_failed += 1
+                log.warning("detection failed for peer %s: %s", peer.id, redact(str(exc)))
+                await asyncio.sleep(period)
+                continue
             server_ms = (time.perf_counter() - sent) * 1e3
             if isinstance(result, FrameResult):
                 peer.frames_processed += 1
@@ -258,6 +322,18 @@ class WebRTCGateway:
                 peer.outbound.push(draw_detections(image, result.detections, names))
                 self._send(peer, result, names, server_ms, frame, mark)
             await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))
+
+    def _refuse_frame(self, peer: PeerSession, frame: Any) -> bool:
+        """Whether ``frame`` is of a size the detector must not get (checked before converting it): a peer may send
+        any resolution its codec allows. Logged once per peer."""
+        try:
+            check_frame_size(frame.width, frame.height, peer.camera_id)
+        except InvalidImageError as exc:
+            if not peer.frames_refused:
+                log.warning("WebRTC peer %s: %s", peer.id, exc)
+            peer.frames_refused += 1
+            return True
+        return False
 
     async def _names_for(self, result: FrameResult) -> list[str]:
         if not self._names:
@@ -309,7 +385,10 @@ class WebRTCGateway:
             if task is not current:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        await peer.pc.close()
+        try:
+            await peer.pc.close()
+        except Exception:  # aiortc fails closing some half-made connections (a malformed offer); nothing leaks
+            log.debug("closing WebRTC peer %s failed", peer.id, exc_info=True)
 
     async def close_all(self) -> None:
         for peer_id in list(self.peers):
