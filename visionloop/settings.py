@@ -12,15 +12,26 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class StrictModel(BaseModel):
-    """Base for every settings section: unknown keys are errors, not silent defaults."""
+    """Base for every settings section: unknown keys are errors, not silent defaults; so are an infinite or NaN
+    number and true/false where a number is expected (pydantic would read them as 1 and 0)."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation in (int, float, int | None, float | None):
+                raise PydanticCustomError("number_not_boolean", "Input should be a number, not true/false")
+        return value
 
 
 class PathSettings(StrictModel):
@@ -147,6 +158,12 @@ class ServingSettings(StrictModel):
         description="Model calls one replica runs at once: while one batch is in the model the next decodes, so a "
         "replica does not idle while replies travel back.",
     )
+    stuck_batch_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A model call running longer than this marks its Detector replica unhealthy, and Serve replaces "
+        "it (a hung backend must not stall the cameras for ever).",
+    )
     max_ongoing_requests: int = Field(
         default=32,
         gt=0,
@@ -272,6 +289,9 @@ class CameraSettings(StrictModel):
     config_file: Path = Field(
         default=Path("configs/cameras.yaml"),
         description="Cameras to start with when the camera list in Redis is empty (relative: to the project root).",
+    )
+    max_cameras: int = Field(
+        default=32, gt=0, le=1024, description="Most cameras at once (each is a process); adding more is refused."
     )
     open_timeout_s: float = Field(default=5.0, gt=0, description="Give up opening a stream after this long.")
     read_timeout_s: float = Field(default=2.0, gt=0, description="Give up on a blocked read after this long.")

@@ -77,7 +77,12 @@ def test_config_file_can_come_from_environment(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("yaml_text", "env", "expected_fragments"),
     [
-        ("serving:\n  max_bach_size: 4\n", {}, ["serving.max_bach_size", "unknown key", "user.yaml"]),
+        (
+            "serving:\n  max_bach_size: 4\n",
+            {},
+            ["serving.max_bach_size", "unknown key; did you mean 'max_batch_size'?", "user.yaml"],
+        ),
+        ("api:\n  token: short\n", {}, ["api.token: should have at least 8 characters (from", "user.yaml"]),
         ("api:\n  port: 70000\n", {}, ["api.port", "user.yaml"]),
         ("", {"VISIONLOOP_SERVING__BACKEND": "tensorrt"}, ["serving.backend", "VISIONLOOP_SERVING__BACKEND"]),
         ("", {"VISIONLOOP_REDIS__NOPE": "1"}, ["redis.nope", "unknown key", "VISIONLOOP_REDIS__NOPE"]),

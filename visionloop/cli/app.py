@@ -14,9 +14,10 @@ from typing import Annotated
 
 import typer
 import yaml
+from rich.markup import escape
 
 from visionloop.cli import cameras, dashboard, data, labeling, loop, models, training
-from visionloop.cli.context import CliContext, api_client, console, print_json, settings_of
+from visionloop.cli.context import CliContext, api_client, console, print_json, settings_of, status_console
 from visionloop.errors import VisionloopError
 from visionloop.progress import working
 
@@ -128,10 +129,12 @@ def bootstrap(ctx: typer.Context) -> None:
 
 
 def main() -> None:
+    """Run the command; an error visionloop raises on purpose is one message on stderr (escaped: a key or path in
+    it may look like Rich markup) and exit status 2, never a traceback."""
     try:
         app()
     except VisionloopError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        status_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 
