@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
@@ -230,6 +231,32 @@ NO_MODEL = "no model loaded: no shadow is set"
 FOLLOW_RETRY_S = 10.0
 
 
+class StuckBatchWatch:
+    """The model calls running now and since when; a call older than the limit means the backend hung."""
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        self._running: dict[int, float] = {}
+        self._ids = itertools.count()
+
+    def start(self) -> int:
+        token = next(self._ids)
+        self._running[token] = time.monotonic()
+        return token
+
+    def finish(self, token: int) -> None:
+        self._running.pop(token, None)
+
+    def problem(self, now: float | None = None) -> str | None:
+        """Why the replica is unhealthy (a call stuck past the limit), or None."""
+        if not self._running:
+            return None
+        age = (time.monotonic() if now is None else now) - min(self._running.values())
+        if age <= self.limit_s:
+            return None
+        return f"a model call has run for {age:.0f} s (serving.stuck_batch_s is {self.limit_s:g}): the backend hung"
+
+
 @serve.deployment(name="Detector")
 class Detector:
     """A Ray Serve replica holding one model; it swaps models in place, without a restart, when Serve calls
@@ -249,6 +276,7 @@ class Detector:
             max_concurrent_batches=spec.serving.concurrent_batches,
             batch_size_fn=frames_in,
         )(self._run_batch)
+        self._stuck = StuckBatchWatch(spec.serving.stuck_batch_s)
         self._stop = threading.Event()
         if spec.follow and spec.registry_root:
             watch = PointerWatch(Path(spec.registry_root), spec.follow)
@@ -312,7 +340,19 @@ class Detector:
         core = self._core
         if core is None:
             return [[FrameReply(None, StageLatency(), "", error=NO_MODEL) for _ in r.frames] for r in requests]
-        return await asyncio.get_running_loop().run_in_executor(None, core.run_batch, requests)
+        token = self._stuck.start()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, core.run_batch, requests)
+        finally:
+            self._stuck.finish(token)
+
+    def check_health(self) -> None:
+        """Serve's periodic probe: raising makes Serve replace this replica, so a hung model call (a driver or
+        backend deadlock) costs a restart instead of stalling every camera behind it."""
+        problem = self._stuck.problem()
+        if problem:
+            log.error("detector unhealthy: %s", problem)
+            raise RuntimeError(problem)
 
     async def detect(self, frames: list[FramePayload]) -> list[FrameReply]:
         """Detect on several frames, encoded (an upload) or decoded (a camera's arrays, through the object store).
