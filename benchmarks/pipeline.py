@@ -242,8 +242,10 @@ def run_soak(settings: Settings, args: argparse.Namespace, pool: list[SimulatedC
         keys = RedisKeyCounter(service.redis_url)
         timer = threading.Timer(60.0, keys.sample)  # the warm-up the memory figures skip too
         timer.start()
-        soak = run_phase(settings, service, simulator, pool[: args.cameras], args.fps, args.soak, "p1", 10.0, 60.0)
-        timer.cancel()
+        try:
+            soak = run_phase(settings, service, simulator, pool[: args.cameras], args.fps, args.soak, "p1", 10.0, 60.0)
+        finally:
+            timer.cancel()
         soak["redis_keys"] = keys.report()
     record_soak(soak, args.soak)
     out = RESULTS.with_name("pipeline_soak.json")

@@ -29,6 +29,9 @@ def _worker(ctx: DashboardContext) -> str | None:
         st.caption(f"Labeling worker: {answer.describe()}")
         return None
     status = answer.data
+    if status.get("state") == "disabled":
+        st.caption(f"Labeling is switched off ({status.get('reason')})")
+        return None
     running = "running" if status.get("running") else "not running"
     st.caption(f"Labeling worker {running} · Label Studio project {status.get('project_id')}")
     if status.get("last_error"):
