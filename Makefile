@@ -17,10 +17,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # system python3) for the simulated IP cameras; Chromium for the browser-camera and dashboard tests; Prometheus for
 # promtool, which checks and unit-tests dashboards/alerts.yml (its server is never started).
 APT_PACKAGES := redis-server python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools \
-	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad chromium prometheus
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad chromium prometheus docker-compose
 PYTEST_ARGS ?=
 
-.PHONY: help system-deps venv demo up test lint typecheck unit integration model bootstrap bench-serving bench-pipeline bench-al bench-loop bench-explain lock lock-label-studio check-lock clean
+.PHONY: help system-deps venv demo up test lint typecheck unit integration model bootstrap bench-serving bench-pipeline bench-al bench-loop bench-explain gpu-check lock lock-label-studio check-lock clean
 
 help:
 	@echo "make demo           run the whole loop on embedded defaults"
@@ -32,6 +32,7 @@ help:
 	@echo "make bench-al       active learning vs random on shifts B and C, 3 seeds (benchmarks/results/active_learning.json)"
 	@echo "make bench-loop     one loop cycle after a domain shift, and A/B decision trials (benchmarks/results/loop.json)"
 	@echo "make bench-explain  seconds per SHAP explanation and the pointing game (benchmarks/results/explain.json)"
+	@echo "make gpu-check      serving benchmark on CUDA (benchmarks/results/serving-gpu.json); says what is missing and passes without a GPU"
 	@echo "make lock           rewrite requirements.lock from the venv (index pins only)"
 	@echo "make check-lock     refuse lock lines a fresh machine cannot install; resolve every lock (CI runs it)"
 
@@ -99,6 +100,12 @@ bench-pipeline: system-deps venv
 
 bench-explain: system-deps venv
 	$(BIN)/python -m benchmarks.explain
+
+# Needs onnxruntime-gpu in place of the locked onnxruntime (the command is printed where it is missing).
+# GPU_CHECK_ARGS="--strict" fails without a usable GPU; "--existing-model" skips the bootstrap training.
+GPU_CHECK_ARGS ?=
+gpu-check: system-deps venv
+	$(BIN)/python -m benchmarks.gpu_check $(GPU_CHECK_ARGS)
 
 # BENCH_AL_ARGS="--shift-domain C --seeds 5" picks the scenarios (default: B and C, 3 seeds).
 BENCH_AL_ARGS ?=

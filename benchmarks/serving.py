@@ -43,6 +43,12 @@ from visionloop.offline import prepare_ultralytics
 from visionloop.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "serving.json"
+# Ports of the benchmark's own service, away from a `visionloop up` that may be running (benchmarks.gpu_check too).
+BENCH_PORTS = {
+    "VISIONLOOP_API__PORT": "18123",
+    "VISIONLOOP_REDIS__EMBEDDED_PORT": "16391",
+    "VISIONLOOP_RAY__METRICS_EXPORT_PORT": "18124",
+}
 console = Console()
 
 
@@ -58,7 +64,11 @@ def tree_rss_mb() -> float:
     return total / 2**20
 
 
-def measure_raw(settings: Settings, jpegs: list[bytes], seconds: float) -> dict[str, float]:
+def measure_raw(
+    settings: Settings, jpegs: list[bytes], seconds: float, expect_device: str | None = None
+) -> dict[str, float]:
+    """Frames/s of the backend alone; ``expect_device`` refuses a backend that ended up elsewhere (ORT's silent
+    CPU fallback would otherwise pass for GPU figures)."""
     resolved = resolve_serving_model(settings)
     path, names = resolved.path, resolved.class_names
     s = settings.serving
@@ -75,6 +85,8 @@ def measure_raw(settings: Settings, jpegs: list[bytes], seconds: float) -> dict[
             tuple(names),
         ),
     )
+    if expect_device is not None and backend.device != expect_device:
+        raise RuntimeError(f"the {backend.name} backend runs on '{backend.device}', not on '{expect_device}'")
     frames = [decode_image(j) for j in jpegs]
     batch = s.max_batch_size
     backend.predict(frames[:batch])  # warm-up
@@ -192,11 +204,7 @@ def main() -> None:
     parser.add_argument("--stream-window", type=int, default=4, help="frames in flight per /v1/stream connection")
     args = parser.parse_args()
 
-    overrides = {
-        "VISIONLOOP_API__PORT": "18123",
-        "VISIONLOOP_REDIS__EMBEDDED_PORT": "16391",
-        "VISIONLOOP_RAY__METRICS_EXPORT_PORT": "18124",
-    }
+    overrides = dict(BENCH_PORTS)
     if args.device:
         overrides["VISIONLOOP_SERVING__DEVICE"] = args.device
     settings = load_settings(environ={**os.environ, **overrides})

@@ -31,6 +31,17 @@ def choose_providers(device: str, available: Sequence[str]) -> list[str]:
     return [CPU_PROVIDER]
 
 
+def require_cuda_session(device: str, session_providers: Sequence[str]) -> None:
+    """Refuse the CPU fallback on serving.device 'cuda': ORT drops a CUDA provider it cannot load (no driver,
+    missing CUDA/cuDNN libraries) with a log line only, and the replica would silently serve from the CPU."""
+    if device == "cuda" and CUDA_PROVIDER not in session_providers:
+        raise ModelLoadError(
+            f"serving.device is 'cuda' but ONNX Runtime could not start its CUDA execution provider (the session "
+            f"runs on {', '.join(session_providers) or 'nothing'}): check the NVIDIA driver (nvidia-smi) and the CUDA "
+            "and cuDNN libraries onnxruntime-gpu was built for (docker/Dockerfile.cuda has them)"
+        )
+
+
 def _names_from_metadata(metadata: dict[str, str]) -> list[str]:
     raw = metadata.get("names")
     if not raw:
@@ -76,6 +87,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         metadata = self._session.get_modelmeta().custom_metadata_map
         self._class_names = list(options.class_names) or _names_from_metadata(metadata)
         self._providers = self._session.get_providers()
+        require_cuda_session(options.device, self._providers)
 
     @property
     def class_names(self) -> list[str]:
