@@ -20,10 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from visionloop.bus import BusSpec
 from visionloop.contracts import EncodedFrame, FrameResult
 from visionloop.results import BackgroundPublisher, ResultPublisher
 from visionloop.settings import Settings
-from visionloop.streams import CHAMPION_DEPLOYMENT, SERVE_APP_NAME, StreamNames
+from visionloop.streams import CHAMPION_DEPLOYMENT, SERVE_APP_NAME
 
 log = logging.getLogger(__name__)
 
@@ -150,29 +151,19 @@ class ServeFrameSink:
 
 @dataclass(frozen=True)
 class ResultTarget:
-    """Where and how results are written: the results stream, its cap, and the in-memory buffer for outages."""
+    """Where and how results are written: the bus (Redis Streams, or Kafka with ``bus.kind: kafka``) with the
+    results stream or topic on it, and the in-memory buffer for outages."""
 
-    redis_url: str
-    stream: str
-    maxlen: int
+    bus: BusSpec
     buffer_size: int
-    socket_timeout_s: float
 
     @classmethod
     def from_settings(cls, settings: Settings, redis_url: str) -> ResultTarget:
-        redis_settings = settings.redis
-        return cls(
-            redis_url,
-            StreamNames(redis_settings.stream_prefix).results,
-            redis_settings.results_maxlen,
-            redis_settings.result_buffer_size,
-            redis_settings.socket_timeout_s,
-        )
+        """A ConfigError here if ``bus.kind`` is kafka and the Kafka extra is missing (before any camera starts)."""
+        return cls(BusSpec.from_settings(settings, redis_url), settings.redis.result_buffer_size)
 
     def publisher(self, on_drop: Callable[[int], None] | None = None) -> ResultPublisher:
-        return ResultPublisher(
-            self.redis_url, self.stream, self.maxlen, self.buffer_size, self.socket_timeout_s, on_drop
-        )
+        return ResultPublisher.on_bus(self.bus.open(), self.bus.results, self.buffer_size, on_drop)
 
 
 REPLICA_LOSS_RETRIES = 1

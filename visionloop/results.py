@@ -1,7 +1,8 @@
-"""Publish every frame's result to the Redis results stream without losing any silently.
+"""Publish every frame's result to the results stream without losing any silently.
 
-Results go into a bounded in-memory buffer; a background task drains it with pipelined XADDs. While Redis is
-away the buffer holds them (retrying with backoff); if it fills, the oldest are dropped, counted and logged.
+Results go into a bounded in-memory buffer; a background task drains it in chunks to the bus (pipelined XADDs to
+Redis by default, records to Kafka with ``bus.kind: kafka``). While the bus is away the buffer holds them
+(retrying with backoff); if it fills, the oldest are dropped, counted and logged.
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
+from visionloop.bus import Bus, RedisStreamsBus
 from visionloop.contracts import FrameResult
 
 log = logging.getLogger(__name__)
@@ -28,7 +27,7 @@ DRAIN_RETRY_S = 0.1  # while draining at shutdown: retry this often instead of s
 
 
 class ResultPublisher:
-    """Buffered, retrying writer of ``FrameResult``s to one capped stream."""
+    """Buffered, retrying writer of ``FrameResult``s to one capped Redis stream, or to any ``Bus`` (``on_bus``)."""
 
     def __init__(
         self,
@@ -39,11 +38,20 @@ class ResultPublisher:
         socket_timeout_s: float = 2.0,
         on_drop: Callable[[int], None] | None = None,
     ) -> None:
-        self._redis = aioredis.Redis.from_url(
-            redis_url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
-        )
-        self._stream = stream
-        self._maxlen = maxlen
+        self._setup(RedisStreamsBus(redis_url, socket_timeout_s, {stream: maxlen}), stream, buffer_size, on_drop)
+
+    @classmethod
+    def on_bus(
+        cls, bus: Bus, topic: str, buffer_size: int, on_drop: Callable[[int], None] | None = None
+    ) -> ResultPublisher:
+        """Results to ``topic`` on ``bus`` (Kafka with ``bus.kind: kafka``), buffered and retried alike."""
+        publisher = cls.__new__(cls)
+        publisher._setup(bus, topic, buffer_size, on_drop)
+        return publisher
+
+    def _setup(self, bus: Bus, topic: str, buffer_size: int, on_drop: Callable[[int], None] | None) -> None:
+        self._bus = bus
+        self._stream = topic
         self._buffer: deque[dict[str, str]] = deque()
         self._buffer_size = buffer_size
         self._on_drop = on_drop
@@ -61,7 +69,7 @@ class ResultPublisher:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="result-publisher")
 
     def publish(self, results: Iterable[FrameResult]) -> None:
-        """Queue results; never blocks the caller on Redis."""
+        """Queue results; never blocks the caller on the bus."""
         dropped = 0
         for result in results:
             if len(self._buffer) >= self._buffer_size:
@@ -71,7 +79,8 @@ class ResultPublisher:
         if dropped:
             self.dropped += dropped
             log.error(
-                "results buffer full while Redis is unreachable: dropped the %d oldest results (%d in all)",
+                "results buffer full while %s is unreachable: dropped the %d oldest results (%d in all)",
+                self._bus.name,
                 dropped,
                 self.dropped,
             )
@@ -94,8 +103,8 @@ class ResultPublisher:
 
     async def ping(self) -> bool:
         try:
-            ok = bool(await self._redis.ping())
-        except (RedisError, OSError) as exc:
+            ok = await self._bus.ping()
+        except self._bus.transient_errors as exc:
             self.connected, self.last_error = False, f"{type(exc).__name__}: {exc}"
             return False
         self.connected = ok
@@ -103,10 +112,7 @@ class ResultPublisher:
 
     async def _flush_once(self) -> int:
         chunk = [self._buffer[i] for i in range(min(FLUSH_CHUNK, len(self._buffer)))]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for fields in chunk:
-                pipe.xadd(self._stream, fields, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
-            await pipe.execute()
+        await self._bus.publish(self._stream, chunk)
         # Only now are they safe: drop exactly what was written (new results may have been appended meanwhile).
         for _ in chunk:
             self._buffer.popleft()
@@ -121,15 +127,15 @@ class ResultPublisher:
                 continue
             try:
                 self.published += await self._flush_once()
-            except (RedisError, OSError) as exc:
+            except self._bus.transient_errors as exc:
                 if self.connected is not False:
-                    log.error("Redis unreachable, buffering results (%d held): %s", len(self._buffer), exc)
+                    log.error("%s unreachable, buffering results (%d held): %s", self._bus.name, len(self._buffer), exc)
                 self.connected, self.last_error = False, f"{type(exc).__name__}: {exc}"
                 await self._pause(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
             if self.connected is False:
-                log.warning("Redis reachable again; draining %d buffered results", len(self._buffer))
+                log.warning("%s reachable again; draining %d buffered results", self._bus.name, len(self._buffer))
             self.connected, self.last_success_ts, backoff = True, time.time(), BACKOFF_START_S
 
     async def _pause(self, backoff: float) -> None:
@@ -144,7 +150,7 @@ class ResultPublisher:
         """Wait until everything buffered is written (used at shutdown); False if time ran out.
 
         Starts the writer if nothing did yet (results queued before the first ``start()`` are not stranded) and
-        has it retry every DRAIN_RETRY_S instead of backing off, so a Redis that just came back gets them.
+        has it retry every DRAIN_RETRY_S instead of backing off, so a bus that just came back gets them.
         """
         if self._buffer:
             self.start()
@@ -169,8 +175,9 @@ class ResultPublisher:
             self._buffer.clear()
             self.dropped += lost
             log.error(
-                "shutting down with %d results not written to Redis within %.1fs (last error: %s)",
+                "shutting down with %d results not written to %s within %.1fs (last error: %s)",
                 lost,
+                self._bus.name,
                 timeout_s,
                 self.last_error,
             )
@@ -185,12 +192,12 @@ class ResultPublisher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self._redis.aclose()
+        await self._bus.close()
 
 
 class BackgroundPublisher:
     """A ``ResultPublisher`` for synchronous callers (camera workers): it runs on its own event loop in a daemon
-    thread, so ``publish`` never waits on Redis and a camera's sender thread never blocks on it."""
+    thread, so ``publish`` never waits on the bus and a camera's sender thread never blocks on it."""
 
     def __init__(self, make: Callable[[], ResultPublisher], name: str = "result-publisher") -> None:
         self._loop = asyncio.new_event_loop()
@@ -207,7 +214,7 @@ class BackgroundPublisher:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
 
     def publish(self, results: Iterable[FrameResult]) -> None:
-        """Queue results for Redis (returns at once; they are written in pipelined chunks on the loop thread)."""
+        """Queue results for the bus (returns at once; they are written in chunks on the loop thread)."""
         batch = list(results)
         if batch:
             self._loop.call_soon_threadsafe(self.publisher.publish, batch)

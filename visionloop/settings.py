@@ -64,6 +64,31 @@ class RedisSettings(StrictModel):
     socket_timeout_s: float = Field(default=2.0, gt=0, description="Timeout of one Redis command.")
 
 
+class BusSettings(StrictModel):
+    """Which bus carries the results stream. Only the results move to Kafka: the review queue, the audit events
+    and every other stream stay on Redis (the labeling worker and the loop rely on its consumer groups)."""
+
+    kind: Literal["redis", "kafka"] = Field(
+        default="redis",
+        description="redis: the results stream on Redis (what the dashboard, the demo and the benchmarks read); "
+        "kafka: results to the Kafka topic <topic_prefix>.results instead (pip install visionloop[kafka]).",
+    )
+    bootstrap_servers: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1:9092"],
+        min_length=1,
+        description="Kafka brokers (host:port) the producer bootstraps from (bus.kind: kafka).",
+    )
+    topic_prefix: str = Field(
+        default="visionloop",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Prefix of the Kafka topics (<prefix>.results); Kafka topic names allow no ':'.",
+    )
+    request_timeout_s: float = Field(
+        default=5.0, gt=0, description="Timeout of one Kafka request (connecting, sending a batch)."
+    )
+
+
 class RaySettings(StrictModel):
     address: str = Field(
         default="local",
@@ -171,6 +196,11 @@ class ServingSettings(StrictModel):
         "never fill.",
     )
     replicas: int = Field(default=1, gt=0, description="Detector replicas.")
+    replica_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Custom Ray resources each Detector replica needs, to place it on chosen nodes of a cluster "
+        "(e.g. {infer: 0.01} with `ray start --resources '{\"infer\": 1}'` on the inference node).",
+    )
     router_replicas: int = Field(default=1, gt=0, description="Router (HTTP ingress) replicas.")
     num_cpus: float = Field(default=1.0, ge=0, description="CPUs Ray reserves for each Detector replica.")
     num_gpus: float = Field(default=0.0, ge=0, description="GPUs per Detector replica (0 on CPU-only machines).")
@@ -317,6 +347,11 @@ class CameraSettings(StrictModel):
         ge=0,
         description="CPUs Ray reserves for each camera worker. They mostly wait on the network; a reservation would "
         "let a dozen cameras starve the model replicas of schedulable CPUs on a small box.",
+    )
+    worker_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Custom Ray resources each camera worker needs, to place cameras on chosen nodes of a cluster "
+        "(e.g. {edge: 0.01} for the nodes near the cameras).",
     )
 
 
@@ -595,6 +630,7 @@ class Settings(StrictModel):
 
     paths: PathSettings = Field(default_factory=PathSettings, description="Filesystem locations.")
     redis: RedisSettings = Field(default_factory=RedisSettings, description="The stream bus.")
+    bus: BusSettings = Field(default_factory=BusSettings, description="Where the results stream goes (Redis or Kafka).")
     ray: RaySettings = Field(default_factory=RaySettings, description="The Ray runtime.")
     api: ApiSettings = Field(default_factory=ApiSettings, description="The HTTP API.")
     serving: ServingSettings = Field(default_factory=ServingSettings, description="Inference replicas.")
