@@ -15,7 +15,8 @@ VENV_STAMP := $(VENV)/.visionloop-$(LOCK_HASH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the service and its tests need: Redis for the streams; GStreamer's RTSP server (run by the
 # system python3) for the simulated IP cameras; Chromium for the browser-camera and dashboard tests; Prometheus for
-# promtool, which checks and unit-tests dashboards/alerts.yml (its server is never started).
+# promtool, which checks and unit-tests dashboards/alerts.yml (its server is never started); docker-compose for
+# `docker-compose config`, which validates docker/compose.yaml offline (no engine runs).
 APT_PACKAGES := redis-server python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad chromium prometheus docker-compose
 PYTEST_ARGS ?=

@@ -357,6 +357,7 @@ class Router:
         missing = sorted(name for name, state in components.items() if state == "missing")
         degraded = not redis_ok or "error" in model or self._publisher.dropped > 0 or bool(missing)
         answer = {"status": "degraded" if degraded else "ok", "model": model, "redis": self._publisher.status()}
+        answer["bus"] = self._settings.bus.kind  # where results go; under kafka, "redis" describes that bus
         return {**answer, "components": components, **({"missing": missing} if missing else {})}
 
     @app.get("/v1/models", summary="Registered model versions and which one serves")
