@@ -21,7 +21,7 @@ APT_PACKAGES := redis-server python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad chromium prometheus docker-compose
 PYTEST_ARGS ?=
 
-.PHONY: help system-deps venv demo up test lint typecheck unit integration model bootstrap bench-serving bench-pipeline bench-al bench-loop bench-explain gpu-check lock lock-label-studio check-lock clean
+.PHONY: help system-deps venv demo up test lint typecheck unit integration model bootstrap bench-serving bench-pipeline bench-al bench-loop bench-explain gpu-check cluster-demo lock lock-label-studio check-lock clean
 
 help:
 	@echo "make demo           run the whole loop on embedded defaults"
@@ -33,6 +33,7 @@ help:
 	@echo "make bench-al       active learning vs random on shifts B and C, 3 seeds (benchmarks/results/active_learning.json)"
 	@echo "make bench-loop     one loop cycle after a domain shift, and A/B decision trials (benchmarks/results/loop.json)"
 	@echo "make bench-explain  seconds per SHAP explanation and the pointing game (benchmarks/results/explain.json)"
+	@echo "make cluster-demo   two Ray nodes (ray start: edge + infer), cameras across them, the inference node lost and back"
 	@echo "make gpu-check      serving benchmark on CUDA (benchmarks/results/serving-gpu.json); says what is missing and passes without a GPU"
 	@echo "make lock           rewrite requirements.lock from the venv (index pins only)"
 	@echo "make check-lock     refuse lock lines a fresh machine cannot install; resolve every lock (CI runs it)"
@@ -101,6 +102,11 @@ bench-pipeline: system-deps venv
 
 bench-explain: system-deps venv
 	$(BIN)/python -m benchmarks.explain
+
+# CLUSTER_DEMO_ARGS="--stream-s 30 --down-s 20" sets how long it streams before, and stays down after, the kill.
+CLUSTER_DEMO_ARGS ?=
+cluster-demo: system-deps venv
+	$(BIN)/visionloop cluster-demo $(CLUSTER_DEMO_ARGS)
 
 # Needs onnxruntime-gpu in place of the locked onnxruntime (the command is printed where it is missing).
 # GPU_CHECK_ARGS="--strict" fails without a usable GPU; "--existing-model" skips the bootstrap training.

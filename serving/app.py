@@ -61,7 +61,11 @@ def build_app(settings: Settings, redis_url: str, observer: FrameObserverFactory
         name=CHAMPION_DEPLOYMENT,
         num_replicas=serving.replicas,
         max_ongoing_requests=serving.max_ongoing_requests,
-        ray_actor_options={"num_cpus": serving.num_cpus, "num_gpus": serving.num_gpus},
+        ray_actor_options={
+            "num_cpus": serving.num_cpus,
+            "num_gpus": serving.num_gpus,
+            "resources": dict(serving.replica_resources),
+        },
     ).bind(detector_spec(settings).to_dict())
     shadow = None
     if settings.shadow.enabled:
@@ -69,7 +73,11 @@ def build_app(settings: Settings, redis_url: str, observer: FrameObserverFactory
             name="ShadowDetector",
             num_replicas=settings.shadow.replicas,
             max_ongoing_requests=serving.max_ongoing_requests,
-            ray_actor_options={"num_cpus": settings.shadow.num_cpus, "num_gpus": serving.num_gpus},
+            ray_actor_options={
+                "num_cpus": settings.shadow.num_cpus,
+                "num_gpus": serving.num_gpus,
+                "resources": dict(serving.replica_resources),
+            },
         ).bind(shadow_spec(settings).to_dict())
     return Router.options(  # type: ignore[attr-defined]
         num_replicas=serving.router_replicas,

@@ -62,6 +62,7 @@ VERSION_PATTERN = r"^v[0-9]+$"
 SHADOW_POLL_S = 0.5  # how stale the Router's idea of "is there a shadow" may be
 SWAP_WAIT_S = 30.0  # a promotion answers once the champion replica serves the new version (or after this)
 PAIRS_SUMMARIZED = 2000  # the latest shadow pairs the operational comparison reads
+HEALTH_MODEL_TIMEOUT_S = 5.0  # /v1/health waits no longer for the champion to say which model it serves
 
 
 class PromoteRequest(BaseModel):
@@ -342,8 +343,8 @@ class Router:
     async def health(self) -> dict[str, Any]:
         self._publisher.start()
         redis_ok = await self._publisher.ping()
-        try:
-            info: ModelInfo = await self._champion.info.remote()
+        try:  # bounded: with no replica to answer (its node lost), health must still answer, and say so
+            info: ModelInfo = await asyncio.wait_for(self._champion.info.remote(), HEALTH_MODEL_TIMEOUT_S)
             model: dict[str, Any] = {
                 "version": info.model_version,
                 "backend": info.backend,
@@ -351,6 +352,8 @@ class Router:
                 "precision": info.precision,
                 "classes": info.class_names,
             }
+        except TimeoutError:
+            model = {"error": f"no Detector replica answered within {HEALTH_MODEL_TIMEOUT_S:g} s"}
         except Exception as exc:  # any replica failure is reported, not raised
             model = {"error": f"{type(exc).__name__}: {exc}"}
         components = self._component_states()

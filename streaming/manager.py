@@ -63,6 +63,7 @@ class CameraManager:
             .options(  # type: ignore[attr-defined]
                 name=camera_worker_actor(spec.id),
                 num_cpus=self._settings.cameras.worker_num_cpus,
+                resources=dict(self._settings.cameras.worker_resources),
                 max_concurrency=4,
                 # A worker process that dies (a crash, an OOM kill) is started again by Ray with the same spec, so
                 # the camera comes back without the manager's help; remove() ends it for good (no_restart).
@@ -172,8 +173,11 @@ def start_manager(settings: Settings, redis_url: str, sink: FrameSink) -> Any:
     import ray
 
     remote_class: Any = ray.remote(CameraManager)
-    actor: Any = remote_class.options(name=CAMERA_MANAGER_ACTOR, num_cpus=0, max_concurrency=8).remote(
-        settings, redis_url, sink
-    )
+    actor: Any = remote_class.options(  # on the cameras' nodes: it lives and dies with them, not with the model's
+        name=CAMERA_MANAGER_ACTOR,
+        num_cpus=0,
+        max_concurrency=8,
+        resources=dict(settings.cameras.worker_resources),
+    ).remote(settings, redis_url, sink)
     ray.get(actor.resume.remote(), timeout=120)
     return actor

@@ -20,6 +20,7 @@ from visionloop.cli import cameras, dashboard, data, labeling, loop, models, tra
 from visionloop.cli.context import CliContext, api_client, console, print_json, settings_of, status_console
 from visionloop.errors import VisionloopError
 from visionloop.progress import working
+from visionloop.settings import Settings
 
 app = typer.Typer(help="visionloop: real-time detection with an active-learning loop.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the settings.", no_args_is_help=True)
@@ -57,11 +58,21 @@ def config_show(
 
 
 @app.command()
-def up(ctx: typer.Context) -> None:
+def up(
+    ctx: typer.Context,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Join this Ray cluster ('auto', or host:port of its head) instead of ray.address."),
+    ] = None,
+) -> None:
     """Run the whole service in the foreground; Ctrl-C or SIGTERM stops everything."""
     from visionloop.cli.service import VisionloopService
 
     settings = settings_of(ctx)
+    if ray_address:
+        data = settings.model_dump(mode="python")
+        data["ray"]["address"] = ray_address
+        settings = Settings.model_validate(data)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -72,6 +83,12 @@ def up(ctx: typer.Context) -> None:
             console.print(f"{endpoint.name:<20} {endpoint.url}")
         if service.redis_problem:
             console.print(f"[red]Redis unreachable: {service.redis_problem}; results are buffered[/]")
+        if settings.ray.address != "local":
+            from visionloop.placement import actor_places
+
+            console.print("where each actor runs:")
+            for place in actor_places():
+                console.print(f"  {escape(place.line())}")
         console.print("visionloop is up. Ctrl-C to stop.")
         stop.wait()
     finally:
@@ -91,6 +108,29 @@ def demo(
     from visionloop.cli.demo import run_demo
 
     raise typer.Exit(run_demo(settings_of(ctx), seconds, clients, frames_per_request))
+
+
+@app.command("cluster-demo")
+def cluster_demo(
+    ctx: typer.Context,
+    stream_s: Annotated[float, typer.Option(help="Seconds of streaming before the inference node is killed.")] = 15.0,
+    down_s: Annotated[float, typer.Option(help="Seconds the inference node stays down.")] = 10.0,
+) -> None:
+    """Two Ray nodes (`ray start`: edge for the cameras, infer for the Detector), simulated RTSP cameras, and the
+    inference node's raylet killed mid-stream and started again: placement and what the loss cost."""
+    import json
+
+    from visionloop.cli.cluster_demo import ClusterDemo, report_table
+
+    settings = settings_of(ctx)
+    work_dir = settings.resolved_var_dir() / "simulator"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    report = ClusterDemo(settings, console, work_dir).run(stream_s, down_s)
+    console.print(report_table(report))
+    out = settings.resolved_var_dir() / "cluster-demo.json"
+    out.write_text(json.dumps(report.to_dict(), indent=2))
+    console.print(f"wrote {out}")
+    raise typer.Exit(0 if report.resumed else 1)
 
 
 @app.command()
