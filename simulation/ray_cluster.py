@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -99,16 +99,22 @@ class LocalRayCluster:
         self.workers: list[RayNode] = []
         self._temp = Path(tempfile.mkdtemp(prefix="vl-ray-"))  # short: Unix socket paths are limited
         self._ray = str(Path(sys.executable).with_name("ray"))
-        # Every node and every driver of the cluster shares one token (Ray's token authentication); it lives in a
-        # file only this user reads, named by RAY_AUTH_TOKEN_PATH in :attr:`auth_env`.
-        self.token_file = self._temp / "auth_token"
-        self.token_file.write_text(secrets.token_hex(32))
-        self.token_file.chmod(0o600)
 
     @property
     def auth_env(self) -> dict[str, str]:
-        """The environment a process needs to join this cluster (nodes, and drivers such as `visionloop up`)."""
-        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_file)}
+        """What a process needs to join this cluster (nodes, and drivers such as `visionloop up`): token mode, with
+        Ray's default token (~/.ray/auth_token), the one a local `ray.init` also uses. A process caches the token it
+        first loads, so a cluster with a token of its own would refuse a driver that ran Ray before."""
+        return {"RAY_AUTH_MODE": "token"}
+
+    def _ensure_token(self) -> None:
+        """Ray's own command: creates ~/.ray/auth_token only where it does not exist yet."""
+        env = {**os.environ, **self.auth_env}
+        result = subprocess.run(
+            [self._ray, "get-auth-token", "--generate"], capture_output=True, text=True, timeout=60, env=env
+        )
+        if result.returncode != 0:
+            raise ClusterError(f"`ray get-auth-token --generate` failed: {result.stderr.strip()[-400:]}")
 
     def _start(self, node: RayNode, args: list[str]) -> RayNode:
         tags = (self.address, str(self._temp))
@@ -128,6 +134,7 @@ class LocalRayCluster:
         return node
 
     def start(self) -> LocalRayCluster:
+        self._ensure_token()
         self._start(
             self.head,
             ["--head", f"--port={self.port}", f"--num-cpus={self.head_cpus}", "--include-dashboard=false",
@@ -156,6 +163,7 @@ class LocalRayCluster:
         for node in [*self.workers, self.head]:
             _kill(node.processes())
         self.workers.clear()
+        shutil.rmtree(self._temp, ignore_errors=True)
 
     def __enter__(self) -> LocalRayCluster:
         return self.start()
