@@ -9,7 +9,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 LOCK := requirements.lock
-LS_LOCK := labeling/label-studio.lock
+LS_LOCK := src/visionloop/labeling/label-studio.lock
 LOCK_HASH := $(shell cat $(LOCK) pyproject.toml | sha256sum | cut -c1-16)
 VENV_STAMP := $(VENV)/.visionloop-$(LOCK_HASH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -54,7 +54,11 @@ $(VENV_STAMP): $(LOCK) pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	@touch $@
 
+# A venv kept between clones (CI's, keyed by the lock hash) holds an editable install of the clone that made it:
+# point it at this checkout whenever it points elsewhere.
 venv: $(VENV_STAMP)
+	@$(BIN)/python -c "import sys, visionloop; sys.exit(not visionloop.__file__.startswith('$(CURDIR)/src/'))" \
+	  2>/dev/null || $(BIN)/pip install -q --no-deps -e .
 
 demo: system-deps venv
 	$(BIN)/visionloop demo
@@ -72,7 +76,7 @@ bootstrap: venv
 # bandit: the project's code against security/bandit-baseline.json (accepted findings, explained in security/README.md).
 # audit_dependencies.py: pip-audit on both locks; prints NOT AUDITED and passes where the advisory service cannot be
 # reached; AUDIT_ARGS=--strict (a machine with internet) fails then too.
-BANDIT_TARGETS := visionloop serving streaming learning labeling simulation dashboards scripts benchmarks
+BANDIT_TARGETS := src scripts benchmarks
 AUDIT_ARGS ?=
 lint: venv
 	$(BIN)/ruff check .
@@ -133,7 +137,7 @@ lock: venv
 
 # Label Studio's own venv (it pins Django and an old redis client): resolved fresh in a throw-away venv.
 lock-label-studio:
-	@tmp=$$(mktemp -d) && $(PYTHON) -m venv $$tmp && $$tmp/bin/pip install -q "label-studio==$$(sed -n 's/^LABEL_STUDIO_VERSION = "\(.*\)"/\1/p' labeling/label_studio_server.py)" && \
+	@tmp=$$(mktemp -d) && $(PYTHON) -m venv $$tmp && $$tmp/bin/pip install -q "label-studio==$$(sed -n 's/^LABEL_STUDIO_VERSION = "\(.*\)"/\1/p' src/visionloop/labeling/label_studio_server.py)" && \
 	  (echo "# Label Studio's venv (pip list --format=freeze of a fresh install). Regenerate: make lock-label-studio"; \
 	   $$tmp/bin/pip list --format=freeze --exclude pip) > $(LS_LOCK) && rm -rf $$tmp
 	$(PYTHON) scripts/check_lock.py $(LS_LOCK)

@@ -34,17 +34,17 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.al_stats import cost_saving, label_saving, mean_and_ci, saving_ci
-from labeling.selector import build_sampler
-from learning.datasets import LabelledImage, read_yolo_source
-from learning.evaluation import predict_all, read_bgr, serving_map50
-from learning.export import export_onnx
-from learning.training import train
-from simulation.world import Domain, load_domains, write_clip_dataset, write_yolo_dataset
-from visionloop.config import load_settings
-from visionloop.contracts import Detections, FrameResult
-from visionloop.errors import ConfigError
-from visionloop.model_setup import registry_for, ultralytics_config_dir
-from visionloop.offline import prepare_ultralytics
+from visionloop.core.config import load_settings
+from visionloop.core.contracts import Detections, FrameResult
+from visionloop.core.errors import ConfigError
+from visionloop.core.model_setup import registry_for, ultralytics_config_dir
+from visionloop.core.offline import prepare_ultralytics
+from visionloop.labeling.selector import build_sampler
+from visionloop.learning.datasets import LabelledImage, read_yolo_source
+from visionloop.learning.evaluation import predict_all, read_bgr, serving_map50
+from visionloop.learning.export import export_onnx
+from visionloop.learning.training import train
+from visionloop.simulation.world import Domain, load_domains, write_clip_dataset, write_yolo_dataset
 
 RESULTS = Path(__file__).resolve().parent / "results" / "active_learning.json"
 ARMS = ("composite", "random")
@@ -284,7 +284,7 @@ def main() -> None:
     recipe = Recipe([int(s) for s in args.steps.split(",")], args.iterations, args.replay)
     settings = load_settings()
     prepare_ultralytics(ultralytics_config_dir(settings))
-    from simulation.bootstrap import run_bootstrap
+    from visionloop.simulation.bootstrap import run_bootstrap
 
     run_bootstrap(settings, console)
     start_pt = registry_for(settings).champion().torch_path

@@ -27,12 +27,12 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from learning.explain import RawDetector, explain_box, load_detector
-from simulation.world import Domain, load_domains, write_yolo_dataset
-from simulation.world.scene import Scene, render_scene
-from simulation.world.yolo_export import scene_rng
-from visionloop.config import load_settings
-from visionloop.settings import AugmentationSettings, ExplainSettings, Settings, TrainingSettings
+from visionloop.core.config import load_settings
+from visionloop.core.settings import AugmentationSettings, ExplainSettings, Settings, TrainingSettings
+from visionloop.explaining.explainer import RawDetector, explain_box, load_detector
+from visionloop.simulation.world import Domain, load_domains, write_yolo_dataset
+from visionloop.simulation.world.scene import Scene, render_scene
+from visionloop.simulation.world.yolo_export import scene_rng
 
 RESULTS = Path(__file__).resolve().parent / "results" / "explain.json"
 console = Console()
@@ -79,8 +79,8 @@ class Trial:
 
 def train_recipe_detector(work: Path, ultralytics_dir: Path) -> Path:
     """Train the recipe's nano YOLO from scratch and export it to ONNX; returns the ONNX path."""
-    from learning.export import export_onnx
-    from learning.training import train
+    from visionloop.learning.export import export_onnx
+    from visionloop.learning.training import train
 
     data_yaml = write_yolo_dataset(EASY, RECIPE_SEED, RECIPE_IMAGES, work / "data", RECIPE_SIZE, RECIPE_SIZE)
     result = train(
@@ -150,8 +150,8 @@ def summarise(trials: list[Trial]) -> dict[str, Any]:
 
 
 def _bootstrap_model(settings: Settings) -> tuple[Path, int, Domain, str] | None:
-    from visionloop.errors import VisionloopError
-    from visionloop.model_setup import registry_for
+    from visionloop.core.errors import VisionloopError
+    from visionloop.core.model_setup import registry_for
 
     try:
         champion = registry_for(settings).champion()
@@ -176,7 +176,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-explain-") as tmp:
         started = time.perf_counter()
         if found is None:
-            from visionloop.model_setup import ultralytics_config_dir
+            from visionloop.core.model_setup import ultralytics_config_dir
 
             onnx = train_recipe_detector(Path(tmp), ultralytics_config_dir(settings))
             size, domain, model = RECIPE_SIZE, EASY, "recipe"

@@ -34,8 +34,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from serving.backends.onnx_backend import CUDA_PROVIDER
-from visionloop.settings import Settings
+from visionloop.core.settings import Settings
+from visionloop.serving.backends.onnx_backend import CUDA_PROVIDER
 
 RESULTS = Path(__file__).resolve().parent / "results" / "serving-gpu.json"
 # Keep equal to ORT_GPU_VERSION in docker/Dockerfile.cuda (a unit test compares them): PyPI has no GPU build of the
@@ -198,7 +198,7 @@ def cuda_overrides(batch: int, precision: str) -> dict[str, str]:
 
 def cuda_settings(environ: Mapping[str, str], batch: int, precision: str) -> Settings:
     from benchmarks.serving import BENCH_PORTS
-    from visionloop.config import load_settings
+    from visionloop.core.config import load_settings
 
     return load_settings(environ={**environ, **BENCH_PORTS, **cuda_overrides(batch, precision)})
 
@@ -207,10 +207,10 @@ def prepare_model(settings: Settings, existing: bool) -> str:
     """The champion to measure: the bootstrap's (as bench-serving, with int8) or whatever exists (else the
     untrained stand-in: frames/s do not depend on the weights, but it has no int8 file)."""
     if existing:
-        from learning.registration import init_untrained_champion
+        from visionloop.learning.registration import init_untrained_champion
 
         return init_untrained_champion(settings).version
-    from simulation.bootstrap import run_bootstrap
+    from visionloop.simulation.bootstrap import run_bootstrap
 
     return run_bootstrap(settings, console).version.version
 
@@ -220,7 +220,7 @@ def measure_precision(
 ) -> dict[str, Any]:
     """Raw backend frames/s at each batch size, on CUDA or not at all."""
     from benchmarks.serving import measure_raw
-    from serving.app import resolve_serving_model
+    from visionloop.serving.app import resolve_serving_model
 
     served = resolve_serving_model(cuda_settings(environ, batch_sizes[0], precision)).precision
     if served != precision:
@@ -254,7 +254,7 @@ def best_precision(grid: Mapping[str, Any], batch: int) -> str:
 
 def check_ray_gpus(settings: Settings) -> float:
     """Ray's GPU count; too few would leave the Detector unplaced and Serve waiting for ever."""
-    from visionloop.ray_runtime import import_ray
+    from visionloop.core.ray_runtime import import_ray
 
     gpus = float(import_ray().cluster_resources().get("GPU", 0.0))
     if gpus < settings.serving.num_gpus:
@@ -280,7 +280,7 @@ def measure_serve(settings: Settings, jpegs: list[bytes], clients: int, seconds:
     from visionloop.cli.loadgen import run_clients
     from visionloop.cli.service import VisionloopService
     from visionloop.cli.stream_client import run_stream_clients
-    from visionloop.ray_runtime import init_ray, shutdown_ray
+    from visionloop.core.ray_runtime import init_ray, shutdown_ray
 
     per_request = settings.serving.max_batch_size
     token = settings.api.token.get_secret_value()
@@ -313,7 +313,7 @@ def measure_serve(settings: Settings, jpegs: list[bytes], clients: int, seconds:
 
 
 def gpu_report(args: argparse.Namespace, found: Probe, environ: Mapping[str, str]) -> dict[str, Any]:
-    from simulation.clips import render_clip_jpegs
+    from visionloop.simulation.clips import render_clip_jpegs
 
     base = cuda_settings(environ, args.serve_batch, "fp32")
     version = prepare_model(base, args.existing_model)

@@ -37,25 +37,25 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from learning.ab_decision import Decision, Guards, run_ab
-from learning.ab_replay import replay_model
-from learning.datasets import DatasetStore, DatasetVersion
-from learning.evaluation import serving_map50, split_images
-from learning.export import export_onnx
-from learning.training import train
-from simulation.bootstrap import GOLD_SEED_OFFSET, run_bootstrap, world_dataset
-from simulation.rtsp_cameras import RtspSimulator, prepare_world_camera
-from simulation.simulated_labeler import GroundTruthIndex, SimulatedLabeler
-from simulation.world import load_domains
-from simulation.world.video import world_frames
 from visionloop.cli.service import VisionloopService
-from visionloop.config import load_settings
-from visionloop.model_setup import ultralytics_config_dir
-from visionloop.offline import prepare_ultralytics
-from visionloop.progress import progress_bar
-from visionloop.redis_server import port_is_free
-from visionloop.registry import ModelRegistry, ModelVersion, Role
-from visionloop.settings import Settings
+from visionloop.core.config import load_settings
+from visionloop.core.model_setup import ultralytics_config_dir
+from visionloop.core.offline import prepare_ultralytics
+from visionloop.core.progress import progress_bar
+from visionloop.core.redis_server import port_is_free
+from visionloop.core.registry import ModelRegistry, ModelVersion, Role
+from visionloop.core.settings import Settings
+from visionloop.learning.ab_decision import Decision, Guards, run_ab
+from visionloop.learning.ab_replay import replay_model
+from visionloop.learning.datasets import DatasetStore, DatasetVersion
+from visionloop.learning.evaluation import serving_map50, split_images
+from visionloop.learning.export import export_onnx
+from visionloop.learning.training import train
+from visionloop.simulation.bootstrap import GOLD_SEED_OFFSET, run_bootstrap, world_dataset
+from visionloop.simulation.rtsp_cameras import RtspSimulator, prepare_world_camera
+from visionloop.simulation.simulated_labeler import GroundTruthIndex, SimulatedLabeler
+from visionloop.simulation.world import load_domains
+from visionloop.simulation.world.video import world_frames
 
 RESULTS = Path(__file__).resolve().parent / "results" / "loop.json"
 CAMERAS = 4
@@ -252,8 +252,8 @@ def run_cycle(base: Settings, args: argparse.Namespace, var: Path, gold_ref: str
         RtspSimulator(cams, free_port(18554)) as simulator,
         httpx.Client(base_url=service.api_url, headers=auth, timeout=120) as api,
     ):
-        from labeling.label_studio_client import LabelStudioClient
-        from labeling.label_studio_server import LabelStudioAccount
+        from visionloop.labeling.label_studio_client import LabelStudioClient
+        from visionloop.labeling.label_studio_server import LabelStudioAccount
 
         project = api.get("/v1/labeling/status").json()["project_id"]
         client = LabelStudioClient(service.label_studio_url or "", LabelStudioAccount().token)

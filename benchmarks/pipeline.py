@@ -34,16 +34,16 @@ from benchmarks.plain_rtsp import plain_rtsp_loop_fps
 from benchmarks.process_memory import RssTracker, wait_until_idle
 from benchmarks.reliability import record_reliability
 from benchmarks.serving import measure_raw
-from simulation.clips import render_clip_jpegs
-from simulation.rtsp_cameras import RtspSimulator, SimulatedCamera, prepare_world_camera
 from visionloop.cli.service import VisionloopService
-from visionloop.config import load_settings
-from visionloop.contracts import FrameResult
-from visionloop.model_setup import registry_for, ultralytics_config_dir
-from visionloop.offline import prepare_ultralytics
-from visionloop.redis_server import port_is_free
-from visionloop.settings import Settings
-from visionloop.streams import StreamNames
+from visionloop.core.config import load_settings
+from visionloop.core.contracts import FrameResult
+from visionloop.core.model_setup import registry_for, ultralytics_config_dir
+from visionloop.core.offline import prepare_ultralytics
+from visionloop.core.redis_server import port_is_free
+from visionloop.core.settings import Settings
+from visionloop.core.streams import StreamNames
+from visionloop.simulation.clips import render_clip_jpegs
+from visionloop.simulation.rtsp_cameras import RtspSimulator, SimulatedCamera, prepare_world_camera
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pipeline.json"
 # Per frame: camera decode, camera buffer wait, Detector batch wait, model, post-processing, and the remainder
@@ -270,7 +270,7 @@ def main() -> None:
         "VISIONLOOP_RAY__METRICS_EXPORT_PORT": "18134",
     }
     settings = load_settings(environ={**os.environ, **overrides})
-    from simulation.bootstrap import run_bootstrap
+    from visionloop.simulation.bootstrap import run_bootstrap
 
     run_bootstrap(settings, console)
     height, width = settings.world.video_size

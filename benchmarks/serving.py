@@ -31,16 +31,16 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.process_memory import wait_until_idle
-from serving.app import resolve_serving_model
-from serving.backends import BackendOptions, create_backend
-from simulation.clips import render_clip, render_clip_jpegs
 from visionloop.cli.stream_client import run_stream_clients
-from visionloop.config import load_settings
-from visionloop.contracts import EncodedFrame
-from visionloop.imaging import decode_image
-from visionloop.model_setup import ultralytics_config_dir
-from visionloop.offline import prepare_ultralytics
-from visionloop.settings import Settings
+from visionloop.core.config import load_settings
+from visionloop.core.contracts import EncodedFrame
+from visionloop.core.imaging import decode_image
+from visionloop.core.model_setup import ultralytics_config_dir
+from visionloop.core.offline import prepare_ultralytics
+from visionloop.core.settings import Settings
+from visionloop.serving.app import resolve_serving_model
+from visionloop.serving.backends import BackendOptions, create_backend
+from visionloop.simulation.clips import render_clip, render_clip_jpegs
 
 RESULTS = Path(__file__).resolve().parent / "results" / "serving.json"
 # Ports of the benchmark's own service, away from a `visionloop up` that may be running (benchmarks.gpu_check too).
@@ -110,7 +110,7 @@ def measure_ultralytics_loop(settings: Settings, frames: list[np.ndarray], clien
     prepare_ultralytics(ultralytics_config_dir(settings))
     from ultralytics import YOLO
 
-    from visionloop.model_setup import registry_for
+    from visionloop.core.model_setup import registry_for
 
     weights = registry_for(settings).champion().torch_path
     models = [YOLO(str(weights), task="detect") for _ in range(clients)]
@@ -141,9 +141,9 @@ def with_precision(settings: Settings, precision: str) -> Settings:
 
 def int8_accuracy(settings: Settings) -> dict[str, Any]:
     """Gold mAP50 of the champion at fp32 and int8 (the operating point, the serving input size)."""
-    from learning.datasets import DatasetStore
-    from learning.evaluation import serving_map50
-    from visionloop.model_setup import registry_for
+    from visionloop.core.model_setup import registry_for
+    from visionloop.learning.datasets import DatasetStore
+    from visionloop.learning.evaluation import serving_map50
 
     champion = registry_for(settings).champion()
     gold_ref = champion.meta.get("gold_dataset")
@@ -171,7 +171,7 @@ async def measure_handle(
 ) -> tuple[float, list[float]]:
     from ray import serve
 
-    from visionloop.streams import SERVE_APP_NAME
+    from visionloop.core.streams import SERVE_APP_NAME
 
     router = serve.get_app_handle(SERVE_APP_NAME)
     latencies: list[float] = []
@@ -208,7 +208,7 @@ def main() -> None:
     if args.device:
         overrides["VISIONLOOP_SERVING__DEVICE"] = args.device
     settings = load_settings(environ={**os.environ, **overrides})
-    from simulation.bootstrap import run_bootstrap
+    from visionloop.simulation.bootstrap import run_bootstrap
 
     run_bootstrap(settings, console)  # the trained champion (cached): int8 accuracy means nothing untrained
     height = args.width * 9 // 16

@@ -8,7 +8,8 @@ database. Anything still unaudited is printed as NOT AUDITED; that passes unless
 internet should use it). A finding fails unless security/pip-audit-baseline.toml accepts it, with a reason, until a
 review date; an accepted entry that no longer matches a finding is reported as stale.
 
-    .venv/bin/python scripts/audit_dependencies.py [requirements.lock labeling/label-studio.lock] [--strict]
+    .venv/bin/python scripts/audit_dependencies.py [requirements.lock src/visionloop/labeling/label-studio.lock]
+        [--strict]
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from urllib.parse import urlsplit
 from packaging.version import InvalidVersion, Version
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCKS = (ROOT / "requirements.lock", ROOT / "labeling" / "label-studio.lock")
+LOCKS = (ROOT / "requirements.lock", ROOT / "src" / "visionloop" / "labeling" / "label-studio.lock")
 BASELINE = ROOT / "security" / "pip-audit-baseline.toml"
 INDEX_JSON = "https://pypi.org/pypi"
 NOT_ON_INDEX = "Dependency not found on PyPI"

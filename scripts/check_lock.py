@@ -6,7 +6,7 @@ the machine that wrote it (and a venv cached by the lock's hash hides that). Wit
 resolved against the index in a dry run that ignores whatever is installed, so a pin the index does not serve fails
 here rather than on a user's fresh machine. Standard library only: it runs before any venv exists.
 
-    python3 scripts/check_lock.py requirements.lock labeling/label-studio.lock [--resolve]
+    python3 scripts/check_lock.py requirements.lock src/visionloop/labeling/label-studio.lock [--resolve]
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ from typing import TypeVar
 
 import pytest
 
-from visionloop.config import load_settings
-from visionloop.redis_server import EmbeddedRedis
-from visionloop.settings import Settings
+from visionloop.core.config import load_settings
+from visionloop.core.redis_server import EmbeddedRedis
+from visionloop.core.settings import Settings
 
 T = TypeVar("T")
 
@@ -90,7 +90,7 @@ def redis_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
 @pytest.fixture(scope="session")
 def model_registry_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A var/ directory whose registry holds an untrained nano YOLO as champion (built once per session)."""
-    from learning.registration import init_untrained_champion
+    from visionloop.learning.registration import init_untrained_champion
 
     var_dir = tmp_path_factory.mktemp("template-var")
     settings = load_settings(environ={"VISIONLOOP_PATHS__VAR_DIR": str(var_dir)})

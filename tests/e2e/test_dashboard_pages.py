@@ -14,11 +14,11 @@ import httpx
 import pytest
 import redis
 
-from simulation.rtsp_cameras import RtspSimulator, prepare_world_camera
 from tests.conftest import free_port, make_settings, wait_for
 from visionloop.cli.service import VisionloopService
-from visionloop.registry import ModelRegistry, Role
-from visionloop.streams import StreamNames
+from visionloop.core.registry import ModelRegistry, Role
+from visionloop.core.streams import StreamNames
+from visionloop.simulation.rtsp_cameras import RtspSimulator, prepare_world_camera
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"

@@ -52,9 +52,9 @@ def main(work: Path) -> None:
     guard_works = ATTEMPTS == ["resolve example.invalid"]
     ATTEMPTS.clear()
 
-    from simulation.world import load_domains, write_yolo_dataset
-    from visionloop.config import PACKAGE_ROOT
-    from visionloop.offline import prepare_ultralytics
+    from visionloop.core.config import PACKAGE_ROOT
+    from visionloop.core.offline import prepare_ultralytics
+    from visionloop.simulation.world import load_domains, write_yolo_dataset
 
     prepare_ultralytics(work / "ultralytics")
     from ultralytics import YOLO

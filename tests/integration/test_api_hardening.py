@@ -59,7 +59,7 @@ def api(service: VisionloopService) -> Iterator[httpx.Client]:
 
 def _route_table() -> list[Any]:
     """Every route of the Router's FastAPI app, through the routers Serve's ingress includes."""
-    from serving.router import app
+    from visionloop.serving.router import app
 
     def walk(routes: list[Any]) -> Iterator[Any]:
         for route in routes:

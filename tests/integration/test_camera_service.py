@@ -13,11 +13,11 @@ import httpx
 import pytest
 import redis
 
-from simulation.rtsp_cameras import RtspSimulator, prepare_world_camera
 from tests.conftest import free_port, make_settings, wait_for
 from visionloop.cli.service import VisionloopService
-from visionloop.contracts import FrameResult
-from visionloop.streams import StreamNames
+from visionloop.core.contracts import FrameResult
+from visionloop.core.streams import StreamNames
+from visionloop.simulation.rtsp_cameras import RtspSimulator, prepare_world_camera
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": "Bearer test-token-123"}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from visionloop.config import PACKAGE_ROOT
+from visionloop.core.config import PACKAGE_ROOT
 
 pytestmark = pytest.mark.integration
 

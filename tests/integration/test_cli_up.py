@@ -16,11 +16,11 @@ import psutil
 import pytest
 import redis
 
-from simulation.clips import render_clip_jpegs
 from tests.conftest import free_port
 from tests.reliability import record_reliability
-from visionloop.redis_server import EmbeddedRedis
-from visionloop.streams import StreamNames
+from visionloop.core.redis_server import EmbeddedRedis
+from visionloop.core.streams import StreamNames
+from visionloop.simulation.clips import render_clip_jpegs
 
 pytestmark = pytest.mark.integration
 

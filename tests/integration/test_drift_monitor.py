@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import redis
 
-from learning.drift_monitor import ALARM_EVENT, CLEARED_EVENT, DriftMonitor
-from learning.drift_sampler import DriftSample, build_drift_sampler
-from learning.drift_windows import ALL_SCOPE
 from tests.conftest import free_port, make_settings, wait_for
-from visionloop.contracts import Detections, EncodedFrame, FrameResult, StageLatency
-from visionloop.imaging import encode_jpeg
-from visionloop.redis_server import EmbeddedRedis
-from visionloop.settings import Settings
-from visionloop.streams import StreamNames
+from visionloop.core.contracts import Detections, EncodedFrame, FrameResult, StageLatency
+from visionloop.core.imaging import encode_jpeg
+from visionloop.core.redis_server import EmbeddedRedis
+from visionloop.core.settings import Settings
+from visionloop.core.streams import StreamNames
+from visionloop.monitoring.drift_monitor import ALARM_EVENT, CLEARED_EVENT, DriftMonitor
+from visionloop.monitoring.drift_sampler import DriftSample, build_drift_sampler
+from visionloop.monitoring.drift_windows import ALL_SCOPE
 
 pytestmark = pytest.mark.integration
 WINDOW, PERSISTENCE = 10, 2

@@ -24,17 +24,17 @@ from benchmarks.explain import (
     summarise,
     train_recipe_detector,
 )
-from learning.explain import RawDetector, load_detector, make_score_fn
-from learning.explain_worker import ExplainWorker
-from simulation.world import CLASS_NAMES
-from simulation.world.scene import render_scene
-from simulation.world.yolo_export import scene_rng
 from tests.conftest import make_settings
-from visionloop.explanations import ExplainRequest
-from visionloop.imaging import encode_jpeg
-from visionloop.redis_server import EmbeddedRedis
-from visionloop.registry import ModelRegistry
-from visionloop.settings import ExplainSettings
+from visionloop.core.explanations import ExplainRequest
+from visionloop.core.imaging import encode_jpeg
+from visionloop.core.redis_server import EmbeddedRedis
+from visionloop.core.registry import ModelRegistry
+from visionloop.core.settings import ExplainSettings
+from visionloop.explaining.explainer import RawDetector, load_detector, make_score_fn
+from visionloop.explaining.worker import ExplainWorker
+from visionloop.simulation.world import CLASS_NAMES
+from visionloop.simulation.world.scene import render_scene
+from visionloop.simulation.world.yolo_export import scene_rng
 
 pytestmark = pytest.mark.integration
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

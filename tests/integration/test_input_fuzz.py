@@ -39,15 +39,15 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from simulation.clips import render_clip_jpegs
-from streaming.webrtc.gateway import MAX_MEDIA_SECTIONS, MAX_OFFER_BYTES, WebRTCGateway
 from tests.conftest import eventually, free_port, make_settings
 from tests.reliability import record_reliability
 from visionloop.cli.service import VisionloopService
-from visionloop.contracts import Detections, EncodedFrame, FrameResult
-from visionloop.errors import InvalidImageError
-from visionloop.imaging import MAX_ASPECT, MAX_PIXELS, decode_image
-from visionloop.settings import WebRTCSettings
+from visionloop.core.contracts import Detections, EncodedFrame, FrameResult
+from visionloop.core.errors import InvalidImageError
+from visionloop.core.imaging import MAX_ASPECT, MAX_PIXELS, decode_image
+from visionloop.core.settings import WebRTCSettings
+from visionloop.simulation.clips import render_clip_jpegs
+from visionloop.streaming.webrtc.gateway import MAX_MEDIA_SECTIONS, MAX_OFFER_BYTES, WebRTCGateway
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")

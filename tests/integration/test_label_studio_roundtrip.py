@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 import redis
 
-from labeling.label_studio_client import LabelStudioClient
-from labeling.label_studio_server import LabelStudioServer
-from labeling.review_queue import ReviewItem, ReviewQueue
-from labeling.samplers import Selection
-from labeling.sync import LabelHarvester, LabelStudioImporter, annotation_to_yolo
-from simulation.clips import render_clip
 from tests.conftest import free_port
-from visionloop.contracts import Detections, FrameResult
-from visionloop.redis_server import EmbeddedRedis
-from visionloop.streams import StreamNames
+from visionloop.core.contracts import Detections, FrameResult
+from visionloop.core.redis_server import EmbeddedRedis
+from visionloop.core.streams import StreamNames
+from visionloop.labeling.label_studio_client import LabelStudioClient
+from visionloop.labeling.label_studio_server import LabelStudioServer
+from visionloop.labeling.review_queue import ReviewItem, ReviewQueue
+from visionloop.labeling.samplers import Selection
+from visionloop.labeling.sync import LabelHarvester, LabelStudioImporter, annotation_to_yolo
+from visionloop.simulation.clips import render_clip
 
 pytestmark = pytest.mark.integration
 NAMES = ["circle", "square", "triangle", "star", "cross"]
@@ -195,9 +195,9 @@ def test_annotation_conversion_keeps_our_class_order() -> None:
 def test_simulated_labeler_answers_from_ground_truth(
     label_studio: LabelStudioServer, redis_server: EmbeddedRedis, tmp_path: Path
 ) -> None:
-    from simulation.simulated_labeler import GroundTruthIndex, SimulatedLabeler
-    from simulation.world import load_domains, write_yolo_dataset
-    from visionloop.config import PACKAGE_ROOT
+    from visionloop.core.config import PACKAGE_ROOT
+    from visionloop.simulation.simulated_labeler import GroundTruthIndex, SimulatedLabeler
+    from visionloop.simulation.world import load_domains, write_yolo_dataset
 
     world = tmp_path / "world"
     write_yolo_dataset(load_domains(PACKAGE_ROOT / "configs" / "domains.yaml")["B"], 3, 4, world)

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from labeling.label_studio_server import LabelStudioServer
 from tests.conftest import free_port
+from visionloop.labeling.label_studio_server import LabelStudioServer
 
 pytestmark = pytest.mark.integration
 

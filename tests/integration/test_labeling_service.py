@@ -12,12 +12,12 @@ import httpx
 import pytest
 import redis
 
-from labeling.label_studio_client import LabelStudioClient
-from labeling.label_studio_server import LabelStudioAccount
-from simulation.clips import render_clip
 from tests.conftest import free_port, make_settings, wait_for
 from visionloop.cli.service import VisionloopService
-from visionloop.streams import StreamNames
+from visionloop.core.streams import StreamNames
+from visionloop.labeling.label_studio_client import LabelStudioClient
+from visionloop.labeling.label_studio_server import LabelStudioAccount
+from visionloop.simulation.clips import render_clip
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": "Bearer test-token-123"}

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import redis
 
-from labeling.worker import WEBHOOK_GROUP, LabelingWorker
 from tests.conftest import make_settings
-from visionloop.redis_server import EmbeddedRedis
-from visionloop.streams import StreamNames
+from visionloop.core.redis_server import EmbeddedRedis
+from visionloop.core.streams import StreamNames
+from visionloop.labeling.worker import WEBHOOK_GROUP, LabelingWorker
 
 pytestmark = pytest.mark.integration
 NAMES = ["circle", "square", "triangle"]

@@ -13,18 +13,18 @@ import numpy as np
 import pytest
 import redis
 
-from learning.datasets import DatasetStore, read_yolo_source, stratified_split
-from learning.export import export_onnx, export_torchscript
-from learning.training import TrainingError, train
-from serving.backends.letterbox import letterbox_batch
-from simulation.world import load_domains, write_yolo_dataset
 from tests.conftest import free_port
-from visionloop.config import PACKAGE_ROOT, load_settings
-from visionloop.model_setup import registry_for
-from visionloop.redis_server import EmbeddedRedis
-from visionloop.registry import Role
-from visionloop.settings import TrainingSettings
-from visionloop.streams import StreamNames
+from visionloop.core.config import PACKAGE_ROOT, load_settings
+from visionloop.core.model_setup import registry_for
+from visionloop.core.redis_server import EmbeddedRedis
+from visionloop.core.registry import Role
+from visionloop.core.settings import TrainingSettings
+from visionloop.core.streams import StreamNames
+from visionloop.learning.datasets import DatasetStore, read_yolo_source, stratified_split
+from visionloop.learning.export import export_onnx, export_torchscript
+from visionloop.learning.training import TrainingError, train
+from visionloop.serving.backends.letterbox import letterbox_batch
+from visionloop.simulation.world import load_domains, write_yolo_dataset
 
 pytestmark = pytest.mark.integration
 TINY = TrainingSettings(epochs=1, imgsz=64, batch=4, patience=0)
@@ -129,8 +129,8 @@ def test_training_validation_and_export_stay_off_the_network(tmp_path: Path) -> 
 
 
 def test_tune_runs_trials_with_ray(tiny_data: Path, tmp_path: Path) -> None:
-    from learning.tuning import run_tune
-    from visionloop.ray_runtime import import_ray
+    from visionloop.core.ray_runtime import import_ray
+    from visionloop.learning.tuning import run_tune
 
     ray = import_ray()
     try:
@@ -144,9 +144,9 @@ def test_tune_runs_trials_with_ray(tiny_data: Path, tmp_path: Path) -> None:
 
 
 def test_cross_validation_and_comparison(tiny_data: Path, tmp_path: Path) -> None:
-    from learning.compare import compare
-    from learning.crossval import cross_validate
-    from learning.evaluation import split_images
+    from visionloop.learning.compare import compare
+    from visionloop.learning.crossval import cross_validate
+    from visionloop.learning.evaluation import split_images
 
     images, names = split_images(tiny_data, "train")
     images += split_images(tiny_data, "val")[0]

@@ -12,13 +12,13 @@ import httpx
 import pytest
 import redis
 
-from simulation.clips import render_clip_jpegs
 from tests.conftest import make_settings, wait_for
 from tests.integration.test_loop_worker import TINY_LOOP, _prepare
 from tests.integration.test_promotion_live import Stream
 from visionloop.cli.service import VisionloopService
-from visionloop.registry import ModelRegistry
-from visionloop.streams import StreamNames, event_fields
+from visionloop.core.registry import ModelRegistry
+from visionloop.core.streams import StreamNames, event_fields
+from visionloop.simulation.clips import render_clip_jpegs
 
 pytestmark = pytest.mark.integration
 TOKEN = "test-token-123"

@@ -14,19 +14,19 @@ from typing import Any
 import pytest
 import redis
 
-from labeling.cuts import IncrementalCutter
-from learning.arms import frame_meta_path
-from learning.challenger import job_key
-from learning.datasets import DatasetStore, DatasetVersion, read_yolo_source, stratified_split
-from learning.loop import LoopWorker
-from simulation.world import load_domains, write_yolo_dataset
 from tests.conftest import make_settings, wait_for
-from visionloop.config import PACKAGE_ROOT
-from visionloop.model_setup import registry_for
-from visionloop.redis_server import EmbeddedRedis
-from visionloop.registry import Role
-from visionloop.settings import Settings
-from visionloop.streams import StreamNames, event_fields
+from visionloop.core.config import PACKAGE_ROOT
+from visionloop.core.model_setup import registry_for
+from visionloop.core.redis_server import EmbeddedRedis
+from visionloop.core.registry import Role
+from visionloop.core.settings import Settings
+from visionloop.core.streams import StreamNames, event_fields
+from visionloop.labeling.cuts import IncrementalCutter
+from visionloop.learning.arms import frame_meta_path
+from visionloop.learning.challenger import job_key
+from visionloop.learning.datasets import DatasetStore, DatasetVersion, read_yolo_source, stratified_split
+from visionloop.learning.loop import LoopWorker
+from visionloop.simulation.world import load_domains, write_yolo_dataset
 
 pytestmark = pytest.mark.integration
 RANDOM, PICKED = 6, 10
@@ -132,7 +132,7 @@ def test_a_cycle_registers_a_challenger_once_with_its_lineage(loop_settings: tup
 
 @pytest.fixture
 def ray_cluster(loop_settings: tuple[Settings, DatasetVersion]) -> Iterator[Any]:
-    from visionloop.ray_runtime import import_ray, init_ray
+    from visionloop.core.ray_runtime import import_ray, init_ray
 
     init_ray(loop_settings[0])
     ray = import_ray()

@@ -12,11 +12,11 @@ import httpx
 import pytest
 import redis
 
-from simulation.clips import render_clip_jpegs
 from tests.conftest import make_settings, wait_for
 from visionloop.cli.service import VisionloopService
-from visionloop.registry import ModelRegistry, Role
-from visionloop.streams import StreamNames
+from visionloop.core.registry import ModelRegistry, Role
+from visionloop.core.streams import StreamNames
+from visionloop.simulation.clips import render_clip_jpegs
 
 pytestmark = pytest.mark.integration
 TOKEN = "test-token-123"

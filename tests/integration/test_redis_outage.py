@@ -10,11 +10,11 @@ import httpx
 import pytest
 import redis
 
-from simulation.clips import render_clip_jpegs
 from tests.conftest import free_port, make_settings
 from visionloop.cli.service import VisionloopService
-from visionloop.redis_server import EmbeddedRedis
-from visionloop.streams import StreamNames
+from visionloop.core.redis_server import EmbeddedRedis
+from visionloop.core.streams import StreamNames
+from visionloop.simulation.clips import render_clip_jpegs
 
 pytestmark = pytest.mark.integration
 

@@ -20,12 +20,12 @@ import pytest
 import ray
 import redis
 
-from simulation.rtsp_cameras import RtspSimulator, prepare_world_camera
 from tests.conftest import free_port, make_settings, wait_for
 from tests.reliability import record_reliability
 from visionloop.cli.service import VisionloopService
-from visionloop.contracts import FrameResult
-from visionloop.streams import StreamNames, camera_worker_actor
+from visionloop.core.contracts import FrameResult
+from visionloop.core.streams import StreamNames, camera_worker_actor
+from visionloop.simulation.rtsp_cameras import RtspSimulator, prepare_world_camera
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": "Bearer test-token-123"}
@@ -171,6 +171,6 @@ def test_a_killed_replica_or_camera_worker_costs_seconds_not_the_stream(module_v
 
 
 def _probe_jpeg() -> bytes:
-    from simulation.clips import render_clip_jpegs
+    from visionloop.simulation.clips import render_clip_jpegs
 
     return render_clip_jpegs(frames=1, width=320, height=180, seed=3)[0]

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import redis
 
-from labeling.gates import ClassQuota, DuplicateFilter, RateLimiter, hamming, perceptual_hash
-from labeling.review_queue import ReviewItem, ReviewQueue
-from labeling.samplers import Selection
-from simulation.clips import render_clip
-from visionloop.contracts import Detections, FrameResult
-from visionloop.redis_server import EmbeddedRedis
-from visionloop.streams import StreamNames
+from visionloop.core.contracts import Detections, FrameResult
+from visionloop.core.redis_server import EmbeddedRedis
+from visionloop.core.streams import StreamNames
+from visionloop.labeling.gates import ClassQuota, DuplicateFilter, RateLimiter, hamming, perceptual_hash
+from visionloop.labeling.review_queue import ReviewItem, ReviewQueue
+from visionloop.labeling.samplers import Selection
+from visionloop.simulation.clips import render_clip
 
 pytestmark = pytest.mark.integration
 
@@ -109,9 +109,9 @@ def test_near_duplicates_are_suppressed_within_the_window(redis_server: Embedded
 def test_selector_queues_doubtful_frames_once_and_says_why(redis_server: EmbeddedRedis) -> None:
     import cv2
 
-    from labeling.samplers import CompositeSampler
-    from labeling.selector import FrameSelector
-    from visionloop.contracts import EncodedFrame
+    from visionloop.core.contracts import EncodedFrame
+    from visionloop.labeling.samplers import CompositeSampler
+    from visionloop.labeling.selector import FrameSelector
 
     client = redis.Redis.from_url(redis_server.url)
     streams = StreamNames("sel")

@@ -17,13 +17,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from simulation.rtsp_cameras import RtspSimulator, SimulatedCamera, prepare_world_camera
-from streaming.state import CameraState
-from streaming.worker import CameraRuntime
 from tests.conftest import free_port, seconds_until
-from visionloop.cameras import CameraSpec
-from visionloop.contracts import EncodedFrame, FrameResult
-from visionloop.settings import CameraSettings
+from visionloop.core.cameras import CameraSpec
+from visionloop.core.contracts import EncodedFrame, FrameResult
+from visionloop.core.settings import CameraSettings
+from visionloop.simulation.rtsp_cameras import RtspSimulator, SimulatedCamera, prepare_world_camera
+from visionloop.streaming.state import CameraState
+from visionloop.streaming.worker import CameraRuntime
 
 pytestmark = pytest.mark.integration
 FAST = CameraSettings(
@@ -57,7 +57,7 @@ class Recorder:
         self.frames: list[EncodedFrame] = []
 
     def __call__(self, frames: list[EncodedFrame]) -> list[FrameResult | str]:
-        from visionloop.contracts import Detections
+        from visionloop.core.contracts import Detections
 
         self.frames.extend(frames)
         return [FrameResult(f.camera_id, f.seq or 0, f.capture_ts or 0.0, "test", Detections.empty()) for f in frames]

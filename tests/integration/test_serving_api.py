@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import redis
 
-from simulation.clips import render_clip_jpegs
 from tests.conftest import make_settings, wait_for
 from visionloop.cli.service import VisionloopService
-from visionloop.contracts import FrameResult
-from visionloop.streams import StreamNames
+from visionloop.core.contracts import FrameResult
+from visionloop.core.streams import StreamNames
+from visionloop.simulation.clips import render_clip_jpegs
 
 pytestmark = pytest.mark.integration
 TOKEN = "test-token-123"

@@ -24,17 +24,17 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from serving.detector import DetectorCore, DetectorSpec, FrameRequest, frame_results
-from simulation.clips import encode_h264, render_clip
-from simulation.rtsp_cameras import RtspSimulator, SimulatedCamera
-from streaming.sources import PyAVSource, SourceError, SourceOptions
-from streaming.state import CameraState
-from streaming.worker import CameraRuntime
 from tests.conftest import free_port, wait_for
 from tests.reliability import record_reliability
-from visionloop.cameras import CameraSpec
-from visionloop.contracts import Detections, EncodedFrame, FrameResult
-from visionloop.settings import CameraSettings, ServingSettings
+from visionloop.core.cameras import CameraSpec
+from visionloop.core.contracts import Detections, EncodedFrame, FrameResult
+from visionloop.core.settings import CameraSettings, ServingSettings
+from visionloop.serving.detector import DetectorCore, DetectorSpec, FrameRequest, frame_results
+from visionloop.simulation.clips import encode_h264, render_clip
+from visionloop.simulation.rtsp_cameras import RtspSimulator, SimulatedCamera
+from visionloop.streaming.sources import PyAVSource, SourceError, SourceOptions
+from visionloop.streaming.state import CameraState
+from visionloop.streaming.worker import CameraRuntime
 
 pytestmark = pytest.mark.integration
 FPS = 15

@@ -17,11 +17,11 @@ import pytest
 from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 
-from simulation.clips import render_clip
-from streaming.webrtc.gateway import WebRTCGateway
 from tests.conftest import eventually, free_port
-from visionloop.contracts import Detections, EncodedFrame, FrameResult
-from visionloop.settings import WebRTCSettings
+from visionloop.core.contracts import Detections, EncodedFrame, FrameResult
+from visionloop.core.settings import WebRTCSettings
+from visionloop.simulation.clips import render_clip
+from visionloop.streaming.webrtc.gateway import WebRTCGateway
 
 pytestmark = pytest.mark.integration
 TOKEN = "gateway-token-1"

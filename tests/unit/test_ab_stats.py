@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from learning.ab_decision import Decision, Guards, decide, frames_to_settle, run_ab
-from learning.ab_stats import (
+from visionloop.core.offline import prepare_ultralytics
+from visionloop.core.settings import ABSettings
+from visionloop.learning.ab_decision import Decision, Guards, decide, frames_to_settle, run_ab
+from visionloop.learning.ab_stats import (
     BootstrapResult,
     FrameMatches,
     map50,
@@ -20,8 +22,6 @@ from learning.ab_stats import (
     mcnemar_sample_size,
     paired_bootstrap,
 )
-from visionloop.offline import prepare_ultralytics
-from visionloop.settings import ABSettings
 
 Truth = tuple[np.ndarray, np.ndarray]
 Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -225,8 +225,8 @@ def test_bootstrap_is_deterministic_for_a_seed_and_paired(arms: dict[str, list[F
 
 def test_map50_of_a_subset_comes_from_the_cached_matches(arms: dict[str, list[FrameMatches]]) -> None:
     """Our cached path equals Ultralytics' DetMetrics as learning.evaluation runs it, and indices pick frames."""
-    from learning.evaluation import GroundTruth, ultralytics_metrics
-    from visionloop.contracts import Detections
+    from visionloop.core.contracts import Detections
+    from visionloop.learning.evaluation import GroundTruth, ultralytics_metrics
 
     truths = world(40, seed=11)
     preds = detector(truths, 0.7, seed=12)

@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 import redis
 
-from learning.accuracy import (
+from tests.conftest import make_settings
+from visionloop.core.contracts import Detections
+from visionloop.core.redis_server import EmbeddedRedis
+from visionloop.core.registry import ModelVersion
+from visionloop.core.settings import Settings
+from visionloop.core.streams import ACCURACY_STATE_FIELD, StreamNames
+from visionloop.learning.yolo_source import LabelledImage
+from visionloop.monitoring.accuracy import (
     AccuracyMonitor,
     PredictionCache,
     accuracy_report,
@@ -21,14 +28,7 @@ from learning.accuracy import (
     parse_frame_id,
     reference_of,
 )
-from learning.yolo_source import LabelledImage
-from simulation.world import CLASS_NAMES, load_domains, render_scene
-from tests.conftest import make_settings
-from visionloop.contracts import Detections
-from visionloop.redis_server import EmbeddedRedis
-from visionloop.registry import ModelVersion
-from visionloop.settings import Settings
-from visionloop.streams import ACCURACY_STATE_FIELD, StreamNames
+from visionloop.simulation.world import CLASS_NAMES, load_domains, render_scene
 
 ROOT = Path(__file__).resolve().parents[2]
 DOMAIN = load_domains(ROOT / "configs" / "domains.yaml")["A"]
@@ -218,7 +218,7 @@ def test_monitor_stores_the_report_in_the_drift_state_hash(var_dir: Path, redis_
 
 def test_the_real_onnx_champion_on_harvested_frames(var_dir: Path, redis_server: EmbeddedRedis) -> None:
     """The untrained champion of the test session through ONNX Runtime, on frames the real harvester wrote."""
-    from labeling.sync import FRAMES_DIR, LabelHarvester
+    from visionloop.labeling.sync import FRAMES_DIR, LabelHarvester
 
     settings = settings_for(var_dir, minimum=3)
     incoming = incoming_dir(settings)

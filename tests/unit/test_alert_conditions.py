@@ -13,7 +13,10 @@ import httpx
 import pytest
 import redis
 
-from learning.alert_rules import (
+from tests.conftest import make_settings
+from visionloop.core.redis_server import EmbeddedRedis
+from visionloop.core.streams import StreamNames
+from visionloop.monitoring.alert_rules import (
     AlertBook,
     AlertInputs,
     Condition,
@@ -32,9 +35,6 @@ from learning.alert_rules import (
     sample_latency,
     shadow_condition,
 )
-from tests.conftest import make_settings
-from visionloop.redis_server import EmbeddedRedis
-from visionloop.streams import StreamNames
 
 NOW = 1_800_000_000.0
 BASE = AlertInputs(now=NOW, latency_slo_ms=250.0)
@@ -292,7 +292,7 @@ def test_evaluate_alerts_end_to_end_with_redis_and_an_unreachable_api(tmp_path: 
     streams = StreamNames(settings.redis.stream_prefix)
     store.hset(streams.drift_state, "cam1", json.dumps({"alarm": True, "consecutive": 3}))
     store.hset(streams.drift_state, "_accuracy", json.dumps(accuracy_state(0.2, 0.9)["_accuracy"]))
-    from learning.drift_sampler import DriftSample
+    from visionloop.monitoring.drift_sampler import DriftSample
 
     for i in range(30):  # as the sampler writes them: half over the 250 ms SLO
         sample = DriftSample("cam1", NOW, "v1", f"cam1-{i}-1", [], [], [], [], {}, 400.0 if i % 2 else 50.0)
@@ -324,7 +324,7 @@ def test_api_url_defaults_to_the_service_and_honours_the_dashboard_setting(tmp_p
 
 
 def test_latency_is_read_from_the_drift_samplers_own_format() -> None:
-    from learning.drift_sampler import DriftSample
+    from visionloop.monitoring.drift_sampler import DriftSample
 
     stages = {"decode": 1.5, "queue": 2.0, "inference": 30.0, "post": 0.5}
     sample = DriftSample("cam1", NOW, "v1", "cam1-1-1", [0.9], [0], [0.1], [0.0], stages, 34.0)
@@ -359,7 +359,7 @@ def test_collect_inputs_reads_cameras_and_shadow_from_the_api(tmp_path: Path, st
 
 
 def test_watcher_against_a_closed_api_port_and_a_stopped_redis(tmp_path: Path, redis_server: EmbeddedRedis) -> None:
-    from learning.alert_rules import AlertWatcher
+    from visionloop.monitoring.alert_rules import AlertWatcher
 
     settings = make_settings(tmp_path / "var")  # nothing listens on its API port
     client = redis.Redis.from_url(redis_server.url, socket_timeout=1)

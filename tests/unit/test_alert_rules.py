@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / "dashboards" / "alerts.yml"
-RULE_TESTS = ROOT / "dashboards" / "alerts_test.yml"
+RULES = ROOT / "src" / "visionloop" / "dashboards" / "alerts.yml"
+RULE_TESTS = ROOT / "src" / "visionloop" / "dashboards" / "alerts_test.yml"
 GRAFANA_JSON = ROOT / "docker" / "grafana" / "dashboards" / "visionloop.json"
 
 
@@ -72,7 +72,7 @@ def test_compose_prometheus_loads_the_rule_file() -> None:
     compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
     (rule_file,) = prometheus["rule_files"]
     mounts = compose["services"]["prometheus"]["volumes"]
-    assert f"../dashboards/alerts.yml:{rule_file}:ro" in mounts
+    assert f"../src/visionloop/dashboards/alerts.yml:{rule_file}:ro" in mounts
 
 
 def grafana_queries() -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from visionloop.config import PACKAGE_ROOT
+from visionloop.core.config import PACKAGE_ROOT
 
 
 def _load() -> ModuleType:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-import serving.auth as auth
-from serving.auth import AuthMiddleware, TokenBook, refusal
+import visionloop.serving.auth as auth
+from visionloop.serving.auth import AuthMiddleware, TokenBook, refusal
 
 TOKENS = {"operator": "operator-token-1", "ci": "ci-token-22222"}
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving.backends import BackendOptions, InferenceBackend, create_backend
-from serving.backends.onnx_backend import choose_providers
-from visionloop.errors import ModelLoadError
+from visionloop.core.errors import ModelLoadError
+from visionloop.serving.backends import BackendOptions, InferenceBackend, create_backend
+from visionloop.serving.backends.onnx_backend import choose_providers
 
 
 @pytest.fixture

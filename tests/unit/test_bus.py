@@ -17,15 +17,15 @@ from aiokafka.errors import KafkaConnectionError  # type: ignore[import-untyped]
 
 from tests.conftest import eventually, free_port
 from tests.reliability import record_reliability
-from visionloop import kafka_bus
-from visionloop.bus import BusSpec, RedisStreamsBus, bus_for
-from visionloop.contracts import Detections, FrameResult
-from visionloop.errors import ConfigError
-from visionloop.frames import ResultTarget
-from visionloop.kafka_bus import KafkaBus, ResultsConsumer
-from visionloop.redis_server import EmbeddedRedis
-from visionloop.results import ResultPublisher
-from visionloop.settings import BusSettings, RedisSettings, Settings
+from visionloop.core import kafka_bus
+from visionloop.core.bus import BusSpec, RedisStreamsBus, bus_for
+from visionloop.core.contracts import Detections, FrameResult
+from visionloop.core.errors import ConfigError
+from visionloop.core.frames import ResultTarget
+from visionloop.core.kafka_bus import KafkaBus, ResultsConsumer
+from visionloop.core.redis_server import EmbeddedRedis
+from visionloop.core.results import ResultPublisher
+from visionloop.core.settings import BusSettings, RedisSettings, Settings
 
 
 def _result(seq: int, camera: str = "cam") -> FrameResult:

@@ -54,7 +54,7 @@ def test_models_list_on_a_registry(var_dir: Path) -> None:
 
 
 def test_promote_reject_rollback_and_history_from_the_shell(var_dir: Path) -> None:
-    from visionloop.registry import ModelRegistry, Role
+    from visionloop.core.registry import ModelRegistry, Role
 
     env = {"VISIONLOOP_PATHS__VAR_DIR": str(var_dir), "VISIONLOOP_REDIS__EMBEDDED_PORT": "1"}  # no Redis: queued
     registry = ModelRegistry(var_dir / "models")

@@ -31,9 +31,9 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, SecretStr
 
 from tests.reliability import record_reliability
-from visionloop.config import load_settings
-from visionloop.errors import ConfigError
-from visionloop.settings import Settings
+from visionloop.core.config import load_settings
+from visionloop.core.errors import ConfigError
+from visionloop.core.settings import Settings
 
 FUZZ = hsettings(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 FIGURES: Counter[str] = Counter()

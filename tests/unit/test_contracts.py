@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from visionloop.contracts import Detections, FrameResult, ModelRole, StageLatency
+from visionloop.core.contracts import Detections, FrameResult, ModelRole, StageLatency
 
 
 @pytest.mark.parametrize(

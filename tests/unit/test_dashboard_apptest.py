@@ -21,10 +21,10 @@ from streamlit.testing.v1 import AppTest
 
 from tests.conftest import free_port, wait_for
 from tests.unit.test_dashboard_data import METRICS, MODELS, frame_result, jpeg, put_snapshot
-from visionloop.redis_server import EmbeddedRedis
-from visionloop.streams import StreamNames, event_fields
+from visionloop.core.redis_server import EmbeddedRedis
+from visionloop.core.streams import StreamNames, event_fields
 
-APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "src" / "visionloop" / "dashboards" / "app.py"
 TOKEN = "dashboard-test-token"
 STREAMS = StreamNames("visionloop")
 PAGES = ("live", "cameras", "models", "drift", "explain", "labeling")
@@ -122,7 +122,7 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_server: EmbeddedR
 def page_script(name: str) -> None:
     import importlib
 
-    importlib.import_module(f"dashboards.views.{name}").render()
+    importlib.import_module(f"visionloop.dashboards.views.{name}").render()
 
 
 def page(name: str, token: str | None = None) -> AppTest:

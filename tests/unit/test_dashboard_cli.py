@@ -16,8 +16,8 @@ from tests.conftest import free_port, make_settings
 from visionloop.cli import dashboard as dashboard_module
 from visionloop.cli.app import app
 from visionloop.cli.dashboard import dashboard_command, settings_file, start_dashboard, stop_dashboard
-from visionloop.config import load_settings
-from visionloop.errors import VisionloopError
+from visionloop.core.config import load_settings
+from visionloop.core.errors import VisionloopError
 
 
 def test_the_child_gets_the_effective_settings_without_secrets(tmp_path: Path) -> None:

@@ -15,15 +15,15 @@ import pytest
 import redis
 from PIL import Image
 
-from dashboards import accuracy, audit, drift_data, labeling_data, models_data, promtext, results, snapshots
-from dashboards.annotate import draw_boxes
-from dashboards.api import act, get_json
-from dashboards.context import load_context
-from dashboards.errors import DataUnavailable
 from tests.conftest import free_port, make_settings
-from visionloop.contracts import Detections, FrameResult, StageLatency
-from visionloop.redis_server import EmbeddedRedis
-from visionloop.streams import StreamNames, event_fields
+from visionloop.core.contracts import Detections, FrameResult, StageLatency
+from visionloop.core.redis_server import EmbeddedRedis
+from visionloop.core.streams import StreamNames, event_fields
+from visionloop.dashboards import accuracy, audit, drift_data, labeling_data, models_data, promtext, results, snapshots
+from visionloop.dashboards.annotate import draw_boxes
+from visionloop.dashboards.api import act, get_json
+from visionloop.dashboards.context import load_context
+from visionloop.dashboards.errors import DataUnavailable
 
 STREAMS = StreamNames("visionloop")
 

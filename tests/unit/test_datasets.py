@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from learning.datasets import (
+from visionloop.core.config import PACKAGE_ROOT
+from visionloop.learning.datasets import (
     DatasetError,
     DatasetStore,
     LabelledImage,
@@ -16,8 +17,7 @@ from learning.datasets import (
     read_yolo_source,
     stratified_split,
 )
-from simulation.world import load_domains, write_yolo_dataset
-from visionloop.config import PACKAGE_ROOT
+from visionloop.simulation.world import load_domains, write_yolo_dataset
 
 DOMAIN_A = load_domains(PACKAGE_ROOT / "configs" / "domains.yaml")["A"]
 

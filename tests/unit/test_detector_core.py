@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.detector import DetectorCore, DetectorSpec, FrameReply, FrameRequest, frame_results, frames_in
-from visionloop.contracts import Detections, EncodedFrame, FrameResult, StageLatency
-from visionloop.imaging import encode_jpeg
-from visionloop.settings import ServingSettings
+from visionloop.core.contracts import Detections, EncodedFrame, FrameResult, StageLatency
+from visionloop.core.imaging import encode_jpeg
+from visionloop.core.settings import ServingSettings
+from visionloop.serving.detector import DetectorCore, DetectorSpec, FrameReply, FrameRequest, frame_results, frames_in
 
 
 def _core(var_dir: Path) -> DetectorCore:

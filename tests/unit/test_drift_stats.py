@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from learning.drift_stats import (
+from visionloop.monitoring.drift_stats import (
     MIN_APPEARANCE_SHIFT,
     FrameSummary,
     WindowSummary,

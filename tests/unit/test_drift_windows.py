@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from learning.drift_sampler import DriftSample
-from learning.drift_windows import ALL_SCOPE, DriftWindows
-from visionloop.settings import DriftSettings
+from visionloop.core.settings import DriftSettings
+from visionloop.monitoring.drift_sampler import DriftSample
+from visionloop.monitoring.drift_windows import ALL_SCOPE, DriftWindows
 
 DRIFT = DriftSettings(window_size=10, persistence=2)
 

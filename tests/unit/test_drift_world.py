@@ -25,14 +25,14 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from learning.drift_sampler import DriftSample, DriftSampler, summarise
-from learning.drift_windows import ALL_SCOPE, DriftWindows, Outcome
-from simulation.world import load_domains
-from simulation.world.video import world_frames
-from visionloop.contracts import Detections, EncodedFrame, FrameResult
-from visionloop.imaging import encode_jpeg
-from visionloop.settings import DriftSettings, Settings
-from visionloop.streams import StreamNames
+from visionloop.core.contracts import Detections, EncodedFrame, FrameResult
+from visionloop.core.imaging import encode_jpeg
+from visionloop.core.settings import DriftSettings, Settings
+from visionloop.core.streams import StreamNames
+from visionloop.monitoring.drift_sampler import DriftSample, DriftSampler, summarise
+from visionloop.monitoring.drift_windows import ALL_SCOPE, DriftWindows, Outcome
+from visionloop.simulation.world import load_domains
+from visionloop.simulation.world.video import world_frames
 
 FPS = 6
 HEIGHT, WIDTH = 180, 320

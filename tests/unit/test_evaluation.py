@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from learning.evaluation import (
+from visionloop.core.contracts import Detections
+from visionloop.learning.evaluation import (
     GroundTruth,
     coco_dicts,
     evaluate,
@@ -17,7 +18,6 @@ from learning.evaluation import (
     operating_point,
     ultralytics_metrics,
 )
-from visionloop.contracts import Detections
 
 NAMES = ["circle", "square", "triangle", "star", "cross"]
 
@@ -103,8 +103,8 @@ def test_iou_matrix() -> None:
 
 
 def test_evaluate_end_to_end_writes_metrics_and_plots(var_dir: Path, tmp_path: Path) -> None:
-    from simulation.world import load_domains, write_yolo_dataset
-    from visionloop.config import PACKAGE_ROOT
+    from visionloop.core.config import PACKAGE_ROOT
+    from visionloop.simulation.world import load_domains, write_yolo_dataset
 
     domain = load_domains(PACKAGE_ROOT / "configs" / "domains.yaml")["A"]
     data_yaml = write_yolo_dataset(domain, 4, 10, tmp_path / "data")

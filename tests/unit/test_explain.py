@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from learning.explain import (
+from visionloop.core.config import PACKAGE_ROOT
+from visionloop.explaining.explainer import (
     EigenCam,
     ExplainError,
     Explanation,
@@ -19,10 +20,9 @@ from learning.explain import (
     peak_of,
     render_overlay,
 )
-from simulation.world import load_domains
-from simulation.world.scene import render_scene
-from simulation.world.yolo_export import scene_rng
-from visionloop.config import PACKAGE_ROOT
+from visionloop.simulation.world import load_domains
+from visionloop.simulation.world.scene import render_scene
+from visionloop.simulation.world.yolo_export import scene_rng
 
 
 def candidates(*rows: list[float]) -> np.ndarray:
@@ -119,7 +119,7 @@ def test_first_component_lights_up_where_features_stand_out() -> None:
 
 def test_eigencam_maps_a_frame_of_any_shape(var_dir: Path) -> None:
     from tests.conftest import make_settings
-    from visionloop.model_setup import registry_for
+    from visionloop.core.model_setup import registry_for
 
     champion = registry_for(make_settings(var_dir)).champion()
     cam = EigenCam(champion.onnx_path, 320, threads=1)

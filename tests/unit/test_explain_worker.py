@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 import redis
 
-from learning.explain_worker import ExplainWorker
 from tests.conftest import make_settings, wait_for
-from visionloop.explanations import ExplainRequest, explanation_key
-from visionloop.imaging import encode_jpeg
-from visionloop.model_setup import registry_for
-from visionloop.redis_server import EmbeddedRedis
-from visionloop.settings import Settings
-from visionloop.streams import StreamNames
+from visionloop.core.explanations import ExplainRequest, explanation_key
+from visionloop.core.imaging import encode_jpeg
+from visionloop.core.model_setup import registry_for
+from visionloop.core.redis_server import EmbeddedRedis
+from visionloop.core.settings import Settings
+from visionloop.core.streams import StreamNames
+from visionloop.explaining.worker import ExplainWorker
 
 STREAMS = StreamNames("visionloop")
 

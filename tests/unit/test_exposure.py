@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from visionloop.config import load_settings
-from visionloop.errors import ConfigError
-from visionloop.exposure import check_exposure, exposure_problem, is_loopback
+from visionloop.core.config import load_settings
+from visionloop.core.errors import ConfigError
+from visionloop.core.exposure import check_exposure, exposure_problem, is_loopback
 
 
 @pytest.mark.parametrize(

@@ -18,10 +18,10 @@ import pytest
 
 from benchmarks import gpu_check
 from benchmarks.gpu_check import SMI_ARGS, Gpu, GpuMissing, Probe, nvidia_smi, probe
-from serving.backends import BackendOptions, create_backend
-from serving.backends.onnx_backend import CPU_PROVIDER, CUDA_PROVIDER
-from visionloop.config import load_settings
-from visionloop.errors import ModelLoadError
+from visionloop.core.config import load_settings
+from visionloop.core.errors import ModelLoadError
+from visionloop.serving.backends import BackendOptions, create_backend
+from visionloop.serving.backends.onnx_backend import CPU_PROVIDER, CUDA_PROVIDER
 
 ROOT = Path(__file__).resolve().parents[2]
 CUDA = [CUDA_PROVIDER, CPU_PROVIDER]
@@ -187,7 +187,7 @@ def test_cuda_device_refuses_ort_s_silent_cpu_fallback(var_dir: Path, monkeypatc
 
 def test_raw_measurement_refuses_a_backend_on_the_wrong_device(var_dir: Path) -> None:
     from benchmarks.serving import measure_raw
-    from simulation.clips import render_clip_jpegs
+    from visionloop.simulation.clips import render_clip_jpegs
 
     settings = load_settings(environ={"VISIONLOOP_PATHS__VAR_DIR": str(var_dir), "VISIONLOOP_SERVING__DEVICE": "cpu"})
     jpegs = render_clip_jpegs(frames=2, width=64, height=36, seed=3)

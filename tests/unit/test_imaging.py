@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from visionloop.errors import InvalidImageError
-from visionloop.imaging import decode_image, encode_jpeg
+from visionloop.core.errors import InvalidImageError
+from visionloop.core.imaging import decode_image, encode_jpeg
 
 
 def _png(width: int = 32, height: int = 16) -> bytes:
@@ -169,7 +169,7 @@ def test_headers_libjpeg_accepts_still_decode() -> None:
 
 
 def test_an_opencv_exception_is_an_invalid_image(monkeypatch: pytest.MonkeyPatch) -> None:
-    import visionloop.imaging as imaging
+    import visionloop.core.imaging as imaging
 
     monkeypatch.setattr(imaging, "MAX_PIXELS", 10**12)  # past our guard, OpenCV's own limit raises cv2.error
     with pytest.raises(InvalidImageError, match="corrupt or truncated JPEG"):

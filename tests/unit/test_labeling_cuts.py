@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
-import labeling.cuts
-from labeling.cuts import IncrementalCutter
-from learning.datasets import DatasetStore, DatasetVersion, ReadReport, read_images, read_yolo_source
+import visionloop.labeling.cuts as cuts
+from visionloop.labeling.cuts import IncrementalCutter
+from visionloop.learning.datasets import DatasetStore, DatasetVersion, ReadReport, read_images, read_yolo_source
 
 NAMES = ["circle", "square", "triangle"]
 
@@ -52,7 +52,7 @@ class ReadSpy:
 @pytest.fixture
 def spy(monkeypatch: pytest.MonkeyPatch) -> ReadSpy:
     reader = ReadSpy()
-    monkeypatch.setattr(labeling.cuts, "read_images", reader)
+    monkeypatch.setattr(cuts, "read_images", reader)
     return reader
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving.backends.letterbox import PAD_VALUE, batch_shape, letterbox_batch
-from serving.backends.nms import nms_keep
+from visionloop.serving.backends.letterbox import PAD_VALUE, batch_shape, letterbox_batch
+from visionloop.serving.backends.nms import nms_keep
 
 
 @pytest.mark.parametrize(

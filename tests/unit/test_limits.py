@@ -8,7 +8,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, File, UploadFile
 
-from serving.limits import BodySizeLimitMiddleware
+from visionloop.serving.limits import BodySizeLimitMiddleware
 
 LIMIT = 1000
 

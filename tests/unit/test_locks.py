@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from labeling.label_studio_server import LABEL_STUDIO_LOCK, LABEL_STUDIO_VERSION
-from visionloop.config import PACKAGE_ROOT
+from visionloop.core.config import PACKAGE_ROOT
+from visionloop.labeling.label_studio_server import LABEL_STUDIO_LOCK, LABEL_STUDIO_VERSION
 
 CHECK = PACKAGE_ROOT / "scripts" / "check_lock.py"
 

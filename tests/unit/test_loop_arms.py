@@ -13,11 +13,11 @@ import cv2
 import numpy as np
 import pytest
 
-from labeling.cuts import IncrementalCutter
-from labeling.sync import FRAMES_DIR, LabelHarvester
-from learning.arms import LEDGER_KEY, RANDOM_ARM, UNKNOWN_ARM, frame_meta_path, samplers_of, split_by_arm
-from learning.datasets import DatasetStore, DatasetVersion, read_images
-from visionloop.streams import StreamNames
+from visionloop.core.streams import StreamNames
+from visionloop.labeling.cuts import IncrementalCutter
+from visionloop.labeling.sync import FRAMES_DIR, LabelHarvester
+from visionloop.learning.arms import LEDGER_KEY, RANDOM_ARM, UNKNOWN_ARM, frame_meta_path, samplers_of, split_by_arm
+from visionloop.learning.datasets import DatasetStore, DatasetVersion, read_images
 
 NAMES = ["circle", "square", "triangle"]
 

@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 import redis
 
-from learning.challenger import (
+from tests.conftest import make_settings
+from tests.unit.test_loop_arms import NAMES, cut, harvest
+from visionloop.core.redis_server import EmbeddedRedis
+from visionloop.core.registry import ModelRegistry, ModelVersion
+from visionloop.core.settings import Settings
+from visionloop.learning.challenger import (
     ChallengerError,
     baseline_labels,
     build_training_set,
@@ -21,14 +26,9 @@ from learning.challenger import (
     new_label_count,
     trained_stems,
 )
-from learning.datasets import DatasetStore, read_images
-from learning.gold_gate import gold_gate, gold_sets, worst_gold
-from learning.job_lock import JobLock
-from tests.conftest import make_settings
-from tests.unit.test_loop_arms import NAMES, cut, harvest
-from visionloop.redis_server import EmbeddedRedis
-from visionloop.registry import ModelRegistry, ModelVersion
-from visionloop.settings import Settings
+from visionloop.learning.datasets import DatasetStore, read_images
+from visionloop.learning.gold_gate import gold_gate, gold_sets, worst_gold
+from visionloop.learning.job_lock import JobLock
 
 
 @pytest.fixture

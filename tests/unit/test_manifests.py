@@ -30,8 +30,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from visionloop.config import load_settings
-from visionloop.errors import ConfigError
+from visionloop.core.config import load_settings
+from visionloop.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"

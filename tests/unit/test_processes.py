@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_for
-from visionloop.processes import ChildProcess, ProcessStartError
+from visionloop.core.processes import ChildProcess, ProcessStartError
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads process states from /proc")
 
@@ -150,7 +150,7 @@ def test_a_child_dies_with_its_parent_when_asked(tmp_path: Path) -> None:
         _script(f"""
             import os, signal
             from pathlib import Path
-            from visionloop.processes import ChildProcess
+            from visionloop.core.processes import ChildProcess
             child = ChildProcess(["sleep", "60"], Path({str(tmp_path / "sleep.log")!r}), die_with_parent=True).start()
             print(child.pid, flush=True)
             os.kill(os.getpid(), signal.SIGKILL)  # no stop(): only the kernel can end the child now

@@ -7,7 +7,7 @@ import time
 
 from rich.console import Console
 
-from visionloop.progress import progress_bar
+from visionloop.core.progress import progress_bar
 
 
 def test_plain_lines_when_the_output_is_not_a_terminal() -> None:
@@ -37,7 +37,7 @@ def test_a_terminal_gets_the_live_bar_and_no_plain_lines() -> None:
 def test_the_eta_counts_down_between_steps_instead_of_growing() -> None:
     from rich.progress import Progress
 
-    from visionloop.progress import remaining
+    from visionloop.core.progress import remaining
 
     now = [0.0]
     progress = Progress(get_time=lambda: now[0], disable=True)

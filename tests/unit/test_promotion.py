@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from visionloop.events import EventLog
-from visionloop.promotion import PromotionRefused, history, promote, reject, rollback
-from visionloop.registry import ModelRegistry, Role
-from visionloop.streams import StreamNames
+from visionloop.core.events import EventLog
+from visionloop.core.promotion import PromotionRefused, history, promote, reject, rollback
+from visionloop.core.registry import ModelRegistry, Role
+from visionloop.core.streams import StreamNames
 
 
 @pytest.fixture()

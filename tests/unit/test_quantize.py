@@ -10,15 +10,15 @@ import numpy as np
 import onnx
 import pytest
 
-from learning.quantize import register_int8_copy
-from serving.backends import BackendOptions, create_backend
-from serving.model_source import resolve_for_backend
-from simulation.world import load_domains
-from simulation.world.video import world_frames
 from tests.conftest import make_settings
-from visionloop.imaging import encode_jpeg
-from visionloop.model_setup import registry_for
-from visionloop.registry import INT8_ONNX_FILE
+from visionloop.core.imaging import encode_jpeg
+from visionloop.core.model_setup import registry_for
+from visionloop.core.registry import INT8_ONNX_FILE
+from visionloop.learning.quantize import register_int8_copy
+from visionloop.serving.backends import BackendOptions, create_backend
+from visionloop.serving.model_source import resolve_for_backend
+from visionloop.simulation.world import load_domains
+from visionloop.simulation.world.video import world_frames
 
 
 def tiny_dataset(root: Path, images: int = 4) -> Path:
@@ -57,7 +57,7 @@ def test_an_int8_copy_is_a_new_version_served_at_int8(var_dir: Path, tmp_path: P
 
 def test_a_version_without_int8_is_served_at_fp32_and_says_so(var_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     registry = registry_for(make_settings(var_dir))
-    with caplog.at_level(logging.WARNING, logger="serving.model_source"):
+    with caplog.at_level(logging.WARNING, logger="visionloop.serving.model_source"):
         resolved = resolve_for_backend(registry, "champion", "onnxruntime", "int8")
     assert resolved.precision == "fp32" and resolved.path.name == "model.onnx"
     assert "has no model.int8.onnx" in caplog.text and "visionloop models quantize" in caplog.text

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from visionloop.errors import RegistryError
-from visionloop.registry import ModelRegistry, Role
+from visionloop.core.errors import RegistryError
+from visionloop.core.registry import ModelRegistry, Role
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ import numpy as np
 import redis
 
 from tests.conftest import eventually, free_port
-from visionloop.contracts import Detections, FrameResult
-from visionloop.redis_server import EmbeddedRedis
-from visionloop.results import BackgroundPublisher, ResultPublisher
+from visionloop.core.contracts import Detections, FrameResult
+from visionloop.core.redis_server import EmbeddedRedis
+from visionloop.core.results import BackgroundPublisher, ResultPublisher
 
 
 def _result(seq: int) -> FrameResult:

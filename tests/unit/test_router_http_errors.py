@@ -12,12 +12,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import ValidationError
 from ray.exceptions import RayError, RayTaskError
 
-from serving.http_errors import http_exception
-from streaming.webrtc.gateway import WebRTCGateway
-from visionloop.cameras import CameraExists, CameraNotFound, CameraSpec
-from visionloop.contracts import EncodedFrame, FrameResult
-from visionloop.errors import InvalidImageError, ModelLoadError, NotReadyError
-from visionloop.http_errors import (
+from visionloop.core.cameras import CameraExists, CameraNotFound, CameraSpec
+from visionloop.core.contracts import EncodedFrame, FrameResult
+from visionloop.core.errors import InvalidImageError, ModelLoadError, NotReadyError
+from visionloop.core.http_errors import (
     BadRequest,
     PayloadTooLarge,
     TooManyRequests,
@@ -27,7 +25,9 @@ from visionloop.http_errors import (
     is_client_error,
     status_of,
 )
-from visionloop.settings import WebRTCSettings
+from visionloop.core.settings import WebRTCSettings
+from visionloop.serving.http_errors import http_exception
+from visionloop.streaming.webrtc.gateway import WebRTCGateway
 
 TOKEN = "gateway-token-1"
 

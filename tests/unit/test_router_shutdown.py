@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import redis
 
-from serving.detector import FrameReply, frame_results
-from serving.router import Router
-from visionloop.config import load_settings
-from visionloop.contracts import Detections, EncodedFrame, FrameResult, StageLatency
-from visionloop.redis_server import EmbeddedRedis
-from visionloop.streams import StreamNames
+from visionloop.core.config import load_settings
+from visionloop.core.contracts import Detections, EncodedFrame, FrameResult, StageLatency
+from visionloop.core.redis_server import EmbeddedRedis
+from visionloop.core.streams import StreamNames
+from visionloop.serving.detector import FrameReply, frame_results
+from visionloop.serving.router import Router
 
 
 async def _detect_frames(frames: list[EncodedFrame]) -> list[FrameResult | str]:

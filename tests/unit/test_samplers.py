@@ -7,7 +7,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from labeling.samplers import (
+from visionloop.core.contracts import Detections, FrameResult
+from visionloop.core.errors import ConfigError
+from visionloop.labeling.samplers import (
     CompositeSampler,
     ConfidenceBandSampler,
     EntropySampler,
@@ -18,9 +20,7 @@ from labeling.samplers import (
     aggregate,
     create_sampler,
 )
-from simulation.clips import render_clip
-from visionloop.contracts import Detections, FrameResult
-from visionloop.errors import ConfigError
+from visionloop.simulation.clips import render_clip
 
 
 def _result(conf: list[float], scores: list[list[float]] | None = None) -> FrameResult:

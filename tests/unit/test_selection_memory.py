@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labeling.diversity import MAX_FACTOR, SelectionMemory, class_mass
-from labeling.samplers import CompositeSampler
-from visionloop.contracts import Detections, FrameResult
+from visionloop.core.contracts import Detections, FrameResult
+from visionloop.labeling.diversity import MAX_FACTOR, SelectionMemory, class_mass
+from visionloop.labeling.samplers import CompositeSampler
 
 
 def _result(conf: list[float], classes: list[int] | None = None, embedding: list[float] | None = None) -> FrameResult:
@@ -94,7 +94,7 @@ def test_streamed_frames_and_pool_picks_share_one_memory() -> None:
 
 
 def test_a_fixed_cameras_frames_differ_by_where_the_objects_are() -> None:
-    from labeling.diversity import frame_vector
+    from visionloop.labeling.diversity import frame_vector
 
     image = np.full((90, 160, 3), 80, np.uint8)  # the same background: only the boxes move
     left = FrameResult(

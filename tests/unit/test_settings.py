@@ -9,9 +9,9 @@ import yaml
 from pydantic import BaseModel
 
 from visionloop.cli.plugins import PLUGIN_CHECKS
-from visionloop.config import DEFAULT_CONFIG, load_settings
-from visionloop.errors import ConfigError
-from visionloop.settings import Settings
+from visionloop.core.config import DEFAULT_CONFIG, load_settings
+from visionloop.core.errors import ConfigError
+from visionloop.core.settings import Settings
 
 
 def _schema_keys(model: type[BaseModel], prefix: str = "") -> set[str]:

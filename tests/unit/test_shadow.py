@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from serving.shadow import ShadowMirror, disagree, pair_fields, summarize_pairs
-from visionloop.contracts import Detections, EncodedFrame, FrameResult, ModelRole, StageLatency
-from visionloop.settings import ShadowSettings
+from visionloop.core.contracts import Detections, EncodedFrame, FrameResult, ModelRole, StageLatency
+from visionloop.core.settings import ShadowSettings
+from visionloop.serving.shadow import ShadowMirror, disagree, pair_fields, summarize_pairs
 
 
 def dets(*boxes: tuple[float, float, float, float, float, int]) -> Detections:

@@ -12,15 +12,15 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from serving.explanations import explanation, kept_frame, queue_explanation, recent_explanations, request_for
-from serving.snapshots import SnapshotKeeper
 from tests.conftest import make_settings
-from visionloop.contracts import Detections, EncodedFrame, FrameResult, ModelRole
-from visionloop.explanations import ExplainRequest, ExplanationNotFound
-from visionloop.frames import ObserverChain, chain_observers
-from visionloop.imaging import decode_image, encode_jpeg
-from visionloop.redis_server import EmbeddedRedis
-from visionloop.streams import StreamNames
+from visionloop.core.contracts import Detections, EncodedFrame, FrameResult, ModelRole
+from visionloop.core.explanations import ExplainRequest, ExplanationNotFound
+from visionloop.core.frames import ObserverChain, chain_observers
+from visionloop.core.imaging import decode_image, encode_jpeg
+from visionloop.core.redis_server import EmbeddedRedis
+from visionloop.core.streams import StreamNames
+from visionloop.serving.explanations import explanation, kept_frame, queue_explanation, recent_explanations, request_for
+from visionloop.serving.snapshots import SnapshotKeeper
 
 
 def _frame(camera: str, seq: int, boxes: int = 2) -> tuple[EncodedFrame, FrameResult]:

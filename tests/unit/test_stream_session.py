@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from serving.stream_session import TEXT_REFUSED, StreamLimits, StreamSession
-from visionloop.contracts import Detections, EncodedFrame, FrameResult
+from visionloop.core.contracts import Detections, EncodedFrame, FrameResult
+from visionloop.serving.stream_session import TEXT_REFUSED, StreamLimits, StreamSession
 
 
 def _result(frame: EncodedFrame) -> FrameResult:

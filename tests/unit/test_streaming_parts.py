@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streaming.buffers import BufferMode, CapturedFrame, FrameBuffer
-from streaming.sources import SourceError, SourceOptions, classify, create_source
-from streaming.state import ALLOWED, CameraState, IllegalTransition, StateMachine
-from streaming.supervisor import RestartPolicy
-from streaming.worker import CameraRuntime
-from visionloop.cameras import CameraSpec, load_camera_file
-from visionloop.errors import ConfigError
-from visionloop.redaction import redact
-from visionloop.settings import CameraSettings
+from visionloop.core.cameras import CameraSpec, load_camera_file
+from visionloop.core.errors import ConfigError
+from visionloop.core.redaction import redact
+from visionloop.core.settings import CameraSettings
+from visionloop.streaming.buffers import BufferMode, CapturedFrame, FrameBuffer
+from visionloop.streaming.sources import SourceError, SourceOptions, classify, create_source
+from visionloop.streaming.state import ALLOWED, CameraState, IllegalTransition, StateMachine
+from visionloop.streaming.supervisor import RestartPolicy
+from visionloop.streaming.worker import CameraRuntime
 
 
 @pytest.mark.parametrize(

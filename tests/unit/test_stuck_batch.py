@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from serving.detector import Detector, StuckBatchWatch
+from visionloop.serving.detector import Detector, StuckBatchWatch
 
 
 def test_a_call_past_the_limit_is_a_problem_and_a_finished_one_is_not() -> None:

@@ -9,10 +9,10 @@ import av
 import numpy as np
 import pytest
 
-from simulation.world import CLASS_NAMES, load_domains, write_video, write_yolo_dataset
-from simulation.world.domain import Domain
-from visionloop.config import PACKAGE_ROOT
-from visionloop.errors import ConfigError
+from visionloop.core.config import PACKAGE_ROOT
+from visionloop.core.errors import ConfigError
+from visionloop.simulation.world import CLASS_NAMES, load_domains, write_video, write_yolo_dataset
+from visionloop.simulation.world.domain import Domain
 
 DOMAINS = load_domains(PACKAGE_ROOT / "configs" / "domains.yaml")
 
@@ -94,8 +94,8 @@ def test_bad_domain_knobs_are_errors(tmp_path: Path, knobs: dict[str, object], m
 
 
 def test_camera_pool_clips_hold_near_duplicate_neighbours_with_labels(tmp_path: Path) -> None:
-    from learning.yolo_source import read_yolo_source
-    from simulation.world import write_clip_dataset
+    from visionloop.learning.yolo_source import read_yolo_source
+    from visionloop.simulation.world import write_clip_dataset
 
     write_clip_dataset(DOMAINS["C"], 2, clips=3, frames_per_clip=4, stride=5, out_dir=tmp_path)
     items, _, _ = read_yolo_source(tmp_path)

@@ -1,0 +1,138 @@
+"""``visionloop cameras ...``: manage the cameras of a running service through its API, or simulate some."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from visionloop.cli.context import api_client, console, print_json, settings_of
+from visionloop.core.progress import working
+
+cameras_app = typer.Typer(help="IP cameras and video files as sources.", no_args_is_help=True)
+COLUMNS = (
+    "id",
+    "state",
+    "fps",
+    "frames_in",
+    "frames_processed",
+    "frames_skipped",
+    "reconnects",
+    "latency_ms_p50",
+    "last_error",
+)
+
+
+def camera_table(rows: list[dict[str, Any]], title: str = "cameras") -> Table:
+    table = Table(title=title)
+    for column in COLUMNS:
+        table.add_column(column, justify="left" if column in ("id", "state", "last_error") else "right")
+    for row in rows:
+        cells = []
+        for column in COLUMNS:
+            value = row.get(column)
+            if isinstance(value, float):
+                cells.append(f"{value:.1f}")
+            elif value is None:
+                cells.append("")
+            else:
+                cells.append(str(value)[:60])
+        table.add_row(*cells)
+    return table
+
+
+@cameras_app.command("add")
+def cameras_add(
+    ctx: typer.Context,
+    camera_id: Annotated[str, typer.Argument(help="Camera id (letters, digits, _ . : @ -).")],
+    url: Annotated[str, typer.Argument(help="rtsp://user:pass@host/path, http(s)://..., or a video file.")],
+    fps: Annotated[float, typer.Option(help="Target frames per second.")] = 15.0,
+    transport: Annotated[str, typer.Option(help="RTSP transport: tcp or udp.")] = "tcp",
+    mode: Annotated[str, typer.Option(help="auto, latest (live) or every (files).")] = "auto",
+) -> None:
+    """Add a camera to the running service (kept in Redis, so it survives restarts)."""
+    if not url.startswith(("rtsp://", "rtsps://", "http://", "https://", "file://")):
+        url = str(Path(url).resolve())
+    body = {"id": camera_id, "url": url, "target_fps": fps, "transport": transport, "mode": mode}
+    with api_client(ctx) as client:
+        added = client.add_camera(body)
+    console.print(f"added camera {added['id']} ({added['url']})")
+
+
+@cameras_app.command("remove")
+def cameras_remove(ctx: typer.Context, camera_id: Annotated[str, typer.Argument(help="Camera id.")]) -> None:
+    """Stop a camera and forget it."""
+    with api_client(ctx) as client:
+        final = client.remove_camera(camera_id)
+    console.print(f"removed {camera_id} after {final.get('frames_processed', 0)} processed frames")
+
+
+@cameras_app.command("list")
+def cameras_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every camera with its state and counters."""
+    with api_client(ctx) as client:
+        rows = client.cameras()
+    if as_json:
+        print_json(rows)
+    else:
+        console.print(camera_table(rows))
+
+
+@cameras_app.command("status")
+def cameras_status(
+    ctx: typer.Context,
+    camera_id: Annotated[str | None, typer.Argument(help="One camera (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """State, frames in/processed/skipped, reconnects and the last error (credentials redacted)."""
+    with api_client(ctx) as client:
+        rows = [client.camera(camera_id)] if camera_id else client.cameras()
+    if as_json:
+        print_json(rows if camera_id is None else rows[0])
+    else:
+        console.print(camera_table(rows))
+
+
+@cameras_app.command("simulate")
+def cameras_simulate(
+    ctx: typer.Context,
+    cameras: Annotated[int, typer.Option(min=1, max=32, help="How many cameras.")] = 2,
+    domain: Annotated[str, typer.Option(help="World domain the cameras show.")] = "A",
+    seconds: Annotated[float, typer.Option(help="Length of each looped clip.")] = 20.0,
+    fps: Annotated[int, typer.Option(help="Frames per second.")] = 15,
+    port: Annotated[int, typer.Option(help="RTSP port on 127.0.0.1.")] = 8554,
+    user: Annotated[str | None, typer.Option(help="Require this RTSP user (basic auth).")] = None,
+    password: Annotated[str, typer.Option(help="Password for --user.")] = "",
+) -> None:
+    """Serve the synthetic world as looping RTSP cameras until Ctrl-C."""
+    from visionloop.simulation.rtsp_cameras import RtspSimulator, prepare_world_camera
+
+    settings = settings_of(ctx)
+    out_dir = settings.resolved_var_dir() / "simulator"
+    height, width = settings.world.video_size
+    with working(console, "Rendering the world's videos (cached under var/simulator)..."):
+        sims = [
+            prepare_world_camera(
+                f"cam{i + 1}",
+                domain,
+                seed=100 + i,
+                seconds=seconds,
+                fps=fps,
+                out_dir=out_dir,
+                height=height,
+                width=width,
+            )
+            for i in range(cameras)
+        ]
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with RtspSimulator(sims, port, user=user, password=password) as simulator:
+        for sim in sims:
+            console.print(f"{sim.name}: {simulator.url(sim.name)}")
+        console.print("Simulating; Ctrl-C to stop.")
+        stop.wait()

@@ -1,0 +1,297 @@
+"""``make demo``: start the service on embedded defaults, stream a generated clip through the API, report."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import time
+from typing import Any
+
+import redis
+from rich.console import Console
+from rich.table import Table
+
+from visionloop.cli.loadgen import LoadReport, run_clients
+from visionloop.cli.service import VisionloopService
+from visionloop.core.progress import working
+from visionloop.core.settings import Settings
+from visionloop.core.streams import StreamNames
+
+SHIFT_AT = 0.4  # share of the camera demo after which cam2 moves from world A to its dusk shift B
+
+
+def _report_table(report: LoadReport, clients: int, frames_per_request: int) -> Table:
+    table = Table(title=f"{clients} camera-like clients, {frames_per_request} frames per request")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("frames processed", f"{report.frames}"),
+        ("throughput", f"{report.fps:.1f} frames/s"),
+        ("request latency p50 / p99", f"{report.percentile(50):.1f} / {report.percentile(99):.1f} ms"),
+        ("per-frame decode (median)", f"{report.stage_median('decode'):.2f} ms"),
+        ("per-frame queue (median)", f"{report.stage_median('queue'):.2f} ms"),
+        ("per-frame inference (median)", f"{report.stage_median('inference'):.2f} ms"),
+        ("per-frame post (median)", f"{report.stage_median('post'):.2f} ms"),
+        ("detections", f"{report.detections}"),
+        ("failed requests", f"{report.errors}"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def _camera_demo(settings: Settings, service: VisionloopService, console: Console, seconds: float) -> None:
+    """Two simulated RTSP cameras streamed live through the service: cam1 sees the training world throughout; cam2
+    sees it too, then (after SHIFT_AT of the time) the same scene at dusk, the shift the drift monitor must flag."""
+    import httpx
+    from rich.live import Live
+
+    from visionloop.cli.cameras import camera_table
+    from visionloop.core.redis_server import port_is_free
+    from visionloop.simulation.rtsp_cameras import RtspSimulator, prepare_world_camera
+
+    height, width = settings.world.video_size
+    out_dir = settings.resolved_var_dir() / "simulator"
+    with working(console, "Rendering the simulated cameras' videos (cached under var/simulator)..."):
+        videos = [
+            prepare_world_camera("cam1", "A", 101, 20.0, 15, out_dir, height, width),
+            prepare_world_camera("cam2", "A", 102, 20.0, 15, out_dir, height, width),
+            prepare_world_camera("cam2-dusk", "B", 102, 20.0, 15, out_dir, height, width),
+        ]
+    live_videos, dusk = videos[:2], videos[2]
+    port = next(p for p in range(18554, 18654) if port_is_free(p))
+    demo_started = time.time()
+    auth = {"Authorization": f"Bearer {settings.api.token.get_secret_value()}"}
+    with (
+        RtspSimulator(videos, port, user="demo", password=secrets.token_urlsafe(8)) as simulator,
+        httpx.Client(base_url=service.api_url, headers=auth, timeout=60) as api,
+    ):
+        for video in live_videos:
+            api.delete(f"/v1/cameras/demo-{video.name}")  # left over from an interrupted demo
+            response = api.post("/v1/cameras", json={"id": f"demo-{video.name}", "url": simulator.url(video.name)})
+            response.raise_for_status()
+        console.print(f"Two simulated RTSP cameras on 127.0.0.1:{port} (world A; cam2 shifts to dusk, B), live:")
+        # A live table on a terminal; in a log (where Live draws nothing until the end) a table every 5 s.
+        with Live(console=console, refresh_per_second=2) if console.is_terminal else contextlib.nullcontext() as live:
+            started = time.monotonic()
+            deadline, printed, shifted = started + seconds, 0.0, False
+            while time.monotonic() < deadline:
+                if not shifted and time.monotonic() - started >= SHIFT_AT * seconds:
+                    api.delete("/v1/cameras/demo-cam2")  # the same camera id, now at dusk
+                    api.post(
+                        "/v1/cameras", json={"id": "demo-cam2", "url": simulator.url(dusk.name)}
+                    ).raise_for_status()
+                    shifted = True
+                table = camera_table(api.get("/v1/cameras").json(), title="cameras (live)")
+                if live is not None:
+                    live.update(table)
+                elif time.monotonic() - printed >= 5.0:
+                    console.print(table)
+                    printed = time.monotonic()
+                time.sleep(1.0)
+        for video in live_videos:
+            api.delete(f"/v1/cameras/demo-{video.name}")
+    _drift_report(service, console, since_ms=int(demo_started * 1000))
+
+
+def _drift_report(service: VisionloopService, console: Console, since_ms: int) -> None:
+    """What the drift monitor made of the cameras: per scope, windows, the alarm and why; the alarms raised since
+    ``since_ms`` (a var/ kept from an earlier demo holds older ones)."""
+    import httpx
+
+    streams = StreamNames(service.settings.redis.stream_prefix)
+    client = redis.Redis.from_url(service.redis_url)
+    try:
+        fields: dict[bytes, bytes] = client.hgetall(streams.drift_state)  # type: ignore[assignment]
+        state = {k.decode(): json.loads(v) for k, v in fields.items()}
+        events: list[tuple[bytes, dict[bytes, bytes]]] = client.xrange(  # type: ignore[assignment]
+            streams.events, min=f"{since_ms}-0"
+        )
+        alarms = [json.loads(f[b"payload"]) for _, f in events if f[b"kind"] == b"drift_alarm"]
+    finally:
+        client.close()
+    table = Table(title="drift (each camera against its first window; _all: every camera)")
+    for column in ("scope", "windows", "alarm", "drifted in a row", "why (last window)"):
+        table.add_column(column)
+    for scope, view in sorted(state.items()):
+        if scope.startswith("_") and scope != "_all":
+            continue
+        last = view.get("last_window") or {}
+        table.add_row(
+            scope,
+            str(view.get("windows_evaluated", "")),
+            "[red]ALARM[/]" if view.get("alarm") else "ok",
+            str(view.get("consecutive", 0)),
+            ", ".join(last.get("reasons") or []) or "-",
+        )
+    console.print(table)
+    for alarm in alarms:
+        console.print(f"drift alarm raised for {alarm.get('scope')} (events stream): {alarm}", highlight=False)
+    dashboard = service.dashboard_url
+    if dashboard:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(f"{dashboard}/_stcore/health", timeout=5).raise_for_status()
+            console.print(f"The dashboard shows it all at {dashboard} (Drift & accuracy: {dashboard}/drift).")
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The demo closes the loop in minutes: a challenger after 5 new labels, fine-tuned for 3 epochs with 200
+    replayed images (the defaults, 50 labels and 10 epochs, are for real use); drift windows of 5 s (20 frames
+    sampled every 0.25 s) instead of 30 s, so the shift of the second camera raises an alarm while it streams."""
+    return settings.model_copy(
+        update={
+            "loop": settings.loop.model_copy(update={"min_new_labels": 5, "epochs": 3, "replay_images": 200}),
+            "drift": settings.drift.model_copy(update={"window_size": 20, "sample_interval_s": 0.25}),
+        }
+    )
+
+
+def _loop_demo(service: VisionloopService, console: Console, timeout_s: float) -> None:
+    """Cut a data set version of the labels so far ('visionloop labeling sync --cut'), then ask the loop for a cycle
+    on it ('visionloop loop run --wait'), showing its stages while it runs, then what it decided."""
+    import threading
+
+    import httpx
+
+    auth = {"Authorization": f"Bearer {service.settings.api.token.get_secret_value()}"}
+    answer: dict[str, Any] = {}
+    with httpx.Client(base_url=service.api_url, headers=auth, timeout=120) as client:
+        cut = client.post("/v1/labeling/sync", params={"cut": "true"}).json().get("dataset_version")
+    if cut:
+        console.print(f"labels so far cut as data set version {cut}")
+
+    def run_cycle() -> None:
+        try:
+            with httpx.Client(base_url=service.api_url, headers=auth, timeout=timeout_s) as client:
+                answer.update(client.post("/v1/loop/run", params={"wait": "true"}).json())
+        except httpx.HTTPError as exc:
+            answer["error"] = str(exc)
+
+    with httpx.Client(base_url=service.api_url, timeout=30) as api:
+        cycle = threading.Thread(target=run_cycle, name="demo-loop-cycle", daemon=True)
+        shown = ""
+        with working(console, "The learning loop: challenger, gold gate, shadow, A/B (a few minutes)..."):
+            cycle.start()
+            while cycle.is_alive():
+                stage = api.get("/v1/loop/status").json().get("stage") or ""
+                if stage and stage != shown:
+                    console.print(f"  loop: {stage}", markup=False, highlight=False)
+                    shown = stage
+                cycle.join(2.0)
+        status = api.get("/v1/loop/status").json()
+        history = api.get("/v1/models/history").json()
+        shadow = api.get("/v1/shadow").json()
+    console.print(_loop_table(status, history, shadow, answer.get("error")))
+    console.print(
+        "An operator promotes with 'visionloop models promote' (the A/B must say PROMOTE; --force overrides, "
+        "audited), and returns with 'visionloop models rollback'."
+    )
+
+
+def _loop_table(status: dict[str, Any], history: dict[str, Any], shadow: dict[str, Any], error: str | None) -> Table:
+    verdict, result = status.get("last_verdict"), status.get("last_result") or {}
+    challenger = result.get("challenger", {})
+    if challenger.get("status") == "waiting":
+        challenger = {**challenger, "status": f"waiting ({challenger['new_labels']} of {challenger['min_new_labels']} "
+                      "new labels)", "version": None}  # fmt: skip
+    table = Table(title="the learning loop")
+    table.add_column("step")
+    table.add_column("outcome")
+    table.add_row("challenger", f"{challenger.get('status', 'none')} {challenger.get('version') or ''}".strip())
+    if challenger.get("gate"):
+        table.add_row("gold gate", "passed" if challenger["gate"].get("passed") else "failed")
+    table.add_row("pointers", f"champion {history['pointers']['champion']}, shadow {history['pointers']['shadow']}")
+    comparison = shadow.get("comparison") or {}
+    if comparison.get("pairs"):
+        table.add_row(
+            "shadow vs champion",
+            f"{comparison['pairs']} mirrored frames, disagreement {comparison['disagreement_rate']:.0%}",
+        )
+    if verdict:
+        table.add_row(f"A/B verdict ({verdict['shadow']})", f"{verdict['decision']}: {verdict['reason']}")
+    else:
+        table.add_row("A/B verdict", "none yet")
+    if status.get("last_error") or error:
+        table.add_row("error", str(status.get("last_error") or error))
+    return table
+
+
+def run_demo(
+    settings: Settings,
+    seconds: float = 15.0,
+    clients: int = 4,
+    frames_per_request: int = 8,
+    camera_seconds: float = 60.0,
+    loop_seconds: float = 600.0,
+) -> int:
+    from visionloop.simulation.bootstrap import run_bootstrap
+    from visionloop.simulation.clips import render_clip_jpegs
+
+    console = Console()
+    settings = demo_settings(settings)
+    console.print("Bootstrap model (trained once on the synthetic world, then cached under var/)...")
+    outcome = run_bootstrap(settings, console)
+    console.print(outcome.summary(settings.bootstrap.target_map50))
+    with working(console, "Starting Redis, Ray and the Serve app (about 20-30 s)..."):
+        service = VisionloopService(settings).start()
+    try:
+        for endpoint in service.endpoints:
+            console.print(f"  {endpoint.name:<20} {endpoint.url}")
+        frames = render_clip_jpegs(frames=90, width=640, height=360, seed=7)
+        console.print(
+            f"Sending a clip of the synthetic world ({len(frames)} frames, 640x360, looped) for {seconds:.0f} s..."
+        )
+        report = run_clients(
+            service.api_url,
+            settings.api.token.get_secret_value(),
+            frames,
+            clients=clients,
+            seconds=seconds,
+            frames_per_request=frames_per_request,
+        )
+        console.print(_report_table(report, clients, frames_per_request))
+        if service.label_studio_url and settings.labeling.label_studio_url is None:
+            import httpx
+
+            from visionloop.simulation.demo_labeler import DemoLabeler
+
+            project = httpx.get(f"{service.api_url}/v1/labeling/status", timeout=30).json()["project_id"]
+            height, width = settings.world.video_size
+            clips = [("A", 7, 90, 360, 640), ("A", 101, 300, height, width), ("A", 102, 300, height, width),
+                     ("B", 102, 300, height, width)]  # fmt: skip
+            with working(console, "Indexing the world's ground truth for the simulated labeler..."):
+                labeler: Any = DemoLabeler(settings, service.label_studio_url, project, clips)
+        else:
+            labeler = contextlib.nullcontext()
+        with labeler:
+            _camera_demo(settings, service, console, camera_seconds)
+        if hasattr(labeler, "answered"):
+            console.print(f"the SIMULATED labeler answered {labeler.answered} Label Studio tasks from ground truth")
+        streams = StreamNames(settings.redis.stream_prefix)
+        client = redis.Redis.from_url(service.redis_url)
+        console.print(f"results stream '{streams.results}' holds {client.xlen(streams.results)} entries")
+        if service.label_studio_url:
+            from visionloop.labeling.status import labeling_status
+
+            time.sleep(3)  # let the labeling worker finish its round
+            queue = labeling_status(client, streams)
+            console.print(
+                f"labeling: {queue['queued_total']} frames selected ({queue['by_reason']}), {queue['imported']} "
+                f"in Label Studio at {service.label_studio_url} (project '{settings.labeling.project_title}')"
+            )
+            from visionloop.learning.datasets import DatasetStore
+
+            versions = DatasetStore(settings.resolved_var_dir() / "datasets").versions(settings.labeling.dataset_name)
+            console.print(
+                f"{queue['labelled']} labels back as data; data set versions cut from them: "
+                + (", ".join(v.ref for v in versions) or "none yet")
+            )
+            if queue["labelled"] and settings.loop.enabled:
+                _loop_demo(service, console, loop_seconds)
+        client.close()
+    finally:
+        with working(console, "Shutting down..."):
+            service.stop()
+    console.print("[green]demo finished; everything stopped.[/]")
+    return 0 if report.frames and not report.errors else 1

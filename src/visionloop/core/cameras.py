@@ -1,0 +1,65 @@
+"""What a camera is, in the user's words: the spec kept in Redis and seeded from configs/cameras.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from visionloop.core.errors import ConfigError, VisionloopError
+from visionloop.core.redaction import redact
+
+# The one camera-id rule: results, metrics, the API and camera specs all accept exactly these ids.
+CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+
+
+class CameraNotFound(VisionloopError):
+    """No camera with that id."""
+
+
+class CameraExists(VisionloopError):
+    """A camera with that id is already running."""
+
+
+class CameraLimitReached(VisionloopError):
+    """As many cameras run as cameras.max_cameras allows."""
+
+
+class CameraSpec(BaseModel):
+    """One camera. The URL may hold credentials; they are shown redacted everywhere but here."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=CAMERA_ID_PATTERN, description="Camera id used in results, metrics and the API.")
+    url: str = Field(min_length=1, description="rtsp://, rtsps://, http(s):// (MJPEG, HLS) or a file path.")
+    transport: Literal["tcp", "udp"] = Field(default="tcp", description="RTSP transport.")
+    target_fps: float = Field(default=15.0, gt=0, le=120, description="Frames per second sent to the model.")
+    mode: Literal["auto", "latest", "every"] = Field(
+        default="auto",
+        description="latest: keep the newest frames and skip the rest (live cameras); every: read every frame "
+        "(files); auto picks by URL.",
+    )
+    loop: bool = Field(default=True, description="Start a file again when it ends.")
+
+    def redacted_url(self) -> str:
+        return redact(self.url)
+
+    def public(self) -> dict[str, object]:
+        return {**self.model_dump(), "url": self.redacted_url()}
+
+
+def load_camera_file(path: Path) -> list[CameraSpec]:
+    """Cameras listed in a YAML file (a ``cameras:`` list); an empty or missing file means none."""
+    if not path.is_file():
+        return []
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"'{path}' is not valid YAML: {exc}") from exc
+    cameras = data.get("cameras") or []
+    try:
+        return [CameraSpec(**item) for item in cameras]
+    except (ValidationError, TypeError) as exc:
+        raise ConfigError(f"bad camera in '{path}': {redact(str(exc))}") from None

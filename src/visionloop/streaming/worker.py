@@ -1,0 +1,201 @@
+"""A camera worker: one Ray actor per camera, so cameras spread over the nodes of a cluster.
+
+It supervises the stream (streaming.supervisor) and runs a sender loop that sends each new frame as soon as it
+is decoded, as an array (no JPEG inside the cluster), to the champion Detector through the frame sink, which
+publishes the results. A live camera faster than its target rate is thinned by capture time (no clock of our own
+to wait for); a model slower than the camera means frames are skipped (and counted), never queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from visionloop.core.cameras import CameraSpec
+from visionloop.core.contracts import EncodedFrame, FrameResult
+from visionloop.core.frames import FrameSink
+from visionloop.core.redaction import redact
+from visionloop.core.settings import CameraSettings
+from visionloop.streaming.buffers import BufferMode, CapturedFrame, FrameBuffer
+from visionloop.streaming.sources import SourceOptions
+from visionloop.streaming.state import Transition
+from visionloop.streaming.supervisor import CameraSupervisor, RestartPolicy
+
+log = logging.getLogger(__name__)
+LATENCY_WINDOW = 300
+
+
+class CameraRuntime:
+    """Everything of one camera except Ray: testable with any ``send`` function."""
+
+    def __init__(
+        self, spec: CameraSpec, settings: CameraSettings, send: Any, on_transition: Any = None, on_latency: Any = None
+    ) -> None:
+        self.spec = spec
+        self._on_latency = on_latency
+        self.settings = settings
+        self._send = send
+        self._on_transition = on_transition
+        live_mode = spec.mode == "latest" or (
+            spec.mode == "auto" and "://" in spec.url and not spec.url.startswith("file://")
+        )
+        self.buffer = FrameBuffer(BufferMode.LATEST if live_mode else BufferMode.EVERY, settings.buffer_size)
+        options = SourceOptions(
+            rtsp_transport=spec.transport,
+            open_timeout_s=settings.open_timeout_s,
+            read_timeout_s=settings.read_timeout_s,
+            loop_files=spec.loop,
+            file_fps=None if live_mode else spec.target_fps,
+        )
+        policy = RestartPolicy(
+            stall_timeout_s=settings.stall_timeout_s,
+            backoff_initial_s=settings.backoff_initial_s,
+            backoff_max_s=settings.backoff_max_s,
+            failed_retry_s=settings.failed_retry_s,
+        )
+        self.supervisor = CameraSupervisor(spec.id, spec.url, self.buffer, options, policy, self._transition)
+        self.frames_processed = 0
+        self.frames_failed = 0
+        self.send_errors = 0
+        self.frames_lost = 0  # frames whose model call failed (a replica lost mid-call, Serve away)
+        self.last_send_error: str | None = None
+        self._latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._processed_at: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._last_sent_capture = float("-inf")
+        self._stop = threading.Event()
+        self._sender = threading.Thread(target=self._send_loop, name=f"sender-{spec.id}", daemon=True)
+
+    def start(self) -> None:
+        self.supervisor.start()
+        self._sender.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.supervisor.stop()
+        self._sender.join(10)
+
+    def _transition(self, transition: Transition) -> None:
+        if self._on_transition:
+            self._on_transition(self.spec.id, transition)
+
+    def _frame(self, frame: CapturedFrame) -> EncodedFrame:
+        return EncodedFrame(
+            camera_id=self.spec.id,
+            image=frame.image,
+            seq=frame.seq,
+            capture_ts=frame.capture_ts,
+            decode_ms=frame.decode_ms,
+            queue_ms=(time.monotonic() - frame.queued_at) * 1e3,
+        )
+
+    def _due(self, frames: list[CapturedFrame]) -> list[CapturedFrame]:
+        """The frames to send now. A live camera sends only its newest frame, and only once the target period has
+        passed since the last one sent (by capture time, with a fifth of a period of slack for jitter): frames are
+        sent the moment they arrive instead of waiting for a tick of a clock out of phase with the camera."""
+        if self.buffer.mode is not BufferMode.LATEST or not frames:
+            return frames
+        newest = frames[-1]
+        self.buffer.skipped += len(frames) - 1
+        if newest.capture_ts - self._last_sent_capture < 0.8 / self.spec.target_fps:
+            self.buffer.skipped += 1
+            return []
+        self._last_sent_capture = newest.capture_ts
+        return [newest]
+
+    def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            frames = self._due(self.buffer.take(self.settings.max_frames_per_call, timeout_s=0.2))
+            if not frames:
+                continue
+            try:
+                results = self._send([self._frame(f) for f in frames])
+            except Exception as exc:  # the Detector may be restarting; count it and keep going
+                self.send_errors += 1
+                self.frames_lost += len(frames)
+                self.last_send_error = redact(f"{type(exc).__name__}: {exc}")
+                self._stop.wait(0.5)
+                continue
+            self._record(results)
+
+    def _record(self, results: list[FrameResult | str]) -> None:
+        now = time.time()
+        for result in results:
+            if isinstance(result, str):
+                self.frames_failed += 1
+                continue
+            self.frames_processed += 1
+            latency_ms = (now - result.capture_ts) * 1e3
+            self._latency_ms.append(latency_ms)
+            if self._on_latency:
+                self._on_latency(self.spec.id, latency_ms)
+            self._processed_at.append(time.monotonic())
+
+    def status(self) -> dict[str, Any]:
+        counters = self.supervisor.counters
+        recent = [t for t in self._processed_at if t > time.monotonic() - 5.0]
+        latencies = np.array(self._latency_ms) if self._latency_ms else None
+        return {
+            "id": self.spec.id,
+            "url": self.spec.redacted_url(),
+            "state": self.supervisor.state.state.value,
+            "state_since": self.supervisor.state.since,
+            "state_reason": redact(self.supervisor.state.reason),
+            "alive": self.supervisor.alive and self._sender.is_alive(),  # both threads of the camera run
+            "frames_in": counters.frames_in,
+            "frames_processed": self.frames_processed,
+            "frames_skipped": self.buffer.skipped,
+            "frames_failed": self.frames_failed,
+            "frames_lost": self.frames_lost,
+            "reconnects": counters.reconnects,
+            "corrupt_packets": counters.corrupt_packets,
+            "last_corruption": counters.last_corruption,
+            "last_error": counters.last_error or self.last_send_error,
+            "fps": len(recent) / 5.0,
+            "latency_ms_p50": float(np.percentile(latencies, 50)) if latencies is not None else None,
+            "latency_ms_p99": float(np.percentile(latencies, 99)) if latencies is not None else None,
+        }
+
+
+class CameraWorker:
+    """The Ray actor around a CameraRuntime (created with ``ray.remote`` by the manager)."""
+
+    def __init__(self, spec: dict[str, Any], settings: dict[str, Any], sink: FrameSink, events: Any = None) -> None:
+        from visionloop.streaming.metrics import CameraMetrics
+
+        self._spec = CameraSpec(**spec)
+        self._sink = sink
+        self._metrics = CameraMetrics.create()
+        self._events = events
+        self._runtime = CameraRuntime(
+            self._spec, CameraSettings(**settings), self._send, self._transition, self._metrics.latency
+        )
+        self._runtime.start()
+        self._last_report = {"frames_in": 0, "frames_processed": 0, "frames_skipped": 0, "reconnects": 0}
+
+    def _send(self, frames: list[EncodedFrame]) -> list[FrameResult | str]:
+        return self._sink.send(frames)
+
+    def _transition(self, camera_id: str, transition: Transition) -> None:
+        self._metrics.state(camera_id, transition.new.value)
+        if self._events is not None:
+            self._events.camera_state.remote(
+                camera_id, transition.old.value, transition.new.value, redact(transition.reason)
+            )
+
+    def status(self) -> dict[str, Any]:
+        status = {**self._runtime.status(), **self._sink.counters()}
+        for key, last in list(self._last_report.items()):
+            if status[key] > last:
+                self._metrics.count(self._spec.id, key, status[key] - last)
+                self._last_report[key] = status[key]
+        return status
+
+    def stop(self) -> dict[str, Any]:
+        self._runtime.stop()
+        self._sink.close(5.0)  # results still buffered reach Redis before the actor goes
+        return self.status()
