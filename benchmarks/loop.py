@@ -39,6 +39,7 @@ from rich.table import Table
 
 from visionloop.cli.service import VisionloopService
 from visionloop.core.config import load_settings
+from visionloop.core.layout import VarLayout
 from visionloop.core.model_setup import ultralytics_config_dir
 from visionloop.core.offline import prepare_ultralytics
 from visionloop.core.progress import progress_bar
@@ -222,7 +223,7 @@ def run_cycle(base: Settings, args: argparse.Namespace, var: Path, gold_ref: str
     """The cycle through the real service; returns what it did and how long it took."""
     settings = bench_settings(base, var, args, gold_ref)
     height, width = settings.world.video_size
-    out_dir = base.resolved_var_dir() / "simulator"
+    out_dir = base.var.simulator
     domains_file = settings.domains_file()
     cams = [
         prepare_world_camera(
@@ -244,7 +245,7 @@ def run_cycle(base: Settings, args: argparse.Namespace, var: Path, gold_ref: str
         truth.add_world_frames(
             world_frames(world, 500 + 10 * args.seed + i, int(CAMERA_SECONDS * CAMERA_FPS), height, width)
         )
-    registry = ModelRegistry(var / "models")
+    registry = ModelRegistry(settings.var.models)
     auth = {"Authorization": f"Bearer {settings.api.token.get_secret_value()}"}
     started = time.monotonic()
     with (
@@ -258,7 +259,7 @@ def run_cycle(base: Settings, args: argparse.Namespace, var: Path, gold_ref: str
         project = api.get("/v1/labeling/status").json()["project_id"]
         client = LabelStudioClient(service.label_studio_url or "", LabelStudioAccount().token)
         labeler = SimulatedLabeler(
-            client, project, var / "label-studio-files", truth, settings.model.class_names, seed=args.seed
+            client, project, settings.var.label_studio_files, truth, settings.model.class_names, seed=args.seed
         )
         for cam in cams:
             api.post("/v1/cameras", json={"id": cam.name, "url": simulator.url(cam.name)}).raise_for_status()
@@ -338,19 +339,19 @@ def main() -> None:
     epochs = args.epochs or base.loop.epochs
     console.print("Bootstrap champion (trained once, cached under var/)...")
     boot = run_bootstrap(base, console).version
-    store = DatasetStore(base.resolved_var_dir() / "datasets")
+    store = DatasetStore(base.var.datasets)
     gold_a = store.get(boot.meta["gold_dataset"])
 
-    var = base.resolved_var_dir() / "bench-loop" / f"{args.shift_domain}-s{args.seed}"
-    shutil.rmtree(var, ignore_errors=True)
-    registry = ModelRegistry(var / "models")
+    var = VarLayout(base.resolved_var_dir() / "bench-loop" / f"{args.shift_domain}-s{args.seed}")
+    shutil.rmtree(var.root, ignore_errors=True)
+    registry = ModelRegistry(var.models)
     meta = {k: v for k, v in boot.meta.items() if k not in ("version", "role")}
     champion = registry.register(boot.onnx_path, boot.torch_path, meta)
     registry.set_pointer(Role.CHAMPION, champion.version, by="benchmark")
     for ref in (boot.meta["dataset_version"], boot.meta["gold_dataset"]):
         version = store.get(ref)
-        link_tree(version.path, var / "datasets" / version.name / version.version)
-    shutil.copytree(base.resolved_var_dir() / "ultralytics", var / "ultralytics", dirs_exist_ok=True)
+        link_tree(version.path, var.datasets / version.name / version.version)
+    shutil.copytree(base.var.ultralytics, var.ultralytics, dirs_exist_ok=True)
 
     measure = base.model_copy(
         update={"paths": base.paths.model_copy(update={"var_dir": base.resolved_var_dir() / "bench-cache"})}
@@ -385,7 +386,7 @@ def main() -> None:
         + (" (cached)" if oracle_cached else "")
     )
 
-    cycle = run_cycle(base, args, var, f"{gold_a.name}/{gold_a.version}")
+    cycle = run_cycle(base, args, var.root, f"{gold_a.name}/{gold_a.version}")
     after_champion = registry.champion()
     after = map50(base, after_champion.onnx_path, gold_shift)
     after_a = map50(base, after_champion.onnx_path, gold_a)
@@ -415,7 +416,7 @@ def main() -> None:
     if candidate is not None:
         challenger = registry.get(candidate["version"])
         result["challenger_map50"] = round(map50(base, challenger.onnx_path, gold_shift), 4)
-        data = DatasetStore(var / "datasets").get(challenger.meta["dataset_version"])
+        data = DatasetStore(var.datasets).get(challenger.meta["dataset_version"])
         with tempfile.TemporaryDirectory(prefix="bench-worse-") as tmp:
             noisy = corrupted_copy(data, base.model.class_names, WRONG_LABEL_RATE, args.seed, Path(tmp) / "data")
             worse = fine_tune(base, champion.torch_path, noisy, Path(tmp) / "run", epochs)

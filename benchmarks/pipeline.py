@@ -274,7 +274,7 @@ def main() -> None:
 
     run_bootstrap(settings, console)
     height, width = settings.world.video_size
-    out_dir = settings.resolved_var_dir() / "simulator"
+    out_dir = settings.var.simulator
     pool = [
         prepare_world_camera(f"cam{i + 1}", "AB"[i % 2], 200 + i, 20.0, args.fps, out_dir, height, width)
         for i in range(24)

@@ -149,7 +149,7 @@ def int8_accuracy(settings: Settings) -> dict[str, Any]:
     gold_ref = champion.meta.get("gold_dataset")
     if not gold_ref or not champion.int8_path.is_file():
         return {"gold_map50_fp32": None, "gold_map50_int8": None, "int8_map50_drop": None}
-    gold = DatasetStore(settings.resolved_var_dir() / "datasets").get(str(gold_ref)).data_yaml
+    gold = DatasetStore(settings.var.datasets).get(str(gold_ref)).data_yaml
     fp32 = serving_map50(settings, champion.onnx_path, gold, champion.class_names)
     int8 = serving_map50(settings, champion.int8_path, gold, champion.class_names)
     return {"gold_map50_fp32": fp32, "gold_map50_int8": int8, "int8_map50_drop": fp32 - int8}

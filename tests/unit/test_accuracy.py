@@ -24,7 +24,6 @@ from visionloop.monitoring.accuracy import (
     AccuracyMonitor,
     PredictionCache,
     accuracy_report,
-    incoming_dir,
     parse_frame_id,
     reference_of,
 )
@@ -109,7 +108,7 @@ def test_frame_ids_give_camera_and_capture_time() -> None:
 
 def test_below_the_minimum_it_says_not_enough_labels_and_counts_only_the_random_arm(var_dir: Path) -> None:
     settings = settings_for(var_dir, minimum=5)
-    incoming = incoming_dir(settings)
+    incoming = settings.var.labels_incoming
     for seq in range(4):
         write_frame(incoming, "cam1", seq)
     for seq in range(10, 16):  # picked by uncertainty: biased, never part of the accuracy
@@ -125,7 +124,7 @@ def test_below_the_minimum_it_says_not_enough_labels_and_counts_only_the_random_
 
 def test_perfect_predictions_score_one_with_a_ci_around_it(var_dir: Path) -> None:
     settings = settings_for(var_dir, minimum=6)
-    incoming = incoming_dir(settings)
+    incoming = settings.var.labels_incoming
     for seq in range(6):
         write_frame(incoming, "cam1", seq)
     report = accuracy_report(settings, predict=FakeModel(), resamples=100)
@@ -140,7 +139,7 @@ def test_perfect_predictions_score_one_with_a_ci_around_it(var_dir: Path) -> Non
 
 def test_noisy_predictions_bootstrap_ci_contains_the_estimate_and_is_seeded(var_dir: Path) -> None:
     settings = settings_for(var_dir, minimum=10)
-    incoming = incoming_dir(settings)
+    incoming = settings.var.labels_incoming
     for seq in range(12):
         write_frame(incoming, "cam1" if seq % 2 else "cam2", seq)
     report = accuracy_report(settings, predict=FakeModel(noisy=True), resamples=200)
@@ -166,7 +165,7 @@ def test_noisy_predictions_bootstrap_ci_contains_the_estimate_and_is_seeded(var_
 
 def test_cache_runs_only_new_frames_and_the_window_keeps_the_latest(var_dir: Path) -> None:
     settings = settings_for(var_dir, window=10, minimum=2)
-    incoming = incoming_dir(settings)
+    incoming = settings.var.labels_incoming
     for seq in range(8):
         write_frame(incoming, "cam1", seq)
     model, cache = FakeModel(), PredictionCache()
@@ -201,7 +200,7 @@ def test_reference_comes_from_the_registry_meta(tmp_path: Path) -> None:
 
 def test_monitor_stores_the_report_in_the_drift_state_hash(var_dir: Path, redis_server: EmbeddedRedis) -> None:
     settings = settings_for(var_dir, minimum=3)
-    incoming = incoming_dir(settings)
+    incoming = settings.var.labels_incoming
     for seq in range(3):
         write_frame(incoming, "cam1", seq)
     monitor = AccuracyMonitor(settings, resamples=50, predict=FakeModel())
@@ -221,7 +220,7 @@ def test_the_real_onnx_champion_on_harvested_frames(var_dir: Path, redis_server:
     from visionloop.labeling.sync import FRAMES_DIR, LabelHarvester
 
     settings = settings_for(var_dir, minimum=3)
-    incoming = incoming_dir(settings)
+    incoming = settings.var.labels_incoming
     files = var_dir / "labeling-files"
     client = redis.Redis.from_url(redis_server.url)
     harvester = LabelHarvester(
@@ -283,7 +282,7 @@ class FakeGauge:
 
 def test_gauges_carry_estimate_and_bounds_and_go_nan_without_enough_labels(var_dir: Path) -> None:
     settings = settings_for(var_dir, minimum=4)
-    incoming = incoming_dir(settings)
+    incoming = settings.var.labels_incoming
     for seq in range(4):
         write_frame(incoming, "cam1", seq)
     monitor = AccuracyMonitor(settings, resamples=50, predict=FakeModel())

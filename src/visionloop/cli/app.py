@@ -123,11 +123,11 @@ def cluster_demo(
     from visionloop.cli.cluster_demo import ClusterDemo, report_table
 
     settings = settings_of(ctx)
-    work_dir = settings.resolved_var_dir() / "simulator"
+    work_dir = settings.var.simulator
     work_dir.mkdir(parents=True, exist_ok=True)
     report = ClusterDemo(settings, console, work_dir).run(stream_s, down_s)
     console.print(report_table(report))
-    out = settings.resolved_var_dir() / "cluster-demo.json"
+    out = settings.var.cluster_demo_report
     out.write_text(json.dumps(report.to_dict(), indent=2))
     console.print(f"wrote {out}")
     raise typer.Exit(0 if report.resumed else 1)

@@ -112,7 +112,7 @@ def cameras_simulate(
     from visionloop.simulation.rtsp_cameras import RtspSimulator, prepare_world_camera
 
     settings = settings_of(ctx)
-    out_dir = settings.resolved_var_dir() / "simulator"
+    out_dir = settings.var.simulator
     height, width = settings.world.video_size
     with working(console, "Rendering the world's videos (cached under var/simulator)..."):
         sims = [

@@ -58,7 +58,7 @@ def settings_file(settings: Settings, redis_url: str | None = None, config_path:
     data["paths"]["var_dir"] = str(settings.resolved_var_dir())
     if redis_url:
         data["redis"]["url"] = redis_url
-    path = settings.resolved_var_dir() / "dashboard" / "settings.yaml"
+    path = settings.var.dashboard / "settings.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)  # no API secrets in it, but a TURN credential or a Redis password in a URL may be
     path.chmod(0o600)
@@ -112,7 +112,7 @@ def start_dashboard(
     host, port = settings.dashboard.host, settings.dashboard.port
     if not port_is_free(port, host):  # else the health check could be answered by whatever holds the port
         raise VisionloopError(f"cannot start the dashboard: port {port} on {host} is taken; set dashboard.port")
-    log = settings.resolved_var_dir() / "dashboard" / "streamlit.log"
+    log = settings.var.dashboard / "streamlit.log"
     env = dashboard_environment(settings, redis_url, config_path)
     child = ChildProcess(dashboard_command(settings), log, env=env, die_with_parent=True).start()
     try:

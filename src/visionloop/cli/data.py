@@ -29,7 +29,7 @@ def resolve_data(settings: Settings, spec: str) -> Path:
         return path
     if (path / "data.yaml").is_file():
         return path / "data.yaml"
-    return DatasetStore(settings.resolved_var_dir() / "datasets").get(spec).data_yaml
+    return DatasetStore(settings.var.datasets).get(spec).data_yaml
 
 
 def world_domain(settings: Settings, name: str) -> Any:
@@ -100,7 +100,7 @@ def data_create(
     fractions = (0.0, 1.0, 0.0) if gold else settings.data.split
     splits = stratified_split(images, fractions, seed=0)
     meta = {"source": str(source.resolve()), "skipped": [f"{p}: {r}" for p, r in report.bad], "gold": gold}
-    version = DatasetStore(settings.resolved_var_dir() / "datasets").create(
+    version = DatasetStore(settings.var.datasets).create(
         name, splits, names, meta=meta, oversample_threshold=0.0 if gold else settings.data.oversample_rare
     )
     counts = version.manifest["counts"]
@@ -116,7 +116,7 @@ def data_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json"
     """Data set versions with their sizes."""
     from visionloop.learning.datasets import DatasetStore
 
-    store = DatasetStore(settings_of(ctx).resolved_var_dir() / "datasets")
+    store = DatasetStore(settings_of(ctx).var.datasets)
     rows = []
     if store.root.is_dir():
         for folder in sorted(p for p in store.root.iterdir() if p.is_dir()):
@@ -138,7 +138,7 @@ def data_verify(ctx: typer.Context, ref: Annotated[str, typer.Argument(help="nam
     """Check every file of a version against its manifest hashes."""
     from visionloop.learning.datasets import DatasetStore
 
-    version = DatasetStore(settings_of(ctx).resolved_var_dir() / "datasets").get(ref)
+    version = DatasetStore(settings_of(ctx).var.datasets).get(ref)
     changed = version.verify()
     if changed:
         raise VisionloopError(f"{version.ref}: {len(changed)} file(s) differ from the manifest: {changed[:10]}")

@@ -52,7 +52,7 @@ def _camera_demo(settings: Settings, service: VisionloopService, console: Consol
     from visionloop.simulation.rtsp_cameras import RtspSimulator, prepare_world_camera
 
     height, width = settings.world.video_size
-    out_dir = settings.resolved_var_dir() / "simulator"
+    out_dir = settings.var.simulator
     with working(console, "Rendering the simulated cameras' videos (cached under var/simulator)..."):
         videos = [
             prepare_world_camera("cam1", "A", 101, 20.0, 15, out_dir, height, width),
@@ -282,7 +282,7 @@ def run_demo(
             )
             from visionloop.learning.datasets import DatasetStore
 
-            versions = DatasetStore(settings.resolved_var_dir() / "datasets").versions(settings.labeling.dataset_name)
+            versions = DatasetStore(settings.var.datasets).versions(settings.labeling.dataset_name)
             console.print(
                 f"{queue['labelled']} labels back as data; data set versions cut from them: "
                 + (", ".join(v.ref for v in versions) or "none yet")

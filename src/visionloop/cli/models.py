@@ -145,7 +145,7 @@ def models_export(
     resolved = resolve_model(registry_for(settings), version, prefer=TORCH_FILE)
     if resolved.path.suffix != ".pt":
         raise VisionloopError(f"{version} has no .pt weights to export from")
-    target = out or settings.resolved_var_dir() / "exports" / resolved.label / f"model.{fmt}"
+    target = out or settings.var.exports / resolved.label / f"model.{fmt}"
     status_console.print(f"exported {exporters[fmt](resolved.path, settings.serving.imgsz, target)}")
 
 

@@ -257,14 +257,14 @@ class VisionloopService:
         from visionloop.core.events import EventLog
         from visionloop.core.streams import StreamNames
 
-        pending = self.settings.resolved_var_dir() / "events.pending.jsonl"
+        pending = self.settings.var.events_pending
         delivered = EventLog(self.redis_url, StreamNames(self.settings.redis.stream_prefix), pending).flush_pending()
         if delivered:
             log.info("delivered %d events recorded while Redis was away", delivered)
 
     def _start_redis(self) -> None:
         if self.settings.redis.url is None:
-            data_dir = self.settings.resolved_var_dir() / "redis"
+            data_dir = self.settings.var.redis
             self.redis = EmbeddedRedis(self.settings.redis.embedded_port, data_dir).start()
             self.redis_url = self.redis.url
             return

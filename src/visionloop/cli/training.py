@@ -20,7 +20,7 @@ from visionloop.core.settings import Settings, TrainingSettings
 
 def new_run_dir(settings: Settings, kind: str) -> Path:
     """A fresh folder under ``var/runs`` for one command's work (``var/runs`` is created on first use)."""
-    runs = settings.resolved_var_dir() / "runs"
+    runs = settings.var.runs
     runs.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=runs))
 

@@ -7,6 +7,9 @@
   gateway uses it). Both are plain data, so they travel to camera actors; handles are made where they are used.
 - A ``FrameObserver`` is told about every answered frame (the labeling selector is one). The face builds it and
   hands the factory to serving, so serving never imports the part that observes.
+- ``DetectorCalls`` and ``IngressCalls`` are what the sinks call on serving's deployments through Ray handles;
+  ``remote_call`` names the method by the Protocol's own function, and serving is checked against the Protocols, so a
+  rename on either side fails the type check instead of a camera at run time.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from visionloop.core.bus import BusSpec
 from visionloop.core.contracts import EncodedFrame, FrameResult
@@ -40,6 +43,46 @@ class FrameSink(Protocol):
 
     def close(self, timeout_s: float) -> None:
         """Write what is still buffered (at most ``timeout_s``) and let go of connections."""
+
+
+class DetectorCalls(Protocol):
+    """What the camera sink calls on the champion Detector deployment."""
+
+    async def detect_frames(self, frames: list[EncodedFrame]) -> FrameReplies:
+        """Results (or an error message) for ``frames``, in order; arrays skip the decode."""
+        ...
+
+
+class IngressCalls(Protocol):
+    """What the sinks call on the Serve application's ingress (the Router)."""
+
+    async def process_frames(self, frames: list[EncodedFrame]) -> FrameReplies:
+        """Detect ``frames`` through the champion, publish their results and show them to the observers."""
+        ...
+
+    async def wants_frames(self) -> bool:
+        """Whether answered camera frames are worth sending to ``observe_frames`` (an observer or a shadow)."""
+        ...
+
+    async def observe_frames(self, frames: list[EncodedFrame], results: FrameReplies) -> None:
+        """Show frames a camera already had answered to the observers and the shadow mirror."""
+        ...
+
+    async def class_names(self) -> list[str]:
+        """Class names of the serving champion."""
+        ...
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def remote_call(
+    handle: Any, method: Callable[Concatenate[Any, P], Awaitable[R]], *args: P.args, **kwargs: P.kwargs
+) -> Any:
+    """``handle.<method>.remote(*args)`` for a Protocol's method: its name comes from the Protocol and mypy checks the
+    arguments against it. Returns Ray's response (``.result(timeout_s=...)``, or await it)."""
+    return getattr(handle, method.__name__).remote(*args, **kwargs)
 
 
 class FrameObserver(Protocol):
@@ -130,11 +173,12 @@ class ServeFrameSink:
         return self._handle
 
     def send(self, frames: Sequence[EncodedFrame]) -> FrameReplies:
-        replies: FrameReplies = self._ingress().process_frames.remote(list(frames)).result(timeout_s=self.timeout_s)
+        call = remote_call(self._ingress(), IngressCalls.process_frames, list(frames))
+        replies: FrameReplies = call.result(timeout_s=self.timeout_s)
         return replies
 
     async def send_async(self, frames: Sequence[EncodedFrame]) -> FrameReplies:
-        replies: FrameReplies = await self._ingress().process_frames.remote(list(frames))
+        replies: FrameReplies = await remote_call(self._ingress(), IngressCalls.process_frames, list(frames))
         return replies
 
     def counters(self) -> dict[str, int]:
@@ -145,7 +189,7 @@ class ServeFrameSink:
 
     async def class_names(self) -> list[str]:
         """Class names of the model that answers (browsers label their boxes with them)."""
-        names: list[str] = await self._ingress().class_names.remote()
+        names: list[str] = await remote_call(self._ingress(), IngressCalls.class_names)
         return names
 
 
@@ -226,7 +270,7 @@ class DetectorFrameSink:
 
             self._detector = serve.get_deployment_handle(self.deployment, self.app_name)
             self._router = serve.get_app_handle(self.app_name)
-            wants = bool(self._router.wants_frames.remote().result(timeout_s=self.timeout_s))
+            wants = bool(remote_call(self._router, IngressCalls.wants_frames).result(timeout_s=self.timeout_s))
             if self._publisher is None:
                 self._publisher = BackgroundPublisher(self.target.publisher)
             if wants and self._observe is None:
@@ -252,7 +296,8 @@ class DetectorFrameSink:
         routes it), so a lost replica costs the camera no frames where another one runs."""
         for attempt in range(REPLICA_LOSS_RETRIES + 1):
             try:
-                results: FrameReplies = self._detector.detect_frames.remote(batch).result(timeout_s=self.timeout_s)
+                call = remote_call(self._detector, DetectorCalls.detect_frames, batch)
+                results: FrameReplies = call.result(timeout_s=self.timeout_s)
                 return results
             except Exception as exc:
                 if attempt == REPLICA_LOSS_RETRIES or not replica_lost(exc):
@@ -284,7 +329,7 @@ class DetectorFrameSink:
                 frames += more[0]
                 results += more[1]
             try:
-                self._router.observe_frames.remote(frames, results).result(timeout_s=self.timeout_s)
+                remote_call(self._router, IngressCalls.observe_frames, frames, results).result(timeout_s=self.timeout_s)
             except Exception as exc:  # labeling or shadow mode away: the camera's results are already published
                 self.observe_dropped += len(frames)
                 log.warning("could not show %d frames to the observers: %s", len(frames), exc)

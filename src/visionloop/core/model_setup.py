@@ -12,7 +12,7 @@ from visionloop.core.streams import StreamNames
 
 
 def event_log_for(settings: Settings) -> EventLog:
-    pending = settings.resolved_var_dir() / "events.pending.jsonl"
+    pending = settings.var.events_pending
     return EventLog(settings.redis_url(), StreamNames(settings.redis.stream_prefix), pending)
 
 
@@ -23,8 +23,8 @@ def registry_for(settings: Settings) -> ModelRegistry:
     def announce(kind: str, data: dict[str, Any]) -> None:
         events.publish(kind, **data)
 
-    return ModelRegistry(settings.resolved_var_dir() / "models", on_swap=announce)
+    return ModelRegistry(settings.var.models, on_swap=announce)
 
 
 def ultralytics_config_dir(settings: Settings) -> Path:
-    return settings.resolved_var_dir() / "ultralytics"
+    return settings.var.ultralytics

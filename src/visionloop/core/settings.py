@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from visionloop.core.layout import VarLayout
+
 PROJECT_ROOT = Path(__file__).resolve().parents[3]  # the checkout: src/visionloop/core/settings.py
 
 
@@ -660,6 +662,11 @@ class Settings(StrictModel):
 
     def resolved_var_dir(self) -> Path:
         return self.paths.var_dir.expanduser().resolve()
+
+    @property
+    def var(self) -> VarLayout:
+        """The layout of ``paths.var_dir``: every part asks it where its state lives."""
+        return VarLayout(self.resolved_var_dir())
 
     def redis_url(self) -> str:
         """``redis.url``, or the embedded server's address when the service runs its own Redis."""

@@ -76,7 +76,7 @@ class ExplainWorker:
         self._redis = redis.Redis.from_url(redis_url, socket_timeout=timeout)
         self._poll_s = 1.0
         self._reader = redis.Redis.from_url(redis_url, socket_timeout=self._poll_s + timeout)
-        self._registry = ModelRegistry(settings.resolved_var_dir() / "models")
+        self._registry = ModelRegistry(settings.var.models)
         self._models: OrderedDict[str, tuple[RawDetector, EigenCam | None]] = OrderedDict()
         self._warm = warm
         self._stop = threading.Event()

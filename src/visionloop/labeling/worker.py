@@ -24,7 +24,6 @@ from visionloop.labeling.label_studio_client import LabelStudioClient, LabelStud
 from visionloop.labeling.label_studio_server import LabelStudioServer
 from visionloop.labeling.review_queue import ReviewQueue
 from visionloop.labeling.sync import FRAMES_DIR, LabelHarvester, LabelStudioImporter
-from visionloop.learning.arms import incoming_dir
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +34,8 @@ class LabelingWorker:
         self._streams = StreamNames(settings.redis.stream_prefix)
         self._redis = redis.Redis.from_url(redis_url, socket_timeout=settings.redis.socket_timeout_s)
         self._class_names = class_names
-        var = settings.resolved_var_dir()
-        self._files_root = var / "label-studio-files"
-        self._incoming = incoming_dir(settings)
+        self._files_root = settings.var.label_studio_files
+        self._incoming = settings.var.labels_incoming
         self._server: LabelStudioServer | None = None
         self._client: LabelStudioClient | None = None
         self._importer: LabelStudioImporter | None = None
@@ -60,7 +58,7 @@ class LabelingWorker:
             url, token = labeling.label_studio_url, labeling.label_studio_token.get_secret_value()
         else:
             self._server = LabelStudioServer(
-                self._settings.resolved_var_dir() / "label-studio", labeling.label_studio_port, self._files_root
+                self._settings.var.label_studio, labeling.label_studio_port, self._files_root
             ).start()
             url, token = self._server.url, self._server.account.token
         self.label_studio_url = url
@@ -161,7 +159,7 @@ class LabelingWorker:
         if since < self._settings.labeling.cut_every and not (force and since > 0):
             return None
         cutter = IncrementalCutter(
-            DatasetStore(self._settings.resolved_var_dir() / "datasets"),
+            DatasetStore(self._settings.var.datasets),
             self._settings.labeling.dataset_name,
             self._incoming,
             self._class_names,

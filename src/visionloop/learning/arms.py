@@ -14,22 +14,16 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from visionloop.core.settings import Settings
 from visionloop.learning.datasets import SPLITS, DatasetVersion, LabelledImage, read_images
 
 LEDGER_KEY = "incoming"  # manifest: image file name -> {"stamp": ..., "sampler": ..., "skipped": ...}
 SAMPLER_FIELD = "sampler"
 RANDOM_ARM = "random"
 UNKNOWN_ARM = "unknown"
-# Where the labeling harvester leaves labelled frames before a cut: images/<frame_id>.jpg, labels/<frame_id>.txt
-# (YOLO) and meta/<frame_id>.json (facts about the frame: its sampler, its camera). Here, below labeling, so that the
-# harvester, the cuts and the accuracy monitor share one layout.
-INCOMING_PARTS = ("labels", "incoming")
+# Inside settings.var.labels_incoming the labeling harvester leaves labelled frames before a cut: images/<frame_id>.jpg,
+# labels/<frame_id>.txt (YOLO) and meta/<frame_id>.json (facts about the frame: its sampler, its camera). Here, below
+# labeling, so that the harvester, the cuts and the accuracy monitor share one layout.
 META_DIR = "meta"
-
-
-def incoming_dir(settings: Settings) -> Path:
-    return settings.resolved_var_dir().joinpath(*INCOMING_PARTS)
 
 
 def frame_meta_path(incoming: Path, frame_id: str) -> Path:

@@ -87,10 +87,10 @@ class LoopWorker:
         # Blocking reads wait poll_interval_s on the server: their socket must wait longer than that.
         read_timeout = settings.loop.poll_interval_s + timeout
         self._reader_client = redis.Redis.from_url(redis_url, socket_timeout=read_timeout) if redis_url else None
-        var = settings.resolved_var_dir()
-        self._events = EventLog(redis_url, self._streams, var / "events.pending.jsonl")
-        self._registry = ModelRegistry(var / "models", on_swap=lambda kind, data: self._publish(kind, **data))
-        self._store = DatasetStore(var / "datasets")
+        var = settings.var
+        self._events = EventLog(redis_url, self._streams, var.events_pending)
+        self._registry = ModelRegistry(var.models, on_swap=lambda kind, data: self._publish(kind, **data))
+        self._store = DatasetStore(var.datasets)
         self._gold = GoldScorer(settings)
         self._lock_ttl_s = lock_ttl_s
         self._on_stage = on_stage
@@ -291,7 +291,7 @@ class LoopWorker:
             return {"status": "reused", "version": existing.version, **self._apply_gate(existing)}
         arms = split_by_arm(labels)
         training_set = build_training_set(self._store, self._settings, champion, labels, key, arms)
-        runs = self._settings.resolved_var_dir() / "runs"
+        runs = self._settings.var.runs
         runs.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=runs))  # per attempt: a killed one leaves its own folder
         self._set_state(LoopState.TRAINING, f"fine-tuning {key} from {champion.version} on {training_set.ref}")
@@ -402,8 +402,7 @@ class LoopWorker:
 
 def overview(settings: Settings) -> dict[str, Any]:
     """Where the loop stands, read from the registry and the data sets alone (no worker, no Redis needed)."""
-    var = settings.resolved_var_dir()
-    registry, store = ModelRegistry(var / "models"), DatasetStore(var / "datasets")
+    registry, store = ModelRegistry(settings.var.models), DatasetStore(settings.var.datasets)
     pointers = registry.pointers()
     out: dict[str, Any] = {"pointers": pointers, "min_new_labels": settings.loop.min_new_labels}
     versions = store.versions(settings.loop.labels_dataset)

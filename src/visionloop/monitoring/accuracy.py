@@ -33,7 +33,7 @@ from visionloop.core.registry import ModelRegistry, ModelVersion
 from visionloop.core.settings import Settings
 from visionloop.core.streams import ACCURACY_STATE_FIELD, StreamNames
 from visionloop.learning.ab_stats import FrameMatches, map50, match_frame
-from visionloop.learning.arms import META_DIR, RANDOM_ARM, SAMPLER_FIELD, incoming_dir
+from visionloop.learning.arms import META_DIR, RANDOM_ARM, SAMPLER_FIELD
 from visionloop.learning.evaluation import ground_truth, predict_all
 from visionloop.learning.yolo_source import LabelledImage, read_images
 
@@ -267,7 +267,7 @@ def _predict_new(
 
 def _champion(settings: Settings) -> ModelVersion | None:
     try:
-        return ModelRegistry(settings.resolved_var_dir() / "models").champion()
+        return ModelRegistry(settings.var.models).champion()
     except RegistryError:
         return None
 
@@ -290,7 +290,7 @@ def accuracy_report(
     from visionloop.core.offline import prepare_ultralytics
 
     cache = cache if cache is not None else PredictionCache()
-    index = index or RandomArmIndex(incoming_dir(settings))
+    index = index or RandomArmIndex(settings.var.labels_incoming)
     drift = settings.drift
     model = _champion(settings)
     if model is None:
@@ -372,7 +372,7 @@ class AccuracyMonitor:
         self._resamples = resamples
         self._predict = predict
         self.cache = PredictionCache()
-        self._index = RandomArmIndex(incoming_dir(settings))
+        self._index = RandomArmIndex(settings.var.labels_incoming)
         self._gauges: dict[str, Any] | None = None
         self.last: dict[str, Any] | None = None
 

@@ -89,7 +89,7 @@ class DriftMonitor:
         timeout = settings.redis.socket_timeout_s
         self._redis = redis.Redis.from_url(redis_url, socket_timeout=timeout)
         self._reader = redis.Redis.from_url(redis_url, socket_timeout=self._drift.poll_interval_s + timeout)
-        self._events = EventLog(redis_url, self._streams, settings.resolved_var_dir() / "events.pending.jsonl")
+        self._events = EventLog(redis_url, self._streams, settings.var.events_pending)
         self._consumer = consumer
         self._gauges = _Gauges()
         self._windows = DriftWindows(settings.drift)

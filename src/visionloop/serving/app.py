@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from visionloop.core.contracts import ModelRole
-from visionloop.core.frames import FrameObserverFactory
+from visionloop.core.frames import DetectorCalls, FrameObserverFactory, IngressCalls
 from visionloop.core.registry import ModelRegistry, ResolvedModel
 from visionloop.core.settings import Settings
 from visionloop.core.streams import CHAMPION_DEPLOYMENT, SERVE_APP_NAME
@@ -16,25 +16,33 @@ from visionloop.serving.router import Router
 
 log = logging.getLogger(__name__)
 
+if TYPE_CHECKING:  # the core's frame sinks call these deployments by method name: mypy holds both to the Protocols
+
+    def _detector_answers_camera_sinks(detector: Detector) -> DetectorCalls:
+        return detector
+
+    def _router_answers_frame_sinks(router: Router) -> IngressCalls:
+        return router
+
 
 def resolve_serving_model(settings: Settings, model: str | None = None) -> ResolvedModel:
     """The file a Detector loads for ``serving.model`` (or ``model``), for the configured backend."""
-    registry = ModelRegistry(settings.resolved_var_dir() / "models")
+    registry = ModelRegistry(settings.var.models)
     serving = settings.serving
     return resolve_for_backend(registry, model or serving.model, serving.backend, serving.precision)
 
 
 def _spec(settings: Settings, role: ModelRole, follow: str | None) -> DetectorSpec:
     """A Detector's spec holding no model yet; ``follow`` names the registry pointer its replicas keep up with."""
-    var = settings.resolved_var_dir()
+    var = settings.var
     return DetectorSpec(
         model_path="",
         model_version="",
         serving=settings.serving,
         role=role.value,
-        ultralytics_dir=str(var / "ultralytics"),
+        ultralytics_dir=str(var.ultralytics),
         follow=follow,
-        registry_root=str(var / "models") if follow else None,
+        registry_root=str(var.models) if follow else None,
     )
 
 
@@ -46,7 +54,7 @@ def detector_spec(settings: Settings, model: str | None = None, role: ModelRole 
 
 def shadow_spec(settings: Settings) -> DetectorSpec:
     """The shadow's spec: the registry's shadow pointer now (or no model), followed from then on."""
-    registry = ModelRegistry(settings.resolved_var_dir() / "models")
+    registry = ModelRegistry(settings.var.models)
     version = registry.pointers()["shadow"]
     serving = settings.serving
     resolved = resolve_for_backend(registry, version, serving.backend, serving.precision) if version else None

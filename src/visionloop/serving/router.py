@@ -107,7 +107,7 @@ class Router:
         TokenBook.configure(tokens, settings.labeling.webhook_secret.get_secret_value(), frozenset({WEBHOOK_PATH}))
         UploadLimit.set(self._settings.api.max_upload_bytes)
         self._champion = champion
-        self._registry = ModelRegistry(self._settings.resolved_var_dir() / "models")
+        self._registry = ModelRegistry(self._settings.var.models)
         self._metrics = RouterMetrics.create()
         self._publisher = ResultTarget.from_settings(settings, redis_url).publisher(
             on_drop=lambda n: self._metrics.results_dropped.inc(n)

@@ -59,7 +59,7 @@ def world_dataset(
     progress: Progress,
 ) -> DatasetVersion:
     """The latest version of ``name`` if it was cut from this recipe, else a freshly generated one."""
-    store = DatasetStore(settings.resolved_var_dir() / "datasets")
+    store = DatasetStore(settings.var.datasets)
     recipe = {
         "domain": domain_name,
         "seed": seed,
@@ -168,7 +168,7 @@ def run_bootstrap(settings: Settings, console: Console | None = None) -> Bootstr
             if epoch <= total:
                 progress.update(train_task, completed=epoch, status=f"val mAP50 {row['map50']:.3f}")
 
-        run_dir = settings.resolved_var_dir() / "runs" / f"bootstrap-{key}"
+        run_dir = settings.var.runs / f"bootstrap-{key}"
         training = settings.training.model_copy(update={"epochs": b.epochs})
         result = train(
             settings.model.architecture,

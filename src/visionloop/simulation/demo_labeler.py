@@ -28,7 +28,7 @@ class DemoLabeler:
         self.labeler = SimulatedLabeler(
             self._client,
             project_id,
-            settings.resolved_var_dir() / "label-studio-files",
+            settings.var.label_studio_files,
             truth,
             settings.model.class_names,
             error_rate=0.05,

@@ -1,0 +1,82 @@
+"""Where visionloop keeps its state: the one map of ``var/`` that every part asks, so no path is spelled twice.
+
+``settings.var`` gives the layout of the configured ``paths.var_dir``; a benchmark or a test that keeps its own state
+builds one on another root with ``VarLayout(root)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class VarLayout:
+    """The folders and files below one ``var/`` root."""
+
+    root: Path
+
+    @property
+    def models(self) -> Path:
+        """The model registry (versions, pointers, roles, history)."""
+        return self.root / "models"
+
+    @property
+    def datasets(self) -> Path:
+        """Data set versions (``<name>/v<N>/``, YOLO format, immutable)."""
+        return self.root / "datasets"
+
+    @property
+    def runs(self) -> Path:
+        """Training runs (Ultralytics' output folders), kept for their logs and plots."""
+        return self.root / "runs"
+
+    @property
+    def exports(self) -> Path:
+        """Models exported on request (``visionloop models export``)."""
+        return self.root / "exports"
+
+    @property
+    def ultralytics(self) -> Path:
+        """Ultralytics' own config dir (offline settings, fonts): YOLO_CONFIG_DIR."""
+        return self.root / "ultralytics"
+
+    @property
+    def redis(self) -> Path:
+        """The embedded redis-server's data (AOF)."""
+        return self.root / "redis"
+
+    @property
+    def events_pending(self) -> Path:
+        """Audit events written while Redis was away, sent when it is back."""
+        return self.root / "events.pending.jsonl"
+
+    @property
+    def label_studio(self) -> Path:
+        """The local Label Studio's data (its database, media)."""
+        return self.root / "label-studio"
+
+    @property
+    def label_studio_files(self) -> Path:
+        """Frames queued for review, served to Label Studio as local files."""
+        return self.root / "label-studio-files"
+
+    @property
+    def labels_incoming(self) -> Path:
+        """Labelled frames harvested from Label Studio, waiting for the next cut of the labels data set."""
+        return self.root / "labels" / "incoming"
+
+    @property
+    def simulator(self) -> Path:
+        """Clips rendered for the simulated cameras."""
+        return self.root / "simulator"
+
+    @property
+    def dashboard(self) -> Path:
+        """The dashboard's settings file and its log."""
+        return self.root / "dashboard"
+
+    @property
+    def cluster_demo_report(self) -> Path:
+        """What the two-node demo measured."""
+        return self.root / "cluster-demo.json"
