@@ -1,3 +1,3 @@
-"""Everything that is not real: the synthetic world with known truth, rendered clips, simulated RTSP cameras, the
-simulated labelers and the bootstrap model trained on the world. The face, tests and benchmarks use it; no real
-part (streaming, serving, labeling, learning, dashboards) imports it."""
+"""Everything that is not real: the synthetic world with known truth (domains, scenes, clips, YOLO data sets), the
+simulated RTSP cameras and their GStreamer server, the simulated labelers, the bootstrap model trained on the world,
+and a local two-node Ray cluster. The face, tests and benchmarks use it; no real part imports it."""
