@@ -87,8 +87,8 @@ def test_ultralytics_is_never_used_before_its_offline_settings(tmp_path: Path) -
 
     code = (
         "from pathlib import Path\n"
-        "from learning.export import export_onnx\n"
-        "from visionloop.errors import VisionloopError\n"
+        "from visionloop.learning.export import export_onnx\n"
+        "from visionloop.core.errors import VisionloopError\n"
         "try:\n"
         "    export_onnx(Path('x.pt'), 320, Path('x.onnx'))\n"
         "except VisionloopError as exc:\n"
