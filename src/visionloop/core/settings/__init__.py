@@ -15,10 +15,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from visionloop.core.layout import VarLayout
-from visionloop.core.settings.base import PROJECT_ROOT, StrictModel
+from visionloop.core.settings.base import PROJECT_ROOT, StrictModel, keys_disagree
 from visionloop.core.settings.dashboards import DashboardSettings
 from visionloop.core.settings.explaining import ExplainSettings
 from visionloop.core.settings.labeling import LabelingSettings
@@ -90,6 +90,27 @@ class Settings(StrictModel):
     explain: ExplainSettings = Field(default_factory=ExplainSettings, description="Explanations of detections.")
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings, description="The operator dashboard.")
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
+
+    @model_validator(mode="after")
+    def _labels_dataset_follows_labeling(self) -> Settings:
+        """One fact, one source: the loop trains from the data set the labeling worker cuts. Two names that differ
+        would leave the loop waiting at no_labels for ever, so a loop.labels_dataset of its own must agree."""
+        name = self.labeling.dataset_name
+        if "labels_dataset" in self.loop.model_fields_set:
+            if self.loop.labels_dataset != name:
+                raise keys_disagree(
+                    "loop.labels_dataset ({loop}) differs from labeling.dataset_name ({labeling}): the loop would "
+                    "wait for labels the labeling worker never cuts; leave loop.labels_dataset out (it follows "
+                    "labeling.dataset_name) or give both one name",
+                    ("loop.labels_dataset", "labeling.dataset_name"),
+                    loop=repr(self.loop.labels_dataset),
+                    labeling=repr(name),
+                )
+        elif self.loop.labels_dataset != name:
+            # A copy, still unset, so it keeps following; the section given may be shared with other settings.
+            values = {**dict(self.loop), "labels_dataset": name}
+            self.loop = LoopSettings.model_construct(set(self.loop.model_fields_set), **values)
+        return self
 
     def cameras_file(self) -> Path:
         path = self.cameras.config_file.expanduser()

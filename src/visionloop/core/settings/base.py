@@ -1,4 +1,4 @@
-"""What every settings section shares: the strict base model, and where the checkout is."""
+"""What every settings section shares: the strict base model and the error of a check across sections."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[4]  # the checkout: src/visionloop/core/settings/base.py
+
+# The context entry of a cross-section error that lists the key paths it is about (see keys_disagree).
+KEYS_CONTEXT = "keys"
 
 
 class StrictModel(BaseModel):
@@ -25,3 +28,10 @@ class StrictModel(BaseModel):
             if annotation in (int, float, int | None, float | None):
                 raise PydanticCustomError("number_not_boolean", "Input should be a number, not true/false")
         return value
+
+
+def keys_disagree(message: str, keys: tuple[str, ...], **values: str) -> PydanticCustomError:
+    """The error of a check across sections, its message naming the keys itself (``values`` fill its ``{name}``
+    fields). A model validator of Settings has no key of its own, so the key paths travel with the error: the loader
+    says where each of them came from."""
+    return PydanticCustomError("keys_disagree", message, {**values, KEYS_CONTEXT: keys})

@@ -106,7 +106,9 @@ class LoopSettings(StrictModel):
         description="Gold data sets (refs) the gate and the A/B use; empty: every data set named '*-gold'.",
     )
     labels_dataset: str = Field(
-        default="labels", description="Data set whose versions hold the human labels (labeling.dataset_name)."
+        default="labels",
+        description="Data set whose versions hold the human labels, the one the labeling worker cuts: left out, it "
+        "follows labeling.dataset_name (its one source); set, it must equal it.",
     )
     training_dataset: str = Field(
         default="challenger", description="Name of the training set versions the loop builds."
