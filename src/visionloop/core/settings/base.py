@@ -1,4 +1,4 @@
-"""What every settings section shares: the strict base model and the error of a check across sections."""
+"""What every settings section shares: the strict base model, the error of a check across sections, the checkout."""
 
 from __future__ import annotations
 
