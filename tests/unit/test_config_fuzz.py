@@ -475,7 +475,9 @@ def test_variables_that_contradict_or_name_nothing(env: dict[str, str], fragment
 
 # --- valid values still load ----------------------------------------------------------------------------------------
 
-CROSS_CHECKED = {("serving", "max_batch_size"), ("serving", "max_ongoing_requests"), ("serving", "imgsz")}
+CROSS_CHECKED = {("serving", "max_batch_size"), ("serving", "max_ongoing_requests"), ("serving", "imgsz")} | {
+    ("loop", "labels_dataset"),  # must equal labeling.dataset_name (tests/unit/test_settings_keys.py)
+}
 UNGENERATED = {("api", "named_tokens"), ("webrtc", "ice_servers")}  # their own properties above cover them
 PLAIN_TEXT = st.text(
     st.characters(codec="utf-8", categories=("L", "N", "P", "S", "Zs")), min_size=1, max_size=16

@@ -19,6 +19,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from visionloop.core.errors import ConfigError
 from visionloop.core.settings import Settings
+from visionloop.core.settings.base import KEYS_CONTEXT
 
 ENV_PREFIX = "VISIONLOOP_"
 ENV_NESTING = "__"
@@ -270,12 +271,19 @@ def _message(error: Any) -> str:
     return str(error["msg"])
 
 
+def _problem(error: Any, layers: list[Layer]) -> str:
+    """One line: the key, what is wrong, where it came from. A check across sections (Settings' model validators)
+    has no key of its own: its message names the keys, and each key's source is given."""
+    keys = (error.get("ctx") or {}).get(KEYS_CONTEXT)
+    if keys:
+        sources = ", ".join(f"{key} from {_source_of(layers, tuple(key.split('.')))}" for key in keys)
+        return f"  {error['msg']} ({sources})"
+    loc = tuple(p for p in error["loc"] if p != "[key]")
+    return f"  {_key(loc)}: {_message(error)} (from {_source_of(layers, loc)})"
+
+
 def _describe(exc: ValidationError, layers: list[Layer]) -> str:
-    lines = []
-    for error in exc.errors():
-        loc = tuple(p for p in error["loc"] if p != "[key]")
-        lines.append(f"  {_key(loc)}: {_message(error)} (from {_source_of(layers, loc)})")
-    return "invalid settings:\n" + "\n".join(lines)
+    return "invalid settings:\n" + "\n".join(_problem(error, layers) for error in exc.errors())
 
 
 # A check the schema cannot make itself (names that only the parts' registries know): it returns, for each bad

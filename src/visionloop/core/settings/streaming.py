@@ -1,0 +1,72 @@
+"""Settings of streaming: IP cameras and files, browser cameras over WebRTC."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from visionloop.core.settings.base import StrictModel
+
+
+class CameraSettings(StrictModel):
+    config_file: Path = Field(
+        default=Path("configs/cameras.yaml"),
+        description="Cameras to start with when the camera list in Redis is empty (relative: to the project root).",
+    )
+    max_cameras: int = Field(
+        default=32, gt=0, le=1024, description="Most cameras at once (each is a process); adding more is refused."
+    )
+    open_timeout_s: float = Field(default=5.0, gt=0, description="Give up opening a stream after this long.")
+    read_timeout_s: float = Field(default=2.0, gt=0, description="Give up on a blocked read after this long.")
+    stall_timeout_s: float = Field(default=3.0, gt=0, description="No frame for this long: the camera is STALLED.")
+    backoff_initial_s: float = Field(default=0.25, gt=0, description="First wait before reconnecting.")
+    backoff_max_s: float = Field(
+        default=2.0, gt=0, description="Longest wait between reconnects (kept short: a camera back is used at once)."
+    )
+    failed_retry_s: float = Field(
+        default=30.0, gt=0, description="Wait before retrying a FAILED camera (bad credentials, wrong path)."
+    )
+    buffer_size: int = Field(default=2, gt=0, description="Frames held per live camera; older ones are skipped.")
+    max_frames_per_call: int = Field(default=4, gt=0, description="Most frames a camera sends in one model call.")
+    jpeg_quality: int = Field(
+        default=85,
+        ge=10,
+        le=100,
+        description="JPEG quality of a camera frame that is stored (kept for labeling); frames go to the model as "
+        "arrays, never re-encoded.",
+    )
+    worker_num_cpus: float = Field(
+        default=0.0,
+        ge=0,
+        description="CPUs Ray reserves for each camera worker. They mostly wait on the network; a reservation would "
+        "let a dozen cameras starve the model replicas of schedulable CPUs on a small box.",
+    )
+    worker_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Custom Ray resources each camera worker needs, to place cameras on chosen nodes of a cluster "
+        "(e.g. {edge: 0.01} for the nodes near the cameras).",
+    )
+
+
+class IceServer(StrictModel):
+    urls: list[str] = Field(min_length=1, description="stun:/turn: URLs of one ICE server.")
+    username: str | None = Field(default=None, description="TURN user name.")
+    credential: str | None = Field(default=None, description="TURN password.")
+
+
+class WebRTCSettings(StrictModel):
+    enabled: bool = Field(default=True, description="Start the WebRTC gateway with the service.")
+    host: str = Field(default="127.0.0.1", description="Address the gateway's page and offer endpoint bind.")
+    port: int = Field(default=8001, gt=0, lt=65536, description="Port of the gateway's page and offer endpoint.")
+    ice_servers: list[IceServer] = Field(
+        default_factory=list, description="STUN/TURN servers for browsers on other networks (empty: local only)."
+    )
+    host_addresses: list[str] | None = Field(
+        default_factory=lambda: ["127.0.0.1"],
+        description="Local addresses ICE may use (loopback by default, for a browser on this machine); null lets "
+        "ICE use every interface, for browsers elsewhere on the network.",
+    )
+    max_peers: int = Field(default=4, gt=0, description="Most browsers connected at once (429 beyond).")
+    idle_timeout_s: float = Field(default=30.0, gt=0, description="Close a peer that sent nothing for this long.")
+    target_fps: float = Field(default=15.0, gt=0, le=60, description="Frames per second sent to the model per peer.")
