@@ -118,7 +118,7 @@ def test_alerts_firing_first_and_events_newest_first(client: redis.Redis) -> Non
 
 
 def drift_window(scope: str, ts: float, p_ks: float, tests_as_list: bool = False) -> dict[str, str]:
-    """A drift-stream entry as learning/drift_windows.py writes it (a window compared with the reference)."""
+    """A drift-stream entry as monitoring/drift_windows.py writes it (a window compared with the reference)."""
     tests = {"ks_confidence": {"statistic": 0.3, "p_value": p_ks}, "chi2_classes": {"statistic": 2.0, "p_value": 0.5}}
     body: dict[str, object] = {"kind": "window", "tests": tests, "adjusted_p": min(1.0, 2 * p_ks), "psi": 0.1}
     body.update({"drifted": p_ks < 0.005, "alarm": False, "consecutive": 0})

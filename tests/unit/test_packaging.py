@@ -8,6 +8,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from visionloop.core.config import PACKAGE_ROOT
 
 
@@ -41,3 +43,21 @@ def test_the_wheel_holds_one_top_level_package_and_its_data(tmp_path: Path) -> N
     ):
         assert data in names, data
     assert any(n.endswith("share/visionloop/configs/default.yaml") for n in names)
+
+
+def test_an_installed_copy_finds_the_shipped_configs_in_its_shared_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from visionloop.core import layout
+
+    site = tmp_path / "site-packages"  # no checkout around an installed copy
+    shared = tmp_path / "share" / "visionloop"
+    (shared / "configs").mkdir(parents=True)
+    (shared / "configs" / "domains.yaml").write_text("{}")
+    monkeypatch.setattr(layout, "CHECKOUT_ROOT", site)
+    monkeypatch.setattr(layout, "SHARED_DATA", shared)
+    assert layout.shipped_config("domains.yaml") == shared / "configs" / "domains.yaml"
+    assert layout.shipped_config("missing.yaml") == site / "configs" / "missing.yaml"  # the error names a place
+    assert layout.project_path(Path("/etc/x.yaml")) == Path("/etc/x.yaml")
+    monkeypatch.setattr(layout, "CHECKOUT_ROOT", PACKAGE_ROOT)
+    assert layout.shipped_config("domains.yaml") == PACKAGE_ROOT / "configs" / "domains.yaml"  # a checkout wins

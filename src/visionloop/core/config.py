@@ -7,7 +7,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from visionloop.core.errors import ConfigError
+from visionloop.core.layout import CHECKOUT_ROOT, shipped_config
 from visionloop.core.settings import Settings
 from visionloop.core.settings.base import KEYS_CONTEXT
 
@@ -25,18 +25,9 @@ ENV_PREFIX = "VISIONLOOP_"
 ENV_NESTING = "__"
 # Variables the CLI itself reads that are not settings keys.
 ENV_NOT_SETTINGS = frozenset({"VISIONLOOP_CONFIG"})
-PACKAGE_ROOT = Path(__file__).resolve().parents[3]  # the checkout: src/visionloop/core/config.py
-
-
-def _default_config() -> Path:
-    """configs/default.yaml of a source checkout, else the copy a wheel installs under <prefix>/share."""
-    in_checkout = PACKAGE_ROOT / "configs" / "default.yaml"
-    if in_checkout.is_file():
-        return in_checkout
-    return Path(sys.prefix) / "share" / "visionloop" / "configs" / "default.yaml"
-
-
-DEFAULT_CONFIG = _default_config()
+PACKAGE_ROOT = CHECKOUT_ROOT  # the checkout (tests and scripts find configs/ and pyproject.toml from it)
+# configs/default.yaml of a source checkout, else the copy a wheel installs under <prefix>/share.
+DEFAULT_CONFIG = shipped_config("default.yaml")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Where visionloop keeps its state: the one map of ``var/`` that every part asks, so no path is spelled twice.
+"""Where things are: the shipped configs, and the one map of ``var/`` that every part asks, so no path is spelled
+twice.
 
 ``settings.var`` gives the layout of the configured ``paths.var_dir``; a benchmark or a test that keeps its own state
 builds one on another root with ``VarLayout(root)``.
@@ -6,8 +7,30 @@ builds one on another root with ``VarLayout(root)``.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+CHECKOUT_ROOT = Path(__file__).resolve().parents[3]  # a source checkout's root: src/visionloop/core/layout.py
+# Where a wheel installs configs/ (pyproject's data-files): an installed copy has no checkout around it.
+SHARED_DATA = Path(sys.prefix) / "share" / "visionloop"
+
+
+def project_path(path: Path) -> Path:
+    """A path the settings give relative to the project (``configs/domains.yaml``): in the checkout, else in the
+    installed copy's shared data; absolute paths stay as they are, and a missing file keeps its checkout path so the
+    error names where it was looked for."""
+    path = path.expanduser()
+    if path.is_absolute():
+        return path
+    in_checkout = CHECKOUT_ROOT / path
+    installed = SHARED_DATA / path
+    return installed if not in_checkout.exists() and installed.exists() else in_checkout
+
+
+def shipped_config(name: str) -> Path:
+    """One of the configs visionloop ships (``default.yaml``, ``domains.yaml``, ``cameras.yaml``)."""
+    return project_path(Path("configs") / name)
 
 
 @dataclass(frozen=True)

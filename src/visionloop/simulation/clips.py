@@ -8,12 +8,12 @@ from fractions import Fraction
 import numpy as np
 import numpy.typing as npt
 
-from visionloop.core.config import PACKAGE_ROOT
 from visionloop.core.imaging import encode_jpeg
+from visionloop.core.layout import shipped_config
 from visionloop.simulation.world import load_domains
 from visionloop.simulation.world.video import world_frames
 
-DOMAINS_FILE = PACKAGE_ROOT / "configs" / "domains.yaml"
+DOMAINS_FILE = shipped_config("domains.yaml")
 
 
 def render_clip(

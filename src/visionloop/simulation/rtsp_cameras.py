@@ -49,10 +49,10 @@ def prepare_world_camera(
     definition included, so an edited domains file renders anew)."""
     import hashlib
 
-    from visionloop.core.config import PACKAGE_ROOT
+    from visionloop.core.layout import shipped_config
     from visionloop.simulation.world import load_domains, write_video
 
-    source = domains_file or PACKAGE_ROOT / "configs" / "domains.yaml"
+    source = domains_file or shipped_config("domains.yaml")
     world = load_domains(source)[domain]
     tag = hashlib.sha256(repr(world).encode()).hexdigest()[:8]
     out = out_dir / f"{domain}-{tag}-s{seed}-{seconds:g}s-{fps}fps-{width}x{height}.264"

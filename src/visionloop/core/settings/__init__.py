@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from visionloop.core.layout import VarLayout
+from visionloop.core.layout import VarLayout, project_path
 from visionloop.core.settings.base import PROJECT_ROOT, StrictModel, keys_disagree
 from visionloop.core.settings.dashboards import DashboardSettings
 from visionloop.core.settings.explaining import ExplainSettings
@@ -113,12 +113,10 @@ class Settings(StrictModel):
         return self
 
     def cameras_file(self) -> Path:
-        path = self.cameras.config_file.expanduser()
-        return path if path.is_absolute() else PROJECT_ROOT / path
+        return project_path(self.cameras.config_file)
 
     def domains_file(self) -> Path:
-        path = self.world.domains_file.expanduser()
-        return path if path.is_absolute() else PROJECT_ROOT / path
+        return project_path(self.world.domains_file)
 
     def resolved_var_dir(self) -> Path:
         return self.paths.var_dir.expanduser().resolve()

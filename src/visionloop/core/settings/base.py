@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[4]  # the checkout: src/visionloop/core/settings/base.py
+from visionloop.core.layout import CHECKOUT_ROOT
+
+PROJECT_ROOT = CHECKOUT_ROOT
 
 # The context entry of a cross-section error that lists the key paths it is about (see keys_disagree).
 KEYS_CONTEXT = "keys"
