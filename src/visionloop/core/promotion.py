@@ -3,13 +3,16 @@
 Each action changes the pointers (serving follows them: every Detector replica watches ``pointers.json``) and puts
 one event on the events stream saying who acted (a named API token, 'cli:<user>' or 'auto'), when, the versions and
 the A/B statistics the action rested on. The CLI, the API and the loop worker all call these functions, so the
-rules are the same whichever way an operator acts.
+rules are the same whichever way an operator acts. Which role may follow which is the lifecycle's table
+(:mod:`core.lifecycle`); what is added here is the operator's side: a verdict to promote on, a predecessor to roll
+back to.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from visionloop.core import lifecycle
 from visionloop.core.contracts import ModelRole
 from visionloop.core.errors import RegistryError
 from visionloop.core.events import EventLog
@@ -41,7 +44,7 @@ def promote(
     """Make ``version`` (default: the shadow) the champion.
 
     Without ``force`` the version's last A/B verdict must be PROMOTE: promoting on a hunch is possible, but it is
-    recorded as forced. A rejected version needs ``force`` too.
+    recorded as forced. A version whose role may become champion only by force (a rejected one) needs it too.
     """
     target = version or registry.pointers()["shadow"]
     if target is None:
@@ -52,14 +55,15 @@ def promote(
         raise PromotionRefused(f"{target} is already the champion")
     verdict = registry.decision(target)
     if not force:
-        if model.meta.get("role") == ModelRole.REJECTED.value:
-            raise PromotionRefused(f"{target} was rejected; pass force to promote it anyway")
+        refused = lifecycle.refusal(target, model.meta["role"], ModelRole.CHAMPION)
+        if refused is not None:
+            raise PromotionRefused(f"{refused}; pass force to promote it anyway")
         if verdict is None or verdict.get("decision") != "promote":
             last = "none yet" if verdict is None else f"{verdict.get('decision')}: {verdict.get('reason')}"
             raise PromotionRefused(
                 f"{target} has no PROMOTE verdict from the A/B (last verdict: {last}); pass force to promote it anyway"
             )
-    registry.set_pointer(ModelRole.CHAMPION, target, action="promote", by=by)
+    registry.set_pointer(ModelRole.CHAMPION, target, action="promote", by=by, force=force)
     record = {"by": by, "from": champion, "to": target, "forced": force, "ab": _snapshot(verdict)}
     events.publish("model_promoted", **record)
     return {"action": "promote", **record, "pointers": registry.pointers()}
@@ -80,11 +84,12 @@ def rollback(registry: ModelRegistry, events: EventLog, by: str = "operator") ->
 
 
 def reject(registry: ModelRegistry, events: EventLog, version: str, by: str = "operator") -> dict[str, Any]:
-    """Mark a candidate or the shadow rejected (a shadow stops running); the champion is rolled back, not rejected."""
-    registry.get(version)
+    """Mark a candidate, the shadow or a retired version rejected (a shadow stops running); the champion is rolled
+    back, not rejected."""
+    refused = lifecycle.refusal(version, registry.get(version).meta["role"], ModelRole.REJECTED)
     pointers = registry.pointers()
-    if version == pointers["champion"]:
-        raise PromotionRefused(f"{version} is the champion: roll back instead of rejecting it")
+    if version == pointers["champion"] or refused is not None:  # the champion leaves by a rollback, which rejects it
+        raise PromotionRefused(f"{refused or f'{version} is the champion'}: roll back instead of rejecting it")
     if version == pointers["shadow"]:
         registry.set_pointer(ModelRole.SHADOW, None, action="reject", by=by)
     registry.set_role(version, ModelRole.REJECTED)

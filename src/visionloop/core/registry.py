@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from visionloop.core import lifecycle
 from visionloop.core.contracts import ModelRole
 from visionloop.core.errors import ModelLoadError, RegistryError
 
@@ -197,7 +198,8 @@ class ModelRegistry:
             raise
 
         def write_meta(version: str, final: Path) -> None:
-            full_meta = {"created": time.time(), **meta, "version": version}
+            # A role copied with another version's meta is not this one's: a new version starts as a candidate.
+            full_meta = {"created": time.time(), **{k: v for k, v in meta.items() if k != "role"}, "version": version}
             atomic_write_json(staging / META_FILE, full_meta)
 
         def next_number() -> int:
@@ -206,13 +208,17 @@ class ModelRegistry:
         return self.get(publish_next_version(staging, self.root, next_number, write_meta))
 
     def set_role(self, version: str, role: Role) -> None:
-        """Record a version's role beside the versions (its own folder stays untouched)."""
-        self.get(version)
+        """Record a version's role beside the versions (its own folder stays untouched), if the lifecycle allows the
+        change (:class:`lifecycle.IllegalRoleChange` if not). Champion and shadow come with their pointer only."""
+        if role in (Role.CHAMPION, Role.SHADOW):
+            raise RegistryError(f"{role.value} is a pointer: use set_pointer to make {version} the {role.value}")
         with self.locked():
-            self._write_role(version, role)
+            atomic_write_json(self.root / ROLES_FILE, {**self._roles(), **self._checked(version, role)})
 
-    def _write_role(self, version: str, role: Role) -> None:
-        atomic_write_json(self.root / ROLES_FILE, {**self._roles(), version: role.value})
+    def _checked(self, version: str, role: Role, force: bool = False) -> dict[str, str]:
+        """``{version: role}`` to write, once the lifecycle allowed the change from the version's role now."""
+        lifecycle.check_change(version, lifecycle.role_of(self.get(version).meta.get("role")), role, force=force)
+        return {version: role.value}
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -238,12 +244,20 @@ class ModelRegistry:
         return [str(v) for v in self._pointer_file().get("previous", [])]
 
     def set_pointer(
-        self, role: Role, version: str | None, *, action: str = "set", by: str = "", rollback: bool = False
+        self,
+        role: Role,
+        version: str | None,
+        *,
+        action: str = "set",
+        by: str = "",
+        rollback: bool = False,
+        force: bool = False,
     ) -> dict[str, str | None]:
         """Point ``champion`` or ``shadow`` at a version (None clears shadow); returns the new pointers.
 
         A new champion pushes the old one onto the rollback stack; ``rollback=True`` pops it instead (the caller
-        passes the version it popped). The change is appended to the history with ``action`` and ``by``.
+        passes the version it popped). The change is appended to the history with ``action`` and ``by``. The roles it
+        writes are checked against the lifecycle first; ``force`` (or a rollback) allows a rejected champion.
         """
         self._check_pointer(role, version)
         with self.locked():
@@ -255,16 +269,15 @@ class ModelRegistry:
                 return pointers
             pointers[role.value] = version
             if role is Role.CHAMPION:
-                previous_champions = self._champion_stack(previous_champions, previous, version, rollback)
+                previous_champions = lifecycle.champion_stack(previous_champions, previous, version, rollback)
                 if pointers["shadow"] == version:
                     pointers["shadow"] = None  # a promoted shadow stops shadowing itself
-            atomic_write_json(self.root / POINTERS_FILE, {**pointers, "previous": previous_champions})
-            if version is not None:
-                self._write_role(version, role)
+            roles = self._checked(version, role, force or rollback) if version is not None else {}
             if previous and previous not in pointers.values():
-                demoted = Role.RETIRED if role is Role.CHAMPION else Role.CANDIDATE
-                if self.get(previous).meta.get("role") != Role.REJECTED.value:
-                    self._write_role(previous, demoted)
+                roles.update(self._checked(previous, lifecycle.demotion(role, self.get(previous).meta["role"])))
+            atomic_write_json(self.root / POINTERS_FILE, {**pointers, "previous": previous_champions})
+            if roles:
+                atomic_write_json(self.root / ROLES_FILE, {**self._roles(), **roles})
             change = {"pointer": role.value, "from": previous, "to": version, "action": action, "by": by}
             with (self.root / HISTORY_FILE).open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps({"ts": time.time(), **change}) + "\n")
@@ -279,15 +292,6 @@ class ModelRegistry:
             raise RegistryError("the champion pointer cannot be cleared")
         if version is not None:
             self.get(version)
-
-    @staticmethod
-    def _champion_stack(stack: list[str], previous: str | None, new: str | None, rollback: bool) -> list[str]:
-        """A new champion pushes the old one; a rollback pops the one it returns to."""
-        if not rollback:
-            return [*stack, previous] if previous else stack
-        if not stack or stack[-1] != new:
-            raise RegistryError(f"{new} is not the champion before {previous}")
-        return stack[:-1]
 
     def history(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Pointer changes, oldest first (the last ``limit`` when given)."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from visionloop.core.imaging import decode_image
 from visionloop.core.registry import ModelRegistry
 from visionloop.core.settings import Settings
 from visionloop.core.streams import StreamNames, ensure_group
+from visionloop.core.worker_runner import WorkerRunner
 from visionloop.explaining.explainer import (
     EigenCam,
     ExplainError,
@@ -79,15 +79,22 @@ class ExplainWorker:
         self._registry = ModelRegistry(settings.var.models)
         self._models: OrderedDict[str, tuple[RawDetector, EigenCam | None]] = OrderedDict()
         self._warm = warm
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # last_error tells the last failed request (or round): a quiet round does not clear it.
+        self._runner = WorkerRunner("explain-worker", self._poll, log=log, setup=self._prepare_thread, keep_error=True)
         self.stage = "idle"
         self.handled = 0
         self.failed = 0
         self.cached = 0
-        self.last_error: str | None = None
         self.last_seconds: float | None = None
         self.warm_seconds: float | None = None
+
+    @property
+    def last_error(self) -> str | None:
+        return self._runner.last_error
+
+    @last_error.setter
+    def last_error(self, message: str | None) -> None:
+        self._runner.record_error(message)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -97,21 +104,18 @@ class ExplainWorker:
         claimed: Any = self._redis.xautoclaim(
             self._streams.explain_requests, self._streams.explain_group, CONSUMER, CLAIM_IDLE_MS, "0-0", count=1000
         )
-        self._thread = threading.Thread(target=self._run, name="explain-worker", daemon=True)
-        self._thread.start()
+        self._runner.start()
         return {"group": self._streams.explain_group, "consumer": CONSUMER, "reclaimed": len(claimed[1])}
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(30)
+        self._runner.stop(30)
         self._redis.close()
         self._reader.close()
 
     def status(self) -> dict[str, Any]:
         return {
             "stage": self.stage,
-            "running": bool(self._thread and self._thread.is_alive()),
+            "running": self._runner.running,
             "handled": self.handled,
             "failed": self.failed,
             "cached": self.cached,
@@ -119,31 +123,28 @@ class ExplainWorker:
             "last_error": self.last_error,
             "last_seconds": self.last_seconds,
             "warm_seconds": self.warm_seconds,
+            **self._runner.status(),  # rounds, errors, last_error_at, backoff_s
         }
 
     # -- the requests stream ------------------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _prepare_thread(self) -> None:
+        """On the worker's thread, before its first round."""
         # On Linux a thread's niceness is its own and threads it starts inherit it (ONNX Runtime's pool included),
         # so this lowers the explanation work without touching the process's other threads.
         os.nice(self._settings.explain.nice)
         if self._warm:
             self.stage = "warming up"
-            self.warm_seconds = round(warm_up(), 2)
-        self.stage = "idle"
-        while not self._stop.is_set():
             try:
-                self._poll()
-            except (redis.RedisError, OSError) as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("explanation round failed (will retry): %s", self.last_error)
-                self._stop.wait(2.0)
+                self.warm_seconds = round(warm_up(), 2)
+            finally:
+                self.stage = "idle"
 
     def _poll(self) -> None:
         """Entries left pending (by a crash) first, then new ones."""
         entries = self._read("0", None) or self._read(">", int(self._poll_s * 1000))
         for entry_id, fields in entries:
-            if self._stop.is_set():
+            if self._runner.stopping:
                 return
             self.handle(fields)
             self._redis.xack(self._streams.explain_requests, self._streams.explain_group, entry_id)

@@ -20,6 +20,7 @@ import redis
 from visionloop.core.errors import NotReadyError, VisionloopError
 from visionloop.core.settings import Settings
 from visionloop.core.streams import StreamNames, ensure_group, event_fields
+from visionloop.core.worker_runner import WorkerRunner
 from visionloop.labeling.label_studio_client import LabelStudioClient, LabelStudioRejected, LabelStudioUnavailable
 from visionloop.labeling.label_studio_server import LabelStudioServer
 from visionloop.labeling.review_queue import ReviewQueue
@@ -40,15 +41,22 @@ class LabelingWorker:
         self._client: LabelStudioClient | None = None
         self._importer: LabelStudioImporter | None = None
         self._harvester: LabelHarvester | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        outages = (LabelStudioUnavailable, LabelStudioRejected)  # Label Studio restarting: retried, not a bug
+        self._runner = WorkerRunner("labeling", self._scheduled_sync, log=log, idle_s=0.5, transient=outages)
         self._last_reconcile = 0.0
         self._webhooks = WebhookInbox(self._redis, self._streams.labeling_webhooks)
         self._round = threading.Lock()  # the loop and an operator's "sync --once" must not interleave
         self._gauges: Any = None
         self.label_studio_url = ""
         self.project_id = 0
-        self.last_error: str | None = None
+
+    @property
+    def last_error(self) -> str | None:
+        return self._runner.last_error
+
+    @last_error.setter
+    def last_error(self, message: str | None) -> None:
+        self._runner.record_error(message)
 
     def start(self) -> dict[str, Any]:
         labeling = self._settings.labeling
@@ -86,8 +94,7 @@ class LabelingWorker:
             self._streams,
             self._class_names,
         )
-        self._thread = threading.Thread(target=self._loop, name="labeling", daemon=True)
-        self._thread.start()
+        self._runner.start()
         return {"label_studio": url, "project_id": self.project_id}
 
     def _register_webhook(self) -> None:
@@ -100,18 +107,10 @@ class LabelingWorker:
         self._client.add_webhook(self.project_id, url, self._settings.labeling.webhook_secret.get_secret_value())
         self._redis.set(flag, "1")
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.sync_once(
-                    reconcile=time.monotonic() - self._last_reconcile >= self._settings.labeling.reconcile_interval_s
-                )
-                self.last_error = None
-            except (LabelStudioUnavailable, LabelStudioRejected, redis.RedisError, OSError) as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("labeling round failed (will retry): %s", self.last_error)
-                self._stop.wait(2.0)
-            self._stop.wait(0.5)
+    def _scheduled_sync(self) -> None:
+        """The thread's round: a sync, reconciling when reconcile_interval_s has passed."""
+        due = time.monotonic() - self._last_reconcile >= self._settings.labeling.reconcile_interval_s
+        self.sync_once(reconcile=due)
 
     def sync_once(self, reconcile: bool = True, cut: bool = False) -> dict[str, Any]:
         """One round: import, webhooks, (reconcile), cut a version if enough labels arrived (or now, with ``cut``:
@@ -196,13 +195,12 @@ class LabelingWorker:
             "label_studio": self.label_studio_url,
             "project_id": self.project_id,
             "last_error": self.last_error,
-            "running": bool(self._thread and self._thread.is_alive()),
+            "running": self._runner.running,
+            **self._runner.status(),  # rounds, errors, last_error_at, backoff_s
         }
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(15)
+        self._runner.stop(15)
         if self._client:
             self._client.close()
         if self._server:

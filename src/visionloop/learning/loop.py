@@ -25,13 +25,14 @@ from typing import Any
 
 import redis
 
+from visionloop.core import lifecycle
 from visionloop.core.errors import VisionloopError
 from visionloop.core.events import EventLog
 from visionloop.core.registry import ModelRegistry, ModelVersion, Role
 from visionloop.core.settings import Settings
 from visionloop.core.streams import StreamNames, ensure_group
-from visionloop.learning.ab_replay import replay_ab
-from visionloop.learning.arms import counts_by_sampler, picked_stems, split_by_arm
+from visionloop.core.worker_runner import WorkerRunner
+from visionloop.learning.arms import counts_by_sampler, split_by_arm
 from visionloop.learning.challenger import (
     JOB_META,
     LABELS_META,
@@ -42,14 +43,14 @@ from visionloop.learning.challenger import (
     fine_tune,
     job_key,
     new_label_count,
-    trained_stems,
 )
-from visionloop.learning.datasets import DatasetError, DatasetStore, DatasetVersion
-from visionloop.learning.evaluation import split_images
-from visionloop.learning.gold_gate import GoldScorer, gold_gate, gold_sets, worst_gold
+from visionloop.learning.datasets import DatasetStore, DatasetVersion
+from visionloop.learning.gold_gate import GoldScorer, gold_gate, gold_sets
 from visionloop.learning.job_lock import JobLock, LocalLock
+from visionloop.learning.loop_overview import overview as overview  # its home before it had a module of its own
 from visionloop.learning.quantize import int8_for
 from visionloop.learning.registration import export_trained, register_trained
+from visionloop.learning.shadow_ab import ShadowAB
 
 log = logging.getLogger(__name__)
 
@@ -94,17 +95,28 @@ class LoopWorker:
         self._gold = GoldScorer(settings)
         self._lock_ttl_s = lock_ttl_s
         self._on_stage = on_stage
+        self._ab = ShadowAB(settings, self._registry, self._store, self._gold, self._events, BY)
         self._cycle = threading.Lock()  # the thread and a manual run never overlap
-        self._stop = threading.Event()
         self._wake = threading.Event()
         self._requested: str | None = None
-        self._thread: threading.Thread | None = None
+        # A quiet round keeps last_error: it tells the last failed cycle until a cycle succeeds.
+        self._runner = WorkerRunner("learning-loop", self._poll, log=log, keep_error=True)
         self.state = LoopState.IDLE
         self.stage = ""
         self.last_job: str | None = None
-        self.last_error: str | None = None
-        self.last_verdict: dict[str, Any] | None = None
         self.last_result: dict[str, Any] | None = None
+
+    @property
+    def last_error(self) -> str | None:
+        return self._runner.last_error
+
+    @last_error.setter
+    def last_error(self, message: str | None) -> None:
+        self._runner.record_error(message)
+
+    @property
+    def last_verdict(self) -> dict[str, Any] | None:
+        return self._ab.last_verdict
 
     @property
     def _redis(self) -> redis.Redis:
@@ -125,15 +137,12 @@ class LoopWorker:
         pending for longer than the lock ttl, and start the thread."""
         self._ensure_group()
         claimed = self._claim_stale()
-        self._thread = threading.Thread(target=self._loop, name="learning-loop", daemon=True)
-        self._thread.start()
+        self._runner.start()
         return {"group": self._streams.loop_group, "consumer": CONSUMER, "reclaimed": claimed}
 
     def stop(self) -> None:
-        self._stop.set()
         self._wake.set()
-        if self._thread:
-            self._thread.join(15)
+        self._runner.stop(15)
         for client in (self._redis_client, self._reader_client):
             if client is not None:
                 client.close()
@@ -142,18 +151,19 @@ class LoopWorker:
         """Queue a cycle for the thread and return at once."""
         self._requested = trigger
         self._wake.set()
-        return {"queued": True, "state": self.state.value, "running": self._thread is not None}
+        return {"queued": True, "state": self.state.value, "running": self._runner.started}
 
     def status(self) -> dict[str, Any]:
         return {
             "state": self.state.value,
             "stage": self.stage,
-            "running": bool(self._thread and self._thread.is_alive()),
+            "running": self._runner.running,
             "queued": self._requested is not None,
             "last_job": self.last_job,
             "last_error": self.last_error,
             "last_verdict": self.last_verdict,
             "last_result": self.last_result,
+            **self._runner.status(),  # rounds, errors, last_error_at, backoff_s
         }
 
     # -- the events stream --------------------------------------------------------------------------------------
@@ -167,19 +177,6 @@ class LoopWorker:
             self._streams.events, self._streams.loop_group, CONSUMER, idle_ms, start_id="0-0", count=1000
         )
         return len(claimed[1]) if claimed else 0
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._poll()
-            except (redis.RedisError, OSError) as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("learning loop round failed (will retry): %s", self.last_error)
-                self._stop.wait(2.0)
-            except Exception as exc:  # the thread must outlive a bug; the entry stays pending and is retried
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("learning loop round failed unexpectedly (retrying in 10 s)")
-                self._stop.wait(10.0)
 
     def _poll(self) -> None:
         """Entries left pending (by a crash, or a busy job) first, then new ones; a queued request last."""
@@ -208,7 +205,7 @@ class LoopWorker:
             payload = json.loads(triggers[-1].get(b"payload", b"{}"))
             summary = self._run_logged(f"event:{payload.get('dataset', '?')}")
             if summary is not None and summary.get("challenger", {}).get("status") == "busy":
-                self._stop.wait(self._settings.loop.poll_interval_s)
+                self._runner.wait(self._settings.loop.poll_interval_s)
                 return True  # left pending: retried when the other worker's lock is released or expires
         self._redis.xack(self._streams.events, self._streams.loop_group, *[entry_id for entry_id, _ in entries])
         return True
@@ -232,7 +229,7 @@ class LoopWorker:
             try:
                 summary: dict[str, Any] = {"trigger": trigger, "started": started}
                 summary["challenger"] = self._challenger_step()
-                summary["ab"] = self._ab_step()
+                summary["ab"] = self._ab.run(self._latest_labels(), self._evaluating)
                 summary["seconds"] = round(time.time() - started, 2)
                 self.last_result, self.last_error = summary, None
                 return summary
@@ -248,6 +245,9 @@ class LoopWorker:
             log.info("learning loop: %s", stage)
             if self._on_stage:
                 self._on_stage(stage)
+
+    def _evaluating(self, stage: str) -> None:
+        self._set_state(LoopState.EVALUATING, stage)
 
     def _epoch_done(self, epoch: int, total: int, row: dict[str, float]) -> None:
         """Progress of an in-process fine-tuning (a Ray task reports none back)."""
@@ -340,9 +340,10 @@ class LoopWorker:
         }
 
     def _apply_gate(self, version: ModelVersion) -> dict[str, Any]:
-        """Shadow or reject a candidate by the gate result stored in its meta (a reused version decided once)."""
+        """Shadow or reject a candidate by the gate result stored in its meta (a reused version decided once): the
+        gate moves only a version the lifecycle lets become shadow."""
         gate = version.meta.get("gold_gate") or {}
-        if version.meta.get("role") != Role.CANDIDATE.value or self._registry.decision(version.version):
+        if not lifecycle.can_change(version.meta["role"], Role.SHADOW) or self._registry.decision(version.version):
             return {"role": version.meta.get("role"), "gate": gate}
         if gate.get("passed"):
             self._registry.set_pointer(Role.SHADOW, version.version, action="shadow", by=BY)
@@ -350,74 +351,3 @@ class LoopWorker:
             self._registry.set_role(version.version, Role.REJECTED)
             self._publish("model_rejected", by=BY, version=version.version, stage="gold_gate", gate=gate)
         return {"role": self._registry.get(version.version).meta.get("role"), "gate": gate}
-
-    def _ab_step(self) -> dict[str, Any]:
-        pointers = self._registry.pointers()
-        if pointers["shadow"] is None or pointers["champion"] is None:
-            return {"status": "no_shadow"}
-        champion, shadow = self._registry.get(pointers["champion"]), self._registry.get(pointers["shadow"])
-        labels = self._latest_labels()
-        if labels is None:
-            return {"status": "no_labels"}
-        previous = self._registry.decision(shadow.version)
-        if previous and previous.get("champion") == champion.version and previous.get(LABELS_META) == labels.ref:
-            return {"status": "already_decided", "decision": previous.get("decision"), "shadow": shadow.version}
-        self._set_state(LoopState.EVALUATING, f"A/B replay of {shadow.version} against {champion.version}")
-        arms = split_by_arm(labels)
-        golds = gold_sets(self._settings, self._store)
-        self._gold.remember(shadow.version, shadow.meta.get("gold") or {})
-        gold = worst_gold(self._gold.scores(shadow, golds), self._gold.scores(champion, golds))
-        gold_frames = {g.ref: split_images(g.data_yaml, "val")[0] for g in golds}
-        result = replay_ab(self._settings, champion, shadow, arms, self._trained_on(shadow, labels), gold, gold_frames)
-        verdict = {
-            **result.to_dict(),
-            "by": BY,
-            "champion": champion.version,
-            "shadow": shadow.version,
-            LABELS_META: labels.ref,
-            "arms": arms.counts(),
-            "gold_sets": [g.ref for g in golds] or "none found: the gold guard compares nothing",
-        }
-        self._registry.record_decision(shadow.version, verdict)
-        self._publish("ab_decision", by=BY, champion=champion.version, shadow=shadow.version, verdict=verdict)
-        self.last_verdict = {"shadow": shadow.version, "decision": verdict["decision"], "reason": verdict["reason"]}
-        summary: dict[str, Any] = {"status": "decided", "shadow": shadow.version, "decision": verdict["decision"]}
-        if self._settings.loop.auto_promote and verdict["decision"] == "promote":
-            from visionloop.core.promotion import promote
-
-            summary["promotion"] = promote(self._registry, self._events, shadow.version, by=BY)
-        return summary
-
-    def _trained_on(self, shadow: ModelVersion, labels: DatasetVersion) -> set[str]:
-        """Stems the shadow learnt from; for a shadow without loop lineage, every picked frame (so the biased arm
-        holds only frames it surely did not see)."""
-        ref = shadow.meta.get("training_dataset_version") if shadow.meta.get(JOB_META) else None
-        if ref:
-            try:
-                return trained_stems(self._store.get(str(ref)))
-            except DatasetError:
-                pass
-        return picked_stems(labels)
-
-
-def overview(settings: Settings) -> dict[str, Any]:
-    """Where the loop stands, read from the registry and the data sets alone (no worker, no Redis needed)."""
-    registry, store = ModelRegistry(settings.var.models), DatasetStore(settings.var.datasets)
-    pointers = registry.pointers()
-    out: dict[str, Any] = {"pointers": pointers, "min_new_labels": settings.loop.min_new_labels}
-    versions = store.versions(settings.loop.labels_dataset)
-    if pointers["champion"] is None or not versions:
-        return {**out, "labels": versions[-1].ref if versions else None}
-    champion, labels = registry.get(pointers["champion"]), versions[-1]
-    key = job_key(settings, champion.version, labels.ref)
-    done = find_job_version(registry, key)
-    decision = registry.decision(pointers["shadow"]) if pointers["shadow"] else None
-    out.update(
-        labels=labels.ref,
-        label_counts=counts_by_sampler(labels),
-        new_labels=new_label_count(store, labels, baseline_labels(registry, champion)),
-        job=key,
-        job_version=done.version if done else None,
-        shadow_decision={k: decision.get(k) for k in ("decision", "reason", "ts", LABELS_META)} if decision else None,
-    )
-    return out

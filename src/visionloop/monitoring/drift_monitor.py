@@ -22,6 +22,7 @@ from visionloop.core.errors import VisionloopError
 from visionloop.core.events import EventLog
 from visionloop.core.settings import Settings
 from visionloop.core.streams import StreamNames, ensure_group
+from visionloop.core.worker_runner import WorkerRunner
 from visionloop.monitoring.accuracy import AccuracyMonitor
 from visionloop.monitoring.alert_rules import AlertWatcher
 from visionloop.monitoring.drift_sampler import DriftSample
@@ -94,13 +95,12 @@ class DriftMonitor:
         self._gauges = _Gauges()
         self._windows = DriftWindows(settings.drift)
         self._lock = threading.Lock()  # the thread and a direct call (tests, evaluate_now) never overlap
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # Unacknowledged entries of a failed round are read again by the next one.
+        self._runner = WorkerRunner("drift-monitor", self._round, log=log)
         self._next_periodic = 0.0
         # Jobs run every ~10 s by the thread (accuracy on the random arm, alert rules): the face appends them.
         self._periodic_tasks: list[Callable[[], object]] = list(periodic_tasks)
         self.samples_read = 0
-        self.last_error: str | None = None
         self._alerts: AlertWatcher | None = None
         if watch_accuracy_and_alerts:
             accuracy = AccuracyMonitor(settings)
@@ -108,18 +108,23 @@ class DriftMonitor:
             # Accuracy first: the alert rules read the report it stores.
             self._periodic_tasks += [lambda: accuracy.update(self._redis), self._alerts.run_once]
 
+    @property
+    def last_error(self) -> str | None:
+        return self._runner.last_error
+
+    @last_error.setter
+    def last_error(self, message: str | None) -> None:
+        self._runner.record_error(message)
+
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
     def start(self) -> dict[str, Any]:
         self._ensure_group()
-        self._thread = threading.Thread(target=self._loop, name="drift-monitor", daemon=True)
-        self._thread.start()
+        self._runner.start()
         return {"group": self._streams.drift_group, "consumer": self._consumer}
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(10)
+        self._runner.stop(10)
         if self._alerts is not None:
             self._alerts.close()
         self._redis.close()
@@ -129,10 +134,11 @@ class DriftMonitor:
         with self._lock:
             scopes = {name: state.view() for name, state in self._windows.scopes.items()}
         return {
-            "running": bool(self._thread and self._thread.is_alive()),
+            "running": self._runner.running,
             "samples_read": self.samples_read,
             "last_error": self.last_error,
             "scopes": scopes,
+            **self._runner.status(),  # rounds, errors, last_error_at, backoff_s
         }
 
     def add_periodic(self, task: Callable[[], object]) -> None:
@@ -168,19 +174,11 @@ class DriftMonitor:
     def _ensure_group(self) -> None:
         ensure_group(self._redis, self._streams.drift_samples, self._streams.drift_group)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll(block_ms=int(self._drift.poll_interval_s * 1000))
-                self.last_error = None
-            except (redis.RedisError, OSError) as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("drift monitor read failed (will retry): %s", self.last_error)
-                self._stop.wait(2.0)
-            except Exception as exc:  # the thread must outlive a bug; unacknowledged entries are read again
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("drift monitor round failed unexpectedly (retrying in 10 s)")
-                self._stop.wait(10.0)
+    def _round(self) -> None:
+        """One read of the stream, then the periodic tasks when they are due (after a failed read too)."""
+        try:
+            self.poll(block_ms=int(self._drift.poll_interval_s * 1000))
+        finally:
             if time.monotonic() >= self._next_periodic:
                 self._next_periodic = time.monotonic() + PERIODIC_S
                 self.periodic()

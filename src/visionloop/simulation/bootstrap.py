@@ -147,7 +147,7 @@ def run_bootstrap(settings: Settings, console: Console | None = None) -> Bootstr
         existing = _with_int8(settings, existing, console)
     if existing is not None:
         if registry.pointers()["champion"] is None or registry.champion().meta.get("source") == "untrained":
-            registry.set_pointer(Role.CHAMPION, existing.version)
+            registry.set_pointer(Role.CHAMPION, existing.version, force=True)  # even one rejected since
         return BootstrapOutcome(existing, float(existing.meta["metrics"]["map50"]), 0.0, True)
     b = settings.bootstrap
     started = time.monotonic()
