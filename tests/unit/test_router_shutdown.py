@@ -64,14 +64,14 @@ async def test_results_buffered_at_shutdown_reach_redis(
     # process_frames does not yield after queueing, so the writer has not run: these would die with the replica.
     client = redis.Redis.from_url(redis_server.url)
     stream = StreamNames(settings.redis.stream_prefix).results
-    assert replica._publisher.buffered == 20 and client.xlen(stream) == 0
+    assert replica.publisher.buffered == 20 and client.xlen(stream) == 0
 
     await replica.__del__()  # what Serve's call_destructor awaits when the replica stops
 
     seqs = [FrameResult.from_stream_fields(f).seq for _, f in client.xrange(stream)]
     client.close()
     assert seqs == list(range(20))
-    assert replica._publisher.buffered == 0 and replica._publisher.dropped == 0
+    assert replica.publisher.buffered == 0 and replica.publisher.dropped == 0
 
 
 async def test_shutdown_hook_survives_a_replica_whose_init_failed(replicas: list[Any]) -> None:

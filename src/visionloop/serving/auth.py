@@ -8,18 +8,14 @@ its name (for the audit log) through :meth:`TokenBook.name_of`.
 
 from __future__ import annotations
 
-import json
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import ClassVar
 
-from visionloop.core.http_errors import Unauthorized, http_error
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from visionloop.core.http_errors import Unauthorized
+from visionloop.serving.http_errors import send_error
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 WEBHOOK_SECRET_HEADER = "X-Visionloop-Secret"  # noqa: S105 (a header name, not a secret)
@@ -70,15 +66,6 @@ def _header(scope: Scope, name: str) -> str | None:
     return None
 
 
-async def _refuse(send: Send, error: Unauthorized) -> None:
-    answer = http_error(error)
-    body = json.dumps({"detail": answer.message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers += [(k.lower().encode(), v.encode()) for k, v in answer.headers.items()]
-    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 def refusal(scope: Scope) -> Unauthorized | None:
     """Why this request may not go on (None: it may). Reads only the method, the path and headers."""
     if scope["type"] != "http" or scope.get("method", "GET").upper() not in MUTATING_METHODS:
@@ -102,6 +89,6 @@ class AuthMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = refusal(scope)
         if error is not None:
-            await _refuse(send, error)
+            await send_error(send, error)
             return
         await self.app(scope, receive, send)

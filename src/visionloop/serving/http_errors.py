@@ -1,12 +1,18 @@
-"""The shared error mapping (visionloop.http_errors) in FastAPI's terms: one place turns an error into HTTPException."""
+"""The shared error mapping (core.http_errors) in the serving side's terms: an HTTPException for FastAPI handlers,
+a plain ASGI answer for the middlewares that refuse a request before FastAPI sees it."""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.types import Send
 
-from visionloop.core.http_errors import http_error
+from visionloop.core.http_errors import http_error, is_client_error
 from visionloop.core.redaction import redact
 
 
@@ -14,6 +20,28 @@ def http_exception(exc: BaseException) -> HTTPException:
     """``exc`` as the HTTPException FastAPI answers ``{"detail": message}`` with (status and headers mapped)."""
     error = http_error(exc)
     return HTTPException(error.status, error.message, headers=dict(error.headers) or None)
+
+
+@contextmanager
+def client_errors(*only: type[BaseException]) -> Iterator[None]:
+    """A client's error raised inside becomes its 4xx (or 503); any other error raises unchanged, traceback and
+    all, to be the 500 it is. ``only`` narrows which errors count as the client's (default: all the mapping knows)."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_client_error(exc) or (only and not isinstance(exc, only)):
+            raise
+        raise http_exception(exc) from None
+
+
+async def send_error(send: Send, exc: BaseException) -> None:
+    """Answer ``exc`` straight on the ASGI channel with the body and headers FastAPI would give it."""
+    error = http_error(exc)
+    body = json.dumps({"detail": error.message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(name.lower().encode(), value.encode()) for name, value in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def validation_error_response(_: Request, exc: Exception) -> JSONResponse:

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Callable
 
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from visionloop.core.http_errors import PayloadTooLarge, http_error
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from visionloop.serving.http_errors import send_error
 
 
 class UploadLimit:
@@ -40,19 +34,6 @@ class BodyTooLarge(HTTPException):
         super().__init__(error.status, error.message)
 
 
-async def _reject(send: Send, limit: int) -> None:
-    error = http_error(PayloadTooLarge.body(limit))
-    body = json.dumps({"detail": error.message}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": error.status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
 class BodySizeLimitMiddleware:
     """413 when Content-Length says too much, or when a chunked body grows past the limit while streaming."""
 
@@ -68,7 +49,7 @@ class BodySizeLimitMiddleware:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _reject(send, limit)
+            await send_error(send, PayloadTooLarge.body(limit))
             return
         received = 0
         response_started = False
@@ -91,4 +72,4 @@ class BodySizeLimitMiddleware:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not response_started:
-                await _reject(send, limit)
+                await send_error(send, PayloadTooLarge.body(limit))
