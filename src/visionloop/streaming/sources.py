@@ -207,7 +207,8 @@ class PyAVSource(FrameSource):
         corrupt_before = self.corrupt_packets
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        stream.codec_context.thread_count = self.options.decode_threads
+        if stream.codec_context is not None:  # None when the header names no known decoder: decode() says so
+            stream.codec_context.thread_count = self.options.decode_threads
         pacer = _Pacer(1.0 / self.options.file_fps if (self.options.file_fps and not self.live) else 0.0)
         packets, delivered, bad_in_a_row = container.demux(stream), 0, 0
         while (packet := self._next_packet(packets, delivered)) is not None:
