@@ -6,15 +6,20 @@ that object's own pixels (its mask, not just its box).
 
 The model: the registry champion of var/ when ``make bootstrap`` trained one (frames of the domain it learnt), else
 the recipe the test uses: a nano YOLO trained here for a few minutes on an easy domain (large objects, plain
-gradient backgrounds) at 160 px.
+gradient backgrounds) at 160 px, on the CPU with a fixed seed and thread count, so every machine trains the same model.
 
-Usage: python -m benchmarks.explain [--detections 30] [--max-evals N] [--recipe]
+The target is a hit rate >= 0.8 (HIT_RATE_TARGET), reported here with its 95% Wilson interval and the chance level
+(a peak drawn at random hits the object's mask with the mean mask/frame fraction). The test asserts less: on its
+detections, the interval's lower bound far above chance, not the target itself, which this benchmark tracks.
+
+Usage: python -m benchmarks.explain [--detections 100] [--max-evals N] [--recipe]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import tempfile
@@ -53,8 +58,13 @@ EASY = Domain(
 )
 RECIPE_SIZE = 160  # frames, training and network input, pixels
 RECIPE_IMAGES = 160
-RECIPE_SEED = 4242
+RECIPE_SEED = 4242  # of the training frames
+# Pinned: the CPU whatever the machine has, two torch threads and a fixed seed (Ultralytics then trains with
+# deterministic algorithms): a GPU or another thread count gives another model, and the rate the test asserts on.
 RECIPE_TRAINING = TrainingSettings(
+    device="cpu",
+    threads=2,
+    seed=0,
     epochs=40,
     imgsz=RECIPE_SIZE,
     batch=16,
@@ -65,6 +75,7 @@ RECIPE_TRAINING = TrainingSettings(
 )
 GAME_SEED = 9_000  # frames of the pointing game: never the training seed
 MATCH_IOU = 0.5
+HIT_RATE_TARGET = 0.8
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,8 @@ class Trial:
     in_box: bool
     seconds: float
     score: float
+    mask_fraction: float  # the object's pixels / the frame's: the chance that a peak drawn at random hits it
+    mask_in_box: float  # the object's pixels / its box's: that chance for a peak drawn at random inside the box
 
 
 def train_recipe_detector(work: Path, ultralytics_dir: Path) -> Path:
@@ -120,14 +133,18 @@ def pointing_game(
             explanation = explain_box(detector, scene.image, box, class_id, settings)
             x, y = explanation.peak
             tx1, ty1, tx2, ty2 = scene.boxes[truth]
+            mask = scene.masks[truth]
+            box_pixels = max(1, (int(tx2) - int(tx1)) * (int(ty2) - int(ty1)))
             trials.append(
                 Trial(
                     frame=index,
                     class_id=class_id,
-                    hit=bool(scene.masks[truth][y, x]),
+                    hit=bool(mask[y, x]),
                     in_box=bool(tx1 <= x < tx2 and ty1 <= y < ty2),
                     seconds=explanation.seconds,
                     score=explanation.score,
+                    mask_fraction=float(mask.mean()),
+                    mask_in_box=min(1.0, float(mask.sum()) / box_pixels),
                 )
             )
             if len(trials) >= detections:
@@ -135,12 +152,30 @@ def pointing_game(
     return trials
 
 
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a binomial rate (95% at z = 1.96): unlike rate +- z * se, it keeps its coverage
+    with a few dozen trials and rates near 0 or 1, and stays inside [0, 1]."""
+    if trials <= 0:
+        return 0.0, 1.0
+    rate, z2 = successes / trials, z * z
+    scale = 1 + z2 / trials
+    centre = (rate + z2 / (2 * trials)) / scale
+    half = z * math.sqrt(rate * (1 - rate) / trials + z2 / (4 * trials * trials)) / scale
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def summarise(trials: list[Trial]) -> dict[str, Any]:
     seconds = [t.seconds for t in trials]
+    hits = sum(t.hit for t in trials)
+    low, high = wilson_interval(hits, len(trials))
     return {
         "detections": len(trials),
         "frames": len({t.frame for t in trials}),
-        "hit_rate": sum(t.hit for t in trials) / len(trials) if trials else None,
+        "hit_rate": hits / len(trials) if trials else None,
+        "hit_rate_ci95": [round(low, 3), round(high, 3)] if trials else None,
+        "hit_rate_target": HIT_RATE_TARGET,
+        "chance_in_frame": float(np.mean([t.mask_fraction for t in trials])) if trials else None,
+        "chance_in_box": float(np.mean([t.mask_in_box for t in trials])) if trials else None,
         "in_box_rate": sum(t.in_box for t in trials) / len(trials) if trials else None,
         "seconds_mean": float(np.mean(seconds)) if seconds else None,
         "seconds_p50": float(np.median(seconds)) if seconds else None,
@@ -165,7 +200,7 @@ def _bootstrap_model(settings: Settings) -> tuple[Path, int, Domain, str] | None
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--detections", type=int, default=30)
+    parser.add_argument("--detections", type=int, default=100, help="at 30, the 95%% interval spans +-0.15")
     parser.add_argument("--max-evals", type=int, default=None, help="default: explain.max_evals")
     parser.add_argument("--recipe", action="store_true", help="train the test's recipe even if var/ has a model")
     args = parser.parse_args()
@@ -201,12 +236,16 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))
     table = Table(title=f"SHAP explanations of {model} ({domain.name} frames, max_evals {explain.max_evals})")
-    for column in ("detections", "hit rate (mask)", "in box", "s/explanation p50", "mean", "first"):
+    columns = ("detections", "hit rate (mask)", "95% CI", f"target {HIT_RATE_TARGET}", "chance", "in box")
+    for column in (*columns, "s/explanation p50", "mean", "first"):
         table.add_column(column, justify="right")
     s = summarise(trials)
     table.add_row(
         str(s["detections"]),
         f"{s['hit_rate']:.2f}" if trials else "-",
+        "{:.2f}-{:.2f}".format(*s["hit_rate_ci95"]) if trials else "-",
+        ("met" if s["hit_rate"] >= HIT_RATE_TARGET else "MISSED") if trials else "-",
+        f"{s['chance_in_frame']:.2f}" if trials else "-",
         f"{s['in_box_rate']:.2f}" if trials else "-",
         f"{s['seconds_p50']:.2f}" if trials else "-",
         f"{s['seconds_mean']:.2f}" if trials else "-",

@@ -7,7 +7,7 @@ import random
 import shutil
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -59,6 +59,38 @@ async def eventually(condition: Callable[[], bool], timeout_s: float = 10.0) -> 
             return True
         await asyncio.sleep(0.05)
     return False
+
+
+def settled_count(read: Callable[[], float], at_most: float | None = None, window_s: float = 3.0) -> float:
+    """A resource count (threads, file descriptors, tasks) with its transients gone: the lowest reading over
+    ``window_s``, or the first one at or below ``at_most`` (the previous snapshot, say: nothing grew, no need to
+    wait). A closing socket or an ending thread only ever adds to a count for a moment, so the minimum is the count
+    that stays."""
+    deadline, lowest = time.monotonic() + window_s, read()
+    while time.monotonic() < deadline and (at_most is None or lowest > at_most):
+        time.sleep(0.1)
+        lowest = min(lowest, read())
+    return lowest
+
+
+async def settled_count_async(read: Callable[[], float], at_most: float | None = None, window_s: float = 3.0) -> float:
+    """:func:`settled_count` for a count read on an event loop (its tasks must get to run meanwhile)."""
+    loop = asyncio.get_running_loop()
+    deadline, lowest = loop.time() + window_s, read()
+    while loop.time() < deadline and (at_most is None or lowest > at_most):
+        await asyncio.sleep(0.1)
+        lowest = min(lowest, read())
+    return lowest
+
+
+def assert_no_leak(what: str, counts: Sequence[float], slack: float, noise: float) -> None:
+    """``counts`` taken after N0, N0 + N and N0 + 2N cycles. A leak grows by about the same over every N cycles;
+    warm-up grows over the first N only, and noise does not grow at all. So the growth over the second N must stay
+    within ``slack`` and not pass the first N's growth by more than ``noise``."""
+    first, second = counts[1] - counts[0], counts[2] - counts[1]
+    assert second <= slack and second <= max(first, 0) + noise, (
+        f"{what} grew by {first:g}, then by {second:g} over as many cycles (snapshots {list(counts)})"
+    )
 
 
 def free_port() -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port, make_settings
+from tests.conftest import free_port, make_settings, wait_for
 from visionloop.cli.service import VisionloopService
 
 pytestmark = pytest.mark.e2e
@@ -87,5 +87,9 @@ def test_browser_camera_gets_detections_and_annotated_video(service: VisionloopS
     print("webrtc latency:", report)
     # The results of browser cameras reach the same results stream as IP cameras.
     headers = {"Authorization": "Bearer test-token-123"}
-    health = httpx.get(f"{service.api_url}/v1/health", headers=headers, timeout=30).json()
-    assert health["redis"]["published"] >= 30
+    wait_for(  # the results are published behind the answers, so they may trail them a moment
+        lambda: httpx.get(f"{service.api_url}/v1/health", headers=headers, timeout=30).json(),
+        lambda health: health["redis"]["published"] >= 30,
+        timeout_s=60,
+        interval_s=0.5,
+    )

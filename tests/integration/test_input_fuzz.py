@@ -39,7 +39,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from tests.conftest import eventually, free_port, make_settings
+from tests.conftest import assert_no_leak, eventually, free_port, make_settings, settled_count_async
 from tests.reliability import record_reliability
 from visionloop.cli.service import VisionloopService
 from visionloop.core.contracts import Detections, EncodedFrame, FrameResult
@@ -285,17 +285,28 @@ async def post_offer(session: aiohttp.ClientSession, url: str, offer: Offer) -> 
     return response.status, body if isinstance(body, dict) else {}
 
 
+HELD_AT = (1, 4, 7)  # batches before which sockets and tasks are counted: after a warm-up batch, then 3 and 3 more
+
+
+async def _held(previous: tuple[float, float] | None) -> tuple[float, float]:
+    """File descriptors and asyncio tasks once settled (a refused peer's sockets and tasks close a moment later)."""
+    fds = await settled_count_async(lambda: len(os.listdir("/proc/self/fd")), previous[0] if previous else None)
+    tasks = await settled_count_async(lambda: len(asyncio.all_tasks()), previous[1] if previous else None)
+    return fds, tasks
+
+
 async def test_malformed_offers_are_refused_and_the_gateway_keeps_answering(
     gateway: tuple[WebRTCGateway, str],
 ) -> None:
     gw, url = gateway
     base = await real_offer()
     offers = draw(st.one_of(broken_offers(base), mutated_offers(base)), OFFERS)
-    tally, alive_after_each_batch, held = Tally(), True, []
+    tally, alive_after_each_batch, held = Tally(), True, list[tuple[float, float]]()
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         for start in range(0, len(offers), BATCH):
-            held.append((len(os.listdir("/proc/self/fd")), len(asyncio.all_tasks())))
+            if start // BATCH in HELD_AT:
+                held.append(await _held(held[-1] if held else None))
             for offer in offers[start : start + BATCH]:
                 status, body = await post_offer(session, url, offer)
                 tally.saw(f"{offer.kind} {offer.body[:120]!r}", status, offer.allowed)
@@ -315,8 +326,9 @@ async def test_malformed_offers_are_refused_and_the_gateway_keeps_answering(
     FIGURES["offer_crashes"] = tally.crashes
     assert len(offers) >= OFFERS * 0.9 and len(kinds) >= 15, kinds
     # Half-made peer connections are closed whole: no sockets or tasks pile up batch after batch.
-    (fds, tasks), (last_fds, last_tasks) = held[1], held[-1]
-    assert last_fds <= fds + 3 and last_tasks <= tasks + 2, held
+    fds, tasks = zip(*held, strict=True)
+    assert_no_leak("file descriptors", fds, slack=2, noise=1)
+    assert_no_leak("asyncio tasks", tasks, slack=1, noise=1)
     assert not tally.failures, f"{len(tally.failures)} offers answered wrongly: {tally.failures[:5]}"
     assert tally.crashes == 0 and alive_after_each_batch
 
@@ -604,7 +616,8 @@ def test_decode_image_refuses_every_broken_image_and_bombs_without_allocating() 
         tries = [refused_quickly(bomb) for _ in range(3)]  # the best time of 3 (the box is shared), the worst memory
         worst_s = max(worst_s, min(seconds for seconds, _ in tries))
         worst_bytes = max(worst_bytes, *(peak for _, peak in tries))
-    assert worst_s < 0.05 and worst_bytes < 1_000_000, (worst_s, worst_bytes)
+    # Refused from the header: well under 0.25 s even on a loaded box (decoding a bomb takes seconds and gigabytes).
+    assert worst_s < 0.25 and worst_bytes < 1_000_000, (worst_s, worst_bytes)
     FIGURES.update(decode_checked=len(corpus), bomb_refusal_ms=round(worst_s * 1e3, 2), bomb_peak_bytes=worst_bytes)
 
 

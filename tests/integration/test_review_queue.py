@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import redis
 
+from tests.conftest import wait_for
 from visionloop.core.contracts import Detections, FrameResult
 from visionloop.core.redis_server import EmbeddedRedis
 from visionloop.core.streams import StreamNames
@@ -34,16 +35,17 @@ def _item(n: int) -> ReviewItem:
 def test_entries_stay_until_acknowledged_and_dead_workers_are_reclaimed(redis_server: EmbeddedRedis) -> None:
     client = redis.Redis.from_url(redis_server.url)
     streams = StreamNames("t")
-    dead_worker = ReviewQueue(client, streams, consumer="dead", min_idle_ms=200)
+    # Entries idle for 2 s count as a dead worker's: long enough that a stall of this machine does not reclaim them
+    # early, short enough for a test.
+    dead_worker = ReviewQueue(client, streams, consumer="dead", min_idle_ms=2000)
     for n in range(3):
         dead_worker.put(_item(n))
     taken = dead_worker.take(count=10, block_ms=100)
     assert [d.item.frame_id for d in taken if d.item] == ["cam-0", "cam-1", "cam-2"]
     # "dead" never acknowledges; a second worker gets nothing until the entries have been idle long enough.
-    rescuer = ReviewQueue(client, streams, consumer="rescuer", min_idle_ms=200)
+    rescuer = ReviewQueue(client, streams, consumer="rescuer", min_idle_ms=2000)
     assert rescuer.take(count=10, block_ms=50) == []
-    time.sleep(0.3)
-    again = rescuer.take(count=10, block_ms=50)
+    again = wait_for(lambda: rescuer.take(count=10, block_ms=50), timeout_s=30)
     assert [d.item.frame_id for d in again if d.item] == ["cam-0", "cam-1", "cam-2"]
     assert all(d.deliveries == 2 for d in again)
     for delivery in again:

@@ -211,4 +211,4 @@ async def test_real_aiokafka_without_a_broker_is_a_transient_outage() -> None:
     assert publisher.status()["connected"] is False and "Kafka" in str(publisher.status()["last_error"])
     publisher.publish([_result(0)])
     assert not await publisher.shutdown(timeout_s=0.5)
-    assert publisher.dropped == 1 and time.monotonic() - started < 5
+    assert publisher.dropped == 1 and time.monotonic() - started < 15  # bounded by our timeouts, not aiokafka's

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import make_settings
+from tests.conftest import make_settings, wait_for
 from tests.unit.test_loop_arms import NAMES, cut, harvest
 from visionloop.core.redis_server import EmbeddedRedis
 from visionloop.core.registry import ModelRegistry, ModelVersion
@@ -186,18 +186,21 @@ def test_gold_sets_are_the_gold_named_data_sets_unless_listed(tmp_path: Path, se
 
 def test_job_lock_excludes_a_second_worker_until_it_expires(redis_server: EmbeddedRedis) -> None:
     client = redis.Redis.from_url(redis_server.url)
-    first, second = JobLock(client, "t:lock", 0.3), JobLock(client, "t:lock", 0.3)
+    # A ttl of 2 s, refreshed every 0.67 s: held past its ttl only if refreshed, and a stall of a second is no loss.
+    first, second = JobLock(client, "t:lock", 2.0), JobLock(client, "t:lock", 2.0)
     assert first.acquire()
     with first.kept():
         assert not second.acquire()
-        time.sleep(0.5)  # refreshed while held
+        time.sleep(2.5)  # longer than the ttl: still held, so it was refreshed
         assert first.held() and not second.acquire()
     assert second.acquire()  # released at the end of the block
-    dead = JobLock(client, "t:dead", 0.2)
+    dead = JobLock(client, "t:dead", 1.5)
     assert dead.acquire()
-    time.sleep(0.35)  # a killed holder never refreshes: the lock expires
     successor = JobLock(client, "t:dead", 5)
-    assert successor.acquire() and not dead.held()
+    assert not successor.acquire()  # held until it expires...
+    # ...which it does by itself, since a killed holder never refreshes (well within the wait; never, with no ttl)
+    wait_for(successor.acquire, timeout_s=10, interval_s=0.05)
+    assert not dead.held()
     dead.release()  # a stale holder cannot delete its successor's lock
     assert successor.held()
     client.close()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
 
+from tests.conftest import eventually
 from visionloop.core.contracts import Detections, EncodedFrame, FrameResult, ModelRole, StageLatency
 from visionloop.core.settings import ShadowSettings
 from visionloop.serving.shadow import ShadowMirror, disagree, pair_fields, summarize_pairs
@@ -97,13 +99,22 @@ def test_a_full_queue_drops_and_counts_and_never_blocks_the_caller() -> None:
         mirror = ShadowMirror(shadow, settings, "redis://127.0.0.1:1/0", "pairs", 0.25, socket_timeout_s=0.2)
         frame = EncodedFrame("cam", b"jpeg")
         champion = result("v1", dets(BOX), ModelRole.CHAMPION, 5)
-        started = asyncio.get_running_loop().time()
-        accepted = [mirror.offer(frame, champion)]
-        await asyncio.sleep(0.05)  # the worker takes the first frame and waits on the shadow
-        accepted += [mirror.offer(frame, champion) for _ in range(10)]
-        offered_in = asyncio.get_running_loop().time() - started
+        offered_in = 0.0  # the time spent in offer() alone: it must never wait for the shadow
+
+        def offer() -> bool:
+            nonlocal offered_in
+            started = time.perf_counter()
+            try:
+                return mirror.offer(frame, champion)
+            finally:
+                offered_in += time.perf_counter() - started
+
+        accepted = [offer()]
+        await eventually(lambda: shadow.calls == [1], 10)  # the worker takes the first frame and waits on the shadow
+        accepted += [offer() for _ in range(10)]
         shadow.release.set()
-        await asyncio.sleep(0.5)  # the rest drain; pairs fail to reach the (absent) Redis and are counted
+        # The rest drain; pairs fail to reach the (absent) Redis and are counted.
+        await eventually(lambda: mirror.counters.publish_errors >= 5, 10)
         await mirror.shutdown(1.0)
         return mirror, shadow, accepted, offered_in
 

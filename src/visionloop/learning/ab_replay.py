@@ -1,13 +1,15 @@
 """The champion/shadow A/B, replayed from stored human-labelled frames.
 
-Both models predict on the same frames in this process, one after the other, through the evaluation's predict
-path (ONNX Runtime, down to ``EVAL_CONF`` as mAP needs); each model's matches are computed once per frame and
-cached (``learning.ab_stats.FrameMatches``). The decision rests on the frames neither model chose nor trained on:
-the random control arm (unbiased for the traffic the cameras see now) plus every gold set's frames (the conditions
-the models must keep handling), pooled, so ``ab.min_frames`` can be reached without spending most of a label budget
-on random frames. The random arm alone and each gold set are reported too. The frames the uncertainty samplers
-picked are biased towards the champion's failures, so they are reported apart ("biased arm"), and only those the
-challenger did not train on.
+Both models predict on the same frames in this process, taking turns frame by frame, through the evaluation's
+predict path (ONNX Runtime, down to ``EVAL_CONF`` as mAP needs); each model's matches are computed once per frame
+and cached (``learning.ab_stats.FrameMatches``). Taking turns keeps the latency guard fair: a busy spell of the
+machine lands on both models' calls, where timing one model's whole run after the other's would charge it to one.
+
+The decision rests on the frames neither model chose nor trained on: the random control arm (unbiased for the
+traffic the cameras see now) plus every gold set's frames (the conditions the models must keep handling), pooled,
+so ``ab.min_frames`` can be reached without spending most of a label budget on random frames. The random arm alone
+and each gold set are reported too. The frames the uncertainty samplers picked are biased towards the champion's
+failures, so they are reported apart ("biased arm"), and only those the challenger did not train on.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from visionloop.core.contracts import Detections
 from visionloop.core.offline import prepare_ultralytics
 from visionloop.core.registry import ModelVersion
 from visionloop.core.settings import Settings
@@ -27,7 +30,8 @@ from visionloop.learning.ab_decision import ABVerdict, Guards, run_ab
 from visionloop.learning.ab_stats import FrameMatches, match_frame, paired_bootstrap
 from visionloop.learning.arms import ArmSplit
 from visionloop.learning.datasets import LabelledImage
-from visionloop.learning.evaluation import ground_truth, predict_all
+from visionloop.learning.evaluation import EVAL_CONF, EVAL_IOU, ground_truth, read_bgr
+from visionloop.serving.backends import BackendOptions, InferenceBackend, create_backend
 
 
 @dataclass(frozen=True)
@@ -40,26 +44,56 @@ class ModelReplay:
         return float(np.percentile(self.latencies_ms, 99)) if self.latencies_ms else 0.0
 
 
+def _engine(model_path: Path, class_names: Sequence[str], imgsz: int) -> InferenceBackend:
+    """The evaluation's predict path: ONNX Runtime, down to ``EVAL_CONF`` as mAP needs."""
+    options = BackendOptions(
+        model_path,
+        imgsz=imgsz,
+        conf_threshold=EVAL_CONF,
+        iou_threshold=EVAL_IOU,
+        max_detections=300,
+        class_names=tuple(class_names),
+    )
+    return create_backend("onnxruntime", options)
+
+
+def replay_models(
+    model_paths: Sequence[Path], images: Sequence[LabelledImage], class_names: Sequence[str], imgsz: int
+) -> list[ModelReplay]:
+    """Predict frame by frame (batch 1) with every model in turn, the first to go rotating from frame to frame,
+    timing each call; then match every frame once per model against its ground truth.
+
+    Turns, not one model's whole run after the other's: a busy spell of the machine (another process working for a
+    second) slows the calls of every model alike instead of making the one that ran then look slower.
+    """
+    if not images:
+        return [ModelReplay([], []) for _ in model_paths]
+    engines = [_engine(path, class_names, imgsz) for path in model_paths]
+    predictions: list[list[Detections]] = [[] for _ in engines]
+    latencies: list[list[float]] = [[] for _ in engines]
+    for index, image in enumerate(images):
+        frame = read_bgr(image.image)
+        first = index % len(engines)
+        for k in [*range(first, len(engines)), *range(first)]:
+            started = time.perf_counter()
+            predictions[k].extend(engines[k].predict([frame]).detections)
+            latencies[k].append((time.perf_counter() - started) * 1000)
+    truths = [ground_truth(image) for image in images]
+    replays = []
+    for predicted, timed in zip(predictions, latencies, strict=True):
+        matches = [
+            match_frame(truth.xyxy, truth.class_id, pred.xyxy, pred.confidence, pred.class_id)
+            for truth, pred in zip(truths, predicted, strict=True)
+        ]
+        replays.append(ModelReplay(matches, timed[1:] if len(timed) > 1 else timed))
+    return replays
+
+
 def replay_model(
     model_path: Path, images: Sequence[LabelledImage], class_names: Sequence[str], imgsz: int
 ) -> ModelReplay:
-    """Predict frame by frame, timing each, and match every frame once against its ground truth."""
-    if not images:
-        return ModelReplay([], [])
-    latencies: list[float] = []
-    last = [time.perf_counter()]
-
-    def tick(frames: int) -> None:
-        now = time.perf_counter()
-        latencies.append((now - last[0]) * 1000 / max(frames, 1))
-        last[0] = now
-
-    predictions = predict_all(model_path, list(images), class_names, imgsz, "onnxruntime", progress=tick, batch=1)
-    matches = []
-    for image, pred in zip(images, predictions, strict=True):
-        truth = ground_truth(image)
-        matches.append(match_frame(truth.xyxy, truth.class_id, pred.xyxy, pred.confidence, pred.class_id))
-    return ModelReplay(matches, latencies[1:] if len(latencies) > 1 else latencies)
+    """One model alone, frame by frame, timing each frame (see :func:`replay_models`)."""
+    return replay_models([model_path], images, class_names, imgsz)[0]
 
 
 @dataclass(frozen=True)
@@ -110,8 +144,7 @@ def replay_ab(
     frames = random + pooled_gold + biased
     names = champion.class_names or shadow.class_names
     imgsz = settings.serving.imgsz
-    champ = replay_model(champion.onnx_path, frames, names, imgsz)
-    chall = replay_model(shadow.onnx_path, frames, names, imgsz)
+    champ, chall = replay_models([champion.onnx_path, shadow.onnx_path], frames, names, imgsz)
     n_random, n = len(random), len(random) + len(pooled_gold)
     guards = Guards(champ.p99_ms, chall.p99_ms, gold[0], gold[1])
     verdict = run_ab(champ.matches[:n], chall.matches[:n], guards, settings.ab, settings.serving.conf_threshold)

@@ -12,17 +12,21 @@ from visionloop.core.errors import ModelLoadError
 from visionloop.core.offline import require_prepared
 
 
-def build_untrained_model(architecture: str, class_names: Sequence[str], out_file: Path) -> Path:
+def build_untrained_model(architecture: str, class_names: Sequence[str], out_file: Path, seed: int = 0) -> Path:
     """Write an Ultralytics checkpoint with random weights built from ``architecture`` (no download).
 
-    It stands in until a trained model exists: the whole serving path can run and be measured on it.
+    It stands in until a trained model exists: the whole serving path can run and be measured on it. The weights
+    are drawn from ``seed`` (torch's global generator is left as it was), so every build answers the same: what a
+    test or a measurement sees of the stand-in does not change from run to run.
     """
     require_prepared()
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
     try:
-        model = DetectionModel(architecture, nc=len(class_names), verbose=False)  # type: ignore[no-untyped-call]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = DetectionModel(architecture, nc=len(class_names), verbose=False)  # type: ignore[no-untyped-call]
     except FileNotFoundError as exc:
         raise ModelLoadError(f"unknown model architecture '{architecture}': {exc}") from exc
     model.names = dict(enumerate(class_names))

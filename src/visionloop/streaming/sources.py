@@ -27,6 +27,11 @@ from visionloop.core.redaction import redact
 log = logging.getLogger(__name__)
 # Packets in a row that fail to decode before the stream counts as broken (about 3 s at 30 fps).
 MAX_BAD_PACKETS_IN_A_ROW = 90
+# Decoder threads per stream, fixed instead of FFmpeg's default (cores + 1): which damaged packets fail and which are
+# concealed depends on the thread count, so a fixed one decodes a stream the same way on every machine; and frame
+# threading holds threads - 1 frames back, so a 16-core default would add 16 frames of latency to a live camera.
+# 3 is what FFmpeg chose on the 2-core machines the service was measured on.
+DECODE_THREADS = 3
 
 
 class SourceError(VisionloopError):
@@ -44,6 +49,11 @@ class SourceOptions:
     read_timeout_s: float = 2.0
     loop_files: bool = True
     file_fps: float | None = None  # pace file reading (None: as fast as the buffer takes frames)
+    decode_threads: int = DECODE_THREADS  # 0: FFmpeg's choice by core count (decodes differ between machines)
+
+    def __post_init__(self) -> None:
+        if self.decode_threads < 0:
+            raise ValueError(f"decode_threads must be >= 0 (0: FFmpeg's choice), got {self.decode_threads}")
 
 
 @dataclass(frozen=True)
@@ -197,6 +207,8 @@ class PyAVSource(FrameSource):
         corrupt_before = self.corrupt_packets
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        if stream.codec_context is not None:  # None when the header names no known decoder: decode() says so
+            stream.codec_context.thread_count = self.options.decode_threads
         pacer = _Pacer(1.0 / self.options.file_fps if (self.options.file_fps and not self.live) else 0.0)
         packets, delivered, bad_in_a_row = container.demux(stream), 0, 0
         while (packet := self._next_packet(packets, delivered)) is not None:

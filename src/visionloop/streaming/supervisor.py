@@ -12,6 +12,7 @@ import logging
 import random
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -73,7 +74,8 @@ class CameraSupervisor:
         self._attempt_thread: threading.Thread | None = None
         self._attempt_error: SourceError | None = None
         self._seq = 0
-        self._rng = random.Random(hash(camera_id))
+        # The jitter's seed must be the same in every process: hash() of a str changes with PYTHONHASHSEED.
+        self._rng = random.Random(zlib.crc32(camera_id.encode()))
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
