@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -138,8 +139,13 @@ def test_a_full_shadow_queue_drops_and_counts(service: VisionloopService) -> Non
     jpegs = render_clip_jpegs(frames=8, width=320, height=180, seed=4)
     headers = {"Authorization": f"Bearer {TOKEN}"}
     with httpx.Client(base_url=service.api_url, timeout=60, headers=headers) as api:
-        wait_for(lambda: api.get("/v1/models").json(), lambda _: True, timeout_s=5)
-        time.sleep(2.0)  # the shadow replica picks up v3
+        one = [("images", ("0.jpg", jpegs[0], "image/jpeg"))]
+
+        def shadow_answers() -> dict[str, Any]:  # a frame through; the shadow replica has picked up v3 once it pairs
+            assert api.post("/v1/detect/batch", files=one).status_code == 200
+            return dict(api.get("/v1/shadow").json()["comparison"])
+
+        wait_for(shadow_answers, lambda c: c["shadow_version"] == "v3" and c["pairs"] > 0, timeout_s=60, interval_s=0.5)
         files = [("images", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(jpegs)]
         for _ in range(4):  # 8 frames a call, all mirrored, into a queue of 2
             assert api.post("/v1/detect/batch", files=files).status_code == 200
