@@ -16,7 +16,7 @@ import typer
 import yaml
 from rich.markup import escape
 
-from visionloop.cli import cameras, dashboard, data, labeling, loop, models, training
+from visionloop.cli import cameras, dashboard, data, labeling, loop, models, site, training
 from visionloop.cli.context import CliContext, api_client, console, print_json, settings_of, status_console
 from visionloop.core.errors import VisionloopError
 from visionloop.core.progress import working
@@ -26,6 +26,7 @@ app = typer.Typer(help="visionloop: real-time detection with an active-learning 
 config_app = typer.Typer(help="Inspect the settings.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(models.models_app, name="models")
+site.register(data.world_app)
 app.add_typer(data.world_app, name="world")
 app.add_typer(data.data_app, name="data")
 app.add_typer(cameras.cameras_app, name="cameras")

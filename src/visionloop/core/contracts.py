@@ -254,7 +254,8 @@ class EncodedFrame:
     whoever needs it (observers keep JPEG only for the few frames they store).
 
     ``decode_ms`` and ``queue_ms`` are what the frame already spent at its source (camera decode, buffer wait);
-    the serving side adds its own stages to them.
+    the serving side adds its own stages to them. ``source_frame`` is the number the camera stamped in the picture
+    (the frame clock, ``core.frame_clock``), when it carries one.
     """
 
     camera_id: str
@@ -264,6 +265,7 @@ class EncodedFrame:
     decode_ms: float = 0.0
     queue_ms: float = 0.0
     image: npt.NDArray[np.uint8] | None = None
+    source_frame: int | None = None
 
     @property
     def payload(self) -> bytes | npt.NDArray[np.uint8]:
@@ -281,7 +283,10 @@ class EncodedFrame:
 
 @dataclass(frozen=True)
 class FrameResult:
-    """What one model found in one frame of one camera, and what it cost."""
+    """What one model found in one frame of one camera, and what it cost.
+
+    ``result_ts`` is when the result was made (wall clock); with the camera's ``source_frame`` and its frame clock
+    it gives the glass-to-result age (``FrameClock.age_s``)."""
 
     camera_id: str
     seq: int
@@ -292,6 +297,8 @@ class FrameResult:
     role: ModelRole = ModelRole.CHAMPION
     frame_width: int = 0
     frame_height: int = 0
+    source_frame: int | None = None
+    result_ts: float | None = None
 
     def __post_init__(self) -> None:
         if not self.camera_id:
@@ -316,6 +323,8 @@ class FrameResult:
             "role": self.role.value,
             "frame_width": self.frame_width,
             "frame_height": self.frame_height,
+            **({"source_frame": self.source_frame} if self.source_frame is not None else {}),
+            **({"result_ts": self.result_ts} if self.result_ts is not None else {}),
             "latency_ms": {
                 "decode": round(self.latency.decode_ms, 3),
                 "queue": round(self.latency.queue_ms, 3),
@@ -337,6 +346,8 @@ class FrameResult:
             role=ModelRole(data.get("role", "champion")),
             frame_width=int(data.get("frame_width", 0)),
             frame_height=int(data.get("frame_height", 0)),
+            source_frame=int(data["source_frame"]) if data.get("source_frame") is not None else None,
+            result_ts=float(data["result_ts"]) if data.get("result_ts") is not None else None,
             latency=StageLatency(
                 decode_ms=lat.get("decode", 0.0),
                 queue_ms=lat.get("queue", 0.0),

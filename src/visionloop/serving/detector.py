@@ -200,6 +200,7 @@ def frame_results(frames: Sequence[EncodedFrame], replies: Sequence[FrameReply])
 
     Frames without a sequence number or capture time (uploads) get them from the caller before they come here."""
     results: list[FrameResult | str] = []
+    done = time.time()
     for frame, reply in zip(frames, replies, strict=True):
         if reply.error or reply.detections is None:
             results.append(reply.error or "no detections returned")
@@ -222,6 +223,8 @@ def frame_results(frames: Sequence[EncodedFrame], replies: Sequence[FrameReply])
                 role=ModelRole.CHAMPION,
                 frame_width=reply.width,
                 frame_height=reply.height,
+                source_frame=frame.source_frame,
+                result_ts=done,
             )
         )
     return results

@@ -29,9 +29,14 @@ class SimulatorError(VisionloopError):
 
 @dataclass(frozen=True)
 class SimulatedCamera:
+    """A camera the simulator serves: a clip looped from its start for each session, or, with ``epoch``, a live
+    camera of a site whose frame ``n`` leaves at ``epoch + n / fps`` (``video`` is then its raw stream, with the
+    frame index beside it)."""
+
     name: str
     video: Path
     fps: int
+    epoch: float | None = None
 
 
 def prepare_world_camera(
@@ -101,7 +106,10 @@ class RtspSimulator:
             )
         args = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port)]
         for camera in self.cameras:
-            args += ["--mount", f"{camera.name}={camera.video.resolve()}:{camera.fps}"]
+            if camera.epoch is None:
+                args += ["--mount", f"{camera.name}={camera.video.resolve()}:{camera.fps}"]
+            else:
+                args += ["--live", f"{camera.name}={camera.video.resolve()}:{camera.fps}:{camera.epoch:.6f}"]
         if self.user:
             args += ["--user", self.user, "--password", self.password or ""]
         # A clean environment for the system interpreter: the venv's PYTHONPATH/PYTHONHOME must not leak in.

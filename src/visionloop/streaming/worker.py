@@ -18,6 +18,7 @@ import numpy as np
 
 from visionloop.core.cameras import CameraSpec
 from visionloop.core.contracts import EncodedFrame, FrameResult
+from visionloop.core.frame_clock import read_frame_number
 from visionloop.core.frames import FrameSink
 from visionloop.core.redaction import redact
 from visionloop.core.settings import CameraSettings
@@ -91,6 +92,7 @@ class CameraRuntime:
             capture_ts=frame.capture_ts,
             decode_ms=frame.decode_ms,
             queue_ms=(time.monotonic() - frame.queued_at) * 1e3,
+            source_frame=read_frame_number(frame.image),
         )
 
     def _due(self, frames: list[CapturedFrame]) -> list[CapturedFrame]:

@@ -67,6 +67,7 @@ class Scene:
     class_ids: list[int] = field(default_factory=list)
     boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
     masks: list[Mask] = field(default_factory=list)
+    sources: list[int] = field(default_factory=list)  # each label's index in the objects composed
 
     def labels(self) -> list[dict[str, object]]:
         return [
@@ -193,6 +194,7 @@ def compose(
         scene.class_ids.append(obj.class_id)
         scene.boxes.append((x1, y1, x2, y2))
         scene.masks.append(visible)
+        scene.sources.append(index)
     return scene
 
 
