@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from visionloop.cli.context import api_client, console, print_json, settings_of
-from visionloop.core.progress import working
+from visionloop.cli.site import ShiftOption
 
 cameras_app = typer.Typer(help="IP cameras and video files as sources.", no_args_is_help=True)
 COLUMNS = (
@@ -101,38 +101,31 @@ def cameras_status(
 def cameras_simulate(
     ctx: typer.Context,
     cameras: Annotated[int, typer.Option(min=1, max=32, help="How many cameras.")] = 2,
-    domain: Annotated[str, typer.Option(help="World domain the cameras show.")] = "A",
-    seconds: Annotated[float, typer.Option(help="Length of each looped clip.")] = 20.0,
+    domain: Annotated[str, typer.Option(help="World domain the cameras start in.")] = "A",
+    seconds: Annotated[float, typer.Option(help="Length of the site's run (rendered ahead, cached).")] = 300.0,
+    seed: Annotated[int, typer.Option(min=0, help="Same seed, same site.")] = 0,
+    shift: ShiftOption = None,
     fps: Annotated[int, typer.Option(help="Frames per second.")] = 15,
+    site: Annotated[Path | None, typer.Option(help="Serve this site.json (from 'visionloop world site').")] = None,
     port: Annotated[int, typer.Option(help="RTSP port on 127.0.0.1.")] = 8554,
     user: Annotated[str | None, typer.Option(help="Require this RTSP user (basic auth).")] = None,
     password: Annotated[str, typer.Option(help="Password for --user.")] = "",
 ) -> None:
-    """Serve the synthetic world as looping RTSP cameras until Ctrl-C."""
-    from visionloop.simulation.rtsp_cameras import RtspSimulator, prepare_world_camera
+    """Serve a simulated site as live RTSP cameras until Ctrl-C: objects come and go, the light changes, scheduled
+    shifts happen; each frame carries its number (the frame clock)."""
+    from visionloop.cli.site import render_site, site_spec
+    from visionloop.simulation.site.live import RenderedSite
 
     settings = settings_of(ctx)
-    out_dir = settings.var.simulator
-    height, width = settings.world.video_size
-    with working(console, "Rendering the world's videos (cached under var/simulator)..."):
-        sims = [
-            prepare_world_camera(
-                f"cam{i + 1}",
-                domain,
-                seed=100 + i,
-                seconds=seconds,
-                fps=fps,
-                out_dir=out_dir,
-                height=height,
-                width=width,
-            )
-            for i in range(cameras)
-        ]
+    rendered = RenderedSite(site or render_site(settings, site_spec(cameras, seconds, seed, domain, shift, fps, None)))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with RtspSimulator(sims, port, user=user, password=password) as simulator:
-        for sim in sims:
-            console.print(f"{sim.name}: {simulator.url(sim.name)}")
-        console.print("Simulating; Ctrl-C to stop.")
+    with rendered.serve(port, user=user, password=password) as simulator:
+        for name in rendered.cameras:
+            console.print(f"{name}: {simulator.url(name)}")
+        console.print(
+            f"frame n of every camera leaves at {rendered.epoch:.3f} + n / {rendered.spec.fps} (Unix time); the site "
+            f"runs {rendered.spec.seconds:g} s. Ctrl-C to stop."
+        )
         stop.wait()

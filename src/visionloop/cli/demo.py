@@ -6,7 +6,7 @@ import contextlib
 import json
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from rich.console import Console
@@ -18,7 +18,11 @@ from visionloop.core.progress import working
 from visionloop.core.settings import Settings
 from visionloop.core.streams import StreamNames
 
+if TYPE_CHECKING:
+    from visionloop.simulation.site.live import RenderedSite
+
 SHIFT_AT = 0.4  # share of the camera demo after which cam2 moves from world A to its dusk shift B
+CAMERAS_CONNECT_S = 10.0  # from the site's first frame until the service's cameras stream (registration, RTSP)
 
 
 def _report_table(report: LoadReport, clients: int, frames_per_request: int) -> Table:
@@ -41,48 +45,51 @@ def _report_table(report: LoadReport, clients: int, frames_per_request: int) -> 
     return table
 
 
-def _camera_demo(settings: Settings, service: VisionloopService, console: Console, seconds: float) -> None:
-    """Two simulated RTSP cameras streamed live through the service: cam1 sees the training world throughout; cam2
-    sees it too, then (after SHIFT_AT of the time) the same scene at dusk, the shift the drift monitor must flag."""
+def demo_site(settings: Settings, camera_seconds: float) -> RenderedSite:
+    """The demo's site (rendered once, then cached under var/simulator): two cameras of world A; cam2 turns to dusk
+    (B) after SHIFT_AT of the camera demo, the shift the drift monitor must flag."""
+    from visionloop.cli.site import render_site
+    from visionloop.simulation.site import Shift, SiteSpec
+    from visionloop.simulation.site.live import RenderedSite
+
+    shift_at = CAMERAS_CONNECT_S + SHIFT_AT * camera_seconds
+    spec = SiteSpec(
+        seed=101,
+        cameras=2,
+        seconds=camera_seconds + 2 * CAMERAS_CONNECT_S,
+        shifts=(Shift(camera="cam2", at_s=shift_at, domain="B", ramp_s=5.0),),
+    )
+    return RenderedSite(render_site(settings, spec))
+
+
+def _camera_demo(service: VisionloopService, console: Console, seconds: float, site: RenderedSite) -> None:
+    """The site's cameras streamed live through the service, with a live table of their counters."""
     import httpx
     from rich.live import Live
 
     from visionloop.cli.cameras import camera_table
     from visionloop.core.redis_server import port_is_free
-    from visionloop.simulation.rtsp_cameras import RtspSimulator, prepare_world_camera
 
-    height, width = settings.world.video_size
-    out_dir = settings.var.simulator
-    with working(console, "Rendering the simulated cameras' videos (cached under var/simulator)..."):
-        videos = [
-            prepare_world_camera("cam1", "A", 101, 20.0, 15, out_dir, height, width),
-            prepare_world_camera("cam2", "A", 102, 20.0, 15, out_dir, height, width),
-            prepare_world_camera("cam2-dusk", "B", 102, 20.0, 15, out_dir, height, width),
-        ]
-    live_videos, dusk = videos[:2], videos[2]
     port = next(p for p in range(18554, 18654) if port_is_free(p))
     demo_started = time.time()
-    auth = {"Authorization": f"Bearer {settings.api.token.get_secret_value()}"}
+    auth = {"Authorization": f"Bearer {service.settings.api.token.get_secret_value()}"}
     with (
-        RtspSimulator(videos, port, user="demo", password=secrets.token_urlsafe(8)) as simulator,
+        site.serve(port, user="demo", password=secrets.token_urlsafe(8)) as simulator,
         httpx.Client(base_url=service.api_url, headers=auth, timeout=60) as api,
     ):
-        for video in live_videos:
-            api.delete(f"/v1/cameras/demo-{video.name}")  # left over from an interrupted demo
-            response = api.post("/v1/cameras", json={"id": f"demo-{video.name}", "url": simulator.url(video.name)})
+        for name in site.cameras:
+            api.delete(f"/v1/cameras/demo-{name}")  # left over from an interrupted demo
+            response = api.post("/v1/cameras", json={"id": f"demo-{name}", "url": simulator.url(name)})
             response.raise_for_status()
-        console.print(f"Two simulated RTSP cameras on 127.0.0.1:{port} (world A; cam2 shifts to dusk, B), live:")
+        shift = site.spec.shifts[0]
+        console.print(
+            f"A simulated site of {len(site.cameras)} live RTSP cameras on 127.0.0.1:{port} (world A; objects come "
+            f"and go; {shift.camera} turns to {shift.domain} at {shift.at_s:.0f} s of the site):"
+        )
         # A live table on a terminal; in a log (where Live draws nothing until the end) a table every 5 s.
         with Live(console=console, refresh_per_second=2) if console.is_terminal else contextlib.nullcontext() as live:
-            started = time.monotonic()
-            deadline, printed, shifted = started + seconds, 0.0, False
+            deadline, printed = time.monotonic() + seconds, 0.0
             while time.monotonic() < deadline:
-                if not shifted and time.monotonic() - started >= SHIFT_AT * seconds:
-                    api.delete("/v1/cameras/demo-cam2")  # the same camera id, now at dusk
-                    api.post(
-                        "/v1/cameras", json={"id": "demo-cam2", "url": simulator.url(dusk.name)}
-                    ).raise_for_status()
-                    shifted = True
                 table = camera_table(api.get("/v1/cameras").json(), title="cameras (live)")
                 if live is not None:
                     live.update(table)
@@ -90,8 +97,8 @@ def _camera_demo(settings: Settings, service: VisionloopService, console: Consol
                     console.print(table)
                     printed = time.monotonic()
                 time.sleep(1.0)
-        for video in live_videos:
-            api.delete(f"/v1/cameras/demo-{video.name}")
+        for name in site.cameras:
+            api.delete(f"/v1/cameras/demo-{name}")
     _drift_report(service, console, since_ms=int(demo_started * 1000))
 
 
@@ -233,6 +240,8 @@ def run_demo(
     console.print("Bootstrap model (trained once on the synthetic world, then cached under var/)...")
     outcome = run_bootstrap(settings, console)
     console.print(outcome.summary(settings.bootstrap.target_map50))
+    console.print("The simulated site (rendered once, then cached under var/simulator)...")
+    site = demo_site(settings, camera_seconds)
     with working(console, "Starting Redis, Ray and the Serve app (about 20-30 s)..."):
         service = VisionloopService(settings).start()
     try:
@@ -257,15 +266,13 @@ def run_demo(
             from visionloop.simulation.demo_labeler import DemoLabeler
 
             project = httpx.get(f"{service.api_url}/v1/labeling/status", timeout=30).json()["project_id"]
-            height, width = settings.world.video_size
-            clips = [("A", 7, 90, 360, 640), ("A", 101, 300, height, width), ("A", 102, 300, height, width),
-                     ("B", 102, 300, height, width)]  # fmt: skip
-            with working(console, "Indexing the world's ground truth for the simulated labeler..."):
-                labeler: Any = DemoLabeler(settings, service.label_studio_url, project, clips)
+            with working(console, "Indexing the clip's ground truth for the simulated labeler..."):
+                truth = demo_truth(settings, site, frames_seed=7)
+            labeler: Any = DemoLabeler(settings, service.label_studio_url, project, truth)
         else:
             labeler = contextlib.nullcontext()
         with labeler:
-            _camera_demo(settings, service, console, camera_seconds)
+            _camera_demo(service, console, camera_seconds, site)
         if hasattr(labeler, "answered"):
             console.print(f"the SIMULATED labeler answered {labeler.answered} Label Studio tasks from ground truth")
         streams = StreamNames(settings.redis.stream_prefix)
@@ -295,3 +302,16 @@ def run_demo(
             service.stop()
     console.print("[green]demo finished; everything stopped.[/]")
     return 0 if report.frames and not report.errors else 1
+
+
+def demo_truth(settings: Settings, site: RenderedSite, frames_seed: int) -> Any:
+    """What the demo's simulated labeler knows: the site's cameras by their frame clocks, and the API clip's frames
+    by their look."""
+    from visionloop.simulation.simulated_labeler import GroundTruthIndex
+    from visionloop.simulation.site.truth import FirstKnown, SiteTruth
+    from visionloop.simulation.world import load_domains
+    from visionloop.simulation.world.video import world_frames
+
+    clip = GroundTruthIndex()
+    clip.add_world_frames(world_frames(load_domains(settings.domains_file())["A"], frames_seed, 90, 360, 640))
+    return FirstKnown([SiteTruth(site, {f"demo-{name}": name for name in site.cameras}), clip])

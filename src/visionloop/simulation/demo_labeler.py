@@ -5,25 +5,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 from visionloop.core.settings import Settings
+from visionloop.simulation.simulated_labeler import TruthLookup
 
 log = logging.getLogger(__name__)
 
 
 class DemoLabeler:
-    def __init__(self, settings: Settings, label_studio_url: str, project_id: int, world_clips: list[Any]) -> None:
+    def __init__(self, settings: Settings, label_studio_url: str, project_id: int, truth: TruthLookup) -> None:
         from visionloop.labeling.label_studio_client import LabelStudioClient
         from visionloop.labeling.label_studio_server import LabelStudioAccount
-        from visionloop.simulation.simulated_labeler import GroundTruthIndex, SimulatedLabeler
-        from visionloop.simulation.world import load_domains
-        from visionloop.simulation.world.video import world_frames
+        from visionloop.simulation.simulated_labeler import SimulatedLabeler
 
-        domains = load_domains(settings.domains_file())
-        truth = GroundTruthIndex()
-        for domain, seed, frames, height, width in world_clips:
-            truth.add_world_frames(world_frames(domains[domain], seed, frames, height, width))
         self._client = LabelStudioClient(label_studio_url, LabelStudioAccount().token)
         self.labeler = SimulatedLabeler(
             self._client,

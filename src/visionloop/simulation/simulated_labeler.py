@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -32,6 +32,12 @@ class KnownFrame:
     width: int
     height: int
     boxes: list[Box]
+
+
+class TruthLookup(Protocol):
+    def lookup(self, image: np.ndarray[Any, Any], frame_id: str = "") -> KnownFrame | None:
+        """The truth of a stored frame (its picture, and its id ``<camera id>-<seq>-<ms>``), or None."""
+        ...
 
 
 class GroundTruthIndex:
@@ -70,7 +76,8 @@ class GroundTruthIndex:
             added += 1
         return added
 
-    def lookup(self, image: np.ndarray[Any, Any]) -> KnownFrame | None:
+    def lookup(self, image: np.ndarray[Any, Any], frame_id: str = "") -> KnownFrame | None:
+        """The known frame that looks most like ``image`` (its id does not matter here)."""
         if not self.frames:
             return None
         code = perceptual_hash(image)
@@ -86,7 +93,7 @@ class SimulatedLabeler:
         client: LabelStudioClient,
         project_id: int,
         files_root: Path,
-        truth: GroundTruthIndex,
+        truth: TruthLookup,
         class_names: Sequence[str],
         delay_s: float = 0.0,
         error_rate: float = 0.0,
@@ -137,7 +144,7 @@ class SimulatedLabeler:
                 continue  # a frame it cannot know (another world, an older run): never blocks the tasks behind it
             frame_id = task.get("data", {}).get("frame_id")
             image = cv2.imread(str(self._files_root / FRAMES_DIR / f"{frame_id}.jpg")) if frame_id else None
-            known = self._truth.lookup(image) if image is not None else None
+            known = self._truth.lookup(image, frame_id) if image is not None and frame_id else None
             if image is None or known is None:
                 self.unmatched += 1
                 self._unknown.add(int(task["id"]))
