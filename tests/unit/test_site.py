@@ -163,3 +163,23 @@ def test_the_writer_leaves_videos_truth_and_a_description_and_reuses_them(tmp_pa
     stamp = site_json.stat().st_mtime_ns
     assert write_site(spec, DOMAINS_FILE, tmp_path / "site", workers=1) == site_json
     assert site_json.stat().st_mtime_ns == stamp  # the same recipe is not rendered again
+
+
+def test_test_sets_come_from_the_cameras_later_window_and_unseen_viewpoints(tmp_path: Path) -> None:
+    from visionloop.learning.datasets import DatasetStore
+    from visionloop.simulation.site.live import RenderedSite
+    from visionloop.simulation.site.testsets import site_test_sets
+
+    spec = SiteSpec(seed=8, cameras=2, unseen=1, seconds=6)
+    site = RenderedSite(write_site(spec, DOMAINS_FILE, tmp_path / "site", workers=1))
+    store = DatasetStore(tmp_path / "datasets")
+    sets = site_test_sets(store, "demo-site", site, labels_until_s=3.0, every_s=0.5)
+    future, unseen = sets["future"], sets["unseen"]
+    assert future.manifest["counts"]["val"]["images"] == 2 * 6
+    assert unseen.manifest["counts"]["val"]["images"] == 12
+    stems = sorted(p.stem for p in (future.path / "images").rglob("*.jpg"))
+    assert stems[0] == "cam1_0000045" and all(int(s.split("_")[1]) >= 45 for s in stems)  # after 3 s at 15 fps
+    labels = {p.stem: p.read_text().split() for p in (future.path / "labels").rglob("*.txt")}
+    truth = site.truth("cam1")[45]
+    assert len(labels["cam1_0000045"]) == 5 * len(truth["objects"])
+    assert site_test_sets(store, "demo-site", site, labels_until_s=3.0, every_s=0.5)["future"].version == future.version

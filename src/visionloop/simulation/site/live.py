@@ -34,7 +34,22 @@ class RenderedSite:
 
     @property
     def cameras(self) -> list[str]:
+        """The cameras it serves."""
         return list(self.data["cameras"])
+
+    @property
+    def unseen(self) -> list[str]:
+        """Viewpoints of the same domain that are never served (test sets of places the loop never saw)."""
+        return list(self.data.get("unseen", {}))
+
+    def video(self, camera: str) -> Path:
+        return self.root / str(self._entry(camera)["video"])
+
+    def _entry(self, camera: str) -> dict[str, Any]:
+        entry = self.data["cameras"].get(camera) or self.data.get("unseen", {}).get(camera)
+        if entry is None:
+            raise KeyError(f"the site has no camera {camera!r} (it has {', '.join(self.cameras + self.unseen)})")
+        return dict(entry)
 
     def serve(
         self, port: int, epoch: float | None = None, user: str | None = None, password: str | None = None
@@ -63,7 +78,7 @@ class RenderedSite:
     @cached_property
     def _truth(self) -> dict[str, list[dict[str, Any]]]:
         out = {}
-        for name, info in self.data["cameras"].items():
+        for name, info in {**self.data["cameras"], **self.data.get("unseen", {})}.items():
             with (self.root / info["truth"]).open(encoding="utf-8") as handle:
                 out[name] = [json.loads(line) for line in handle if line.strip()]
         return out

@@ -1,5 +1,6 @@
 """Write a site ahead of a run: per camera ``video.mp4`` (H.264), ``truth.jsonl`` (one line per frame) and the raw
-stream the RTSP server sends live, plus ``site.json`` saying what it all is.
+stream the RTSP server sends live, plus ``site.json`` saying what it all is. Unseen cameras are written the same way
+and listed apart: they are never served, only looked at by test sets.
 
 Rendering costs tens of milliseconds a frame, so it happens here, before anything is measured, one process per
 core; a directory that already holds the same recipe (spec and domains text) is reused as it is.
@@ -61,7 +62,7 @@ def is_complete(out_dir: Path, recipe: str) -> bool:
     if not path.is_file():
         return False
     data = read_site_json(path)
-    cameras = data.get("cameras", {})
+    cameras = [*data.get("cameras", {}), *data.get("unseen", {})]
     files = (VIDEO_FILE, STREAM_FILE, INDEX_FILE, TRUTH_FILE)
     return data.get("recipe") == recipe and all((out_dir / c / f).is_file() for c in cameras for f in files)
 
@@ -75,7 +76,7 @@ def write_site(
     recipe = spec.recipe_hash(domains_text)
     if is_complete(out_dir, recipe):
         return out_dir / SITE_FILE
-    names = spec.camera_names()
+    names = spec.camera_names() + spec.unseen_names()
     SiteCamera(spec, names[0], load_domains(domains_file))  # a missing domain fails here, before any work
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / SITE_FILE).unlink(missing_ok=True)
@@ -94,21 +95,23 @@ def write_site(
         "spec": spec.model_dump(mode="json"),
         "class_names": list(CLASS_NAMES),
         "domains": {name: d.model_dump(mode="json") for name, d in load_domains(domains_file).items()},
-        "cameras": {
-            name: {
-                "viewpoint": spec.viewpoint(name),
-                "frames": spec.frames,
-                "shifts": [s.model_dump(mode="json") for s in spec.shifts_of(name)],
-                "video": f"{name}/{VIDEO_FILE}",
-                "truth": f"{name}/{TRUTH_FILE}",
-                "stream": f"{name}/{STREAM_FILE}",
-            }
-            for name in names
-        },
+        "cameras": {name: _camera_entry(spec, name) for name in spec.camera_names()},
+        "unseen": {name: _camera_entry(spec, name) for name in spec.unseen_names()},
         "render_s": round(time.time() - started, 1),
     }
     (out_dir / SITE_FILE).write_text(json.dumps(site, indent=2), encoding="utf-8")
     return out_dir / SITE_FILE
+
+
+def _camera_entry(spec: SiteSpec, name: str) -> dict[str, Any]:
+    return {
+        "viewpoint": spec.viewpoint(name),
+        "frames": spec.frames,
+        "shifts": [s.model_dump(mode="json") for s in spec.shifts_of(name)],
+        "video": f"{name}/{VIDEO_FILE}",
+        "truth": f"{name}/{TRUTH_FILE}",
+        "stream": f"{name}/{STREAM_FILE}",
+    }
 
 
 def _render_in_parallel(
