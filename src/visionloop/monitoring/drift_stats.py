@@ -11,7 +11,7 @@ is skipped: never drift, and not counted in the Bonferroni factor.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -190,11 +190,12 @@ def compare_windows(
     permutations: int,
     seed: int = 0,
     min_appearance_shift: float = MIN_APPEARANCE_SHIFT,
+    alarm_tests: Collection[str] | None = None,
 ) -> DriftResult:
-    """Every test of ``current`` against ``reference``, and whether the window drifts: a test counts when its
-    Bonferroni-adjusted p-value is below ``alpha`` (the appearance test only with a mean shift of at least
-    ``min_appearance_shift``), PSI when above ``psi_threshold``. The floor can only remove alarms, so the
-    family-wise false-alarm bound holds."""
+    """Every test of ``current`` against ``reference``, and whether the window drifts: a test of ``alarm_tests``
+    (default: all) counts when its p-value, Bonferroni-adjusted over those tests, is below ``alpha`` (the appearance
+    test only with a mean shift of at least ``min_appearance_shift``), PSI when above ``psi_threshold``. The floor
+    can only remove alarms, so the family-wise false-alarm bound holds; the other tests are computed and shown."""
     tests = {
         "confidence_ks": ks_test(reference.confidences, current.confidences, "confidences"),
         "class_chi2": chi_square_classes(reference.class_ids, current.class_ids),
@@ -204,7 +205,8 @@ def compare_windows(
     }
     psi_result = psi(reference.confidences, current.confidences, psi_threshold)
     tests["confidence_psi"] = psi_result
-    p_values = {name: t.p_value for name, t in tests.items() if t.p_value is not None}
+    counted = set(tests) if alarm_tests is None else set(alarm_tests)
+    p_values = {name: t.p_value for name, t in tests.items() if t.p_value is not None and name in counted}
     adjusted = min(1.0, min(p_values.values()) * len(p_values)) if p_values else None
     floors = {"appearance_mmd": min_appearance_shift}
     reasons = [
@@ -212,6 +214,6 @@ def compare_windows(
         for name, p in p_values.items()
         if p * len(p_values) < alpha and (tests[name].effect or 0.0) >= floors.get(name, 0.0)
     ]
-    if psi_result.statistic is not None and psi_result.statistic > psi_threshold:
+    if "confidence_psi" in counted and psi_result.statistic is not None and psi_result.statistic > psi_threshold:
         reasons.append("confidence_psi")
     return DriftResult(tests, adjusted, psi_result.statistic, bool(reasons), reasons)

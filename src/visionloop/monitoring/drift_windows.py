@@ -161,6 +161,7 @@ class DriftWindows:
             permutations=self.drift.permutations,
             seed=state.windows,
             min_appearance_shift=self.drift.min_appearance_shift,
+            alarm_tests=self.drift.alarm_tests,
         )
         state.windows += 1
         changed = self._track_alarm(state, result.drifted)

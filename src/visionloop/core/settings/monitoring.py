@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from visionloop.core.settings.base import StrictModel
+
+DriftTest = Literal["appearance_mmd", "confidence_ks", "confidence_psi", "class_chi2", "count_ks", "box_size_ks"]
+DEFAULT_ALARM_TESTS: tuple[DriftTest, ...] = ("appearance_mmd", "confidence_ks", "confidence_psi")
 
 
 class DriftSettings(StrictModel):
@@ -34,6 +39,14 @@ class DriftSettings(StrictModel):
         ge=0,
         description="Least shift of the mean appearance (noise-corrected) for the MMD test to count: frames of one "
         "scene are not exchangeable (objects move), so a significant but tiny shift is not drift.",
+    )
+    alarm_tests: list[DriftTest] = Field(
+        default_factory=lambda: list(DEFAULT_ALARM_TESTS),
+        min_length=1,
+        description="Tests whose drift raises the alarm (the Bonferroni factor counts these). The content tests "
+        "(class_chi2: the class mix, count_ks: objects per frame, box_size_ks: box sizes) are still computed and "
+        "shown, but by default raise none: on a site's cameras they follow the traffic (busy and quiet stretches, "
+        "the same objects over many frames), not the domain.",
     )
     samples_maxlen: int = Field(default=20_000, gt=0, description="Approximate cap of the drift-samples stream.")
     results_maxlen: int = Field(default=5_000, gt=0, description="Approximate cap of the drift stream (windows).")
