@@ -48,6 +48,7 @@ from visionloop.simulation.world import Domain, load_domains, write_clip_dataset
 
 RESULTS = Path(__file__).resolve().parent / "results" / "active_learning.json"
 ARMS = ("composite", "random")
+STREAM_CAMERAS = 4  # --stream: the site's cameras the pool comes from
 console = Console()
 
 
@@ -89,13 +90,43 @@ def camera_pool(settings: Any, domain: str, seed: int, images: int, clip_frames:
     return read_yolo_source(out)[0]
 
 
+def stream_pool(settings: Any, domain: str, seed: int, images: int, out: Path) -> list[LabelledImage]:
+    """A pool as a site's cameras produce it: STREAM_CAMERAS cameras of ``domain`` (each its viewpoint and traffic),
+    one frame a second of each, from the start of the site on, with the truth of every frame."""
+    from visionloop.simulation.site import SiteCamera, SiteSpec
+    from visionloop.simulation.world.yolo_export import make_dataset_dirs, write_data_yaml, write_yolo_frame, yolo_row
+
+    seconds = max(1, images // STREAM_CAMERAS)
+    spec = SiteSpec(seed=seed, cameras=STREAM_CAMERAS, domain=domain, seconds=seconds)
+    domains = load_domains(settings.domains_file())
+    make_dataset_dirs(out)
+    for name in spec.camera_names():
+        camera = SiteCamera(spec, name, domains)
+        for second in range(seconds):
+            frame = camera.render(second * spec.fps)
+            rows = [yolo_row(o.class_id, o.box, spec.width, spec.height) for o in frame.objects]
+            write_yolo_frame(out, f"{name}_{frame.number:07d}", frame.image, rows)
+    write_data_yaml(out, "images", "images")
+    return read_yolo_source(out)[0]
+
+
 def build_scenario(
-    settings: Any, domain: str, seed: int, pool_size: int, gold_size: int, work: Path, clip_frames: int = 1
+    settings: Any,
+    domain: str,
+    seed: int,
+    pool_size: int,
+    gold_size: int,
+    work: Path,
+    clip_frames: int = 1,
+    stream: bool = False,
 ) -> Scenario:
-    """``clip_frames`` 1: a pool of independent stills; more: a camera-like pool of clips (gold stays stills)."""
+    """``clip_frames`` 1: a pool of independent stills; more: a camera-like pool of clips; ``stream``: the frames a
+    site's cameras produced (gold stays stills)."""
     base = 100_000 * (seed + 1)  # far from the bootstrap's own seeds, different per seed
     pool, names = world(settings, domain, base + 1, pool_size, work / "pool")
-    if clip_frames > 1:
+    if stream:
+        pool = stream_pool(settings, domain, base + 5, pool_size, work / "stream")
+    elif clip_frames > 1:
         pool = camera_pool(settings, domain, base + 4, pool_size, clip_frames, work / "clips")
     gold_dir = work / "gold"
     world(settings, domain, base + 2, gold_size, gold_dir)
@@ -105,6 +136,12 @@ def build_scenario(
     )
     replay, _ = world(settings, "A", base + 3, pool_size // 2, work / "replay")
     return Scenario(domain, seed, pool, gold_yaml, replay, names)
+
+
+def pool_kind(args: Any) -> str:
+    if args.stream:
+        return f"a site's stream ({STREAM_CAMERAS} cameras, one frame a second each)"
+    return "stills" if args.clip_frames <= 1 else f"camera clips of {args.clip_frames} frames"
 
 
 def data_yaml(work: Path, train_items: list[LabelledImage], val_dir: Path, names: list[str]) -> Path:
@@ -276,6 +313,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=40, help="optimiser steps per round")
     parser.add_argument("--replay", type=float, default=0.25, help="domain-A images replayed per label bought")
     parser.add_argument(
+        "--stream", action="store_true", help="the pool is what a simulated site's cameras produced (one frame/s)"
+    )
+    parser.add_argument(
         "--clip-frames", type=int, default=1, help="1: a pool of independent stills; N: camera clips of N frames"
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -295,7 +335,7 @@ def main() -> None:
         "domains_file": str(settings.domains_file()),
         "seeds": args.seeds,
         "pool": args.pool,
-        "pool_kind": "stills" if args.clip_frames <= 1 else f"camera clips of {args.clip_frames} frames",
+        "pool_kind": pool_kind(args),
         "gold_images": args.gold,
         "iterations_per_round": args.iterations,
         "replay_per_label": args.replay,
@@ -309,7 +349,9 @@ def main() -> None:
         runs = []
         for seed in range(args.seeds):
             with tempfile.TemporaryDirectory(prefix=f"bench-al-{domain}-{seed}-") as tmp:
-                scenario = build_scenario(settings, domain, seed, args.pool, args.gold, Path(tmp), args.clip_frames)
+                scenario = build_scenario(
+                    settings, domain, seed, args.pool, args.gold, Path(tmp), args.clip_frames, args.stream
+                )
                 start_onnx = export_onnx(start_pt, settings.serving.imgsz, Path(tmp) / "start.onnx")
                 run: dict[str, Any] = {"seed": seed, "start_map50": gold_map50(settings, start_onnx, scenario)}
                 for arm in ARMS:

@@ -14,27 +14,16 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import av
 import numpy as np
 
-from visionloop.core.imaging import encode_jpeg
 from visionloop.learning.datasets import DatasetStore, DatasetVersion, stratified_split
 from visionloop.learning.yolo_source import read_yolo_source
 from visionloop.simulation.site.live import RenderedSite
-from visionloop.simulation.world.yolo_export import JPEG_QUALITY, make_dataset_dirs, write_data_yaml
+from visionloop.simulation.world.yolo_export import make_dataset_dirs, write_data_yaml, write_yolo_frame, yolo_row
 
 GOLD_SPLIT = (0.0, 1.0, 0.0)
-
-
-def _yolo_lines(line: dict[str, Any], width: int, height: int) -> list[str]:
-    rows = []
-    for obj in line["objects"]:
-        x1, y1, x2, y2 = (float(v) for v in obj["box"])
-        cx, cy, w, h = (x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height
-        rows.append(f"{int(obj['cls'])} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}")
-    return rows
 
 
 def write_camera_frames(
@@ -53,11 +42,9 @@ def write_camera_frames(
             for number, frame in enumerate(video.decode(video=0)):
                 if number not in wanted:
                     continue
-                stem = f"{camera}_{number:07d}"
                 image = np.asarray(frame.to_ndarray(format="bgr24"), np.uint8)
-                (out_dir / "images" / f"{stem}.jpg").write_bytes(encode_jpeg(image, JPEG_QUALITY))
-                lines = _yolo_lines(truth[number], spec.width, spec.height)
-                (out_dir / "labels" / f"{stem}.txt").write_text("\n".join(lines) + "\n" if lines else "")
+                rows = [yolo_row(int(o["cls"]), o["box"], spec.width, spec.height) for o in truth[number]["objects"]]
+                write_yolo_frame(out_dir, f"{camera}_{number:07d}", image, rows)
                 written += 1
     write_data_yaml(out_dir, "images", "images")
     return written

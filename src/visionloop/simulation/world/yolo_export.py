@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import yaml
 
 from visionloop.core.imaging import encode_jpeg
@@ -21,13 +22,22 @@ def scene_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, index]))
 
 
+def yolo_row(class_id: int, box: Sequence[float], width: int, height: int) -> str:
+    """One YOLO label line: class, centre and size relative to the image."""
+    x1, y1, x2, y2 = box
+    cx, cy = (x1 + x2) / 2 / width, (y1 + y2) / 2 / height
+    return f"{class_id} {cx:.6f} {cy:.6f} {(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}"
+
+
 def yolo_lines(scene: Scene) -> list[str]:
     height, width = scene.image.shape[:2]
-    lines = []
-    for class_id, (x1, y1, x2, y2) in zip(scene.class_ids, scene.boxes, strict=True):
-        cx, cy = (x1 + x2) / 2 / width, (y1 + y2) / 2 / height
-        lines.append(f"{class_id} {cx:.6f} {cy:.6f} {(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}")
-    return lines
+    return [yolo_row(c, box, width, height) for c, box in zip(scene.class_ids, scene.boxes, strict=True)]
+
+
+def write_yolo_frame(out_dir: Path, stem: str, image: npt.NDArray[np.uint8], rows: Sequence[str]) -> None:
+    """An image and its label lines as ``out_dir/images/<stem>.jpg`` and ``out_dir/labels/<stem>.txt``."""
+    (out_dir / "images" / f"{stem}.jpg").write_bytes(encode_jpeg(image, JPEG_QUALITY))
+    (out_dir / "labels" / f"{stem}.txt").write_text("\n".join(rows) + "\n" if rows else "")
 
 
 def write_data_yaml(root: Path, train: str, val: str, test: str | None = None) -> Path:
