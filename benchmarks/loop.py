@@ -1,11 +1,13 @@
 """Learning-loop benchmark: one whole cycle through the real service after a domain shift, then decision trials.
 
-The champion is the bootstrap model (domain A). Four simulated RTSP cameras show the shift domain; the Router's
-selector sends frames to the local Label Studio, where the SIMULATED labeler answers from the world's ground truth
-until ``--labels`` labels (the random control arm included) are spent. The labeling worker cuts one data set
+The champion is the bootstrap model (domain A). A simulated site's four live RTSP cameras show the shift domain
+(objects come and go; no frame repeats); the Router's selector sends frames to the local Label Studio, where the
+SIMULATED labeler answers from the site's truth until ``--labels`` labels (the random control arm included) are
+spent. The labeling worker cuts one data set
 version from them; the loop worker reacts: it fine-tunes a challenger from the champion, gates it on the A gold set,
 runs it as the shadow, takes the A/B decision and (``loop.auto_promote``) promotes it. The shift's gold set is
-generated apart, where the loop cannot see it: it only measures.
+generated apart, where the loop cannot see it: it only measures, beside the cameras' own test sets: the site's
+frames after the last one offered for labeling (``camera_*``) and its two unseen viewpoints (``unseen_*``).
 
 Then ``decision_trials``: 20 seeded draws of ``ab.min_frames`` labelled frames of the shift (a pool the models were
 not trained on); on each, the A/B decision for three pairs: the cycle's challenger vs the old champion (should
@@ -26,7 +28,7 @@ from typing import Any
 import cv2
 from rich.console import Console
 
-from benchmarks.loop_cycle import run_cycle, seed_var
+from benchmarks.loop_cycle import cycle_site, run_cycle, seed_var
 from benchmarks.loop_report import decision_of, write_report
 from benchmarks.loop_trials import (
     WRONG_LABEL_RATE,
@@ -43,6 +45,7 @@ from visionloop.core.model_setup import ultralytics_config_dir
 from visionloop.core.offline import prepare_ultralytics
 from visionloop.learning.datasets import DatasetStore
 from visionloop.simulation.bootstrap import run_bootstrap
+from visionloop.simulation.site.testsets import site_test_sets
 
 console = Console()
 
@@ -59,6 +62,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--labeling-timeout-s", type=float, default=900, help="Stop labeling after this long.")
     parser.add_argument("--cycle-timeout-s", type=float, default=2400)
+    parser.add_argument(
+        "--site-seconds", type=float, default=600.0, help="Length of the site; labeling stops 120 s before its end."
+    )
     return parser.parse_args()
 
 
@@ -90,10 +96,18 @@ def main() -> None:
         + (" (cached)" if oracle_cached else "")
     )
 
-    cycle = run_cycle(base, args, var.root, f"{gold_a.name}/{gold_a.version}")
+    site = cycle_site(base, args)
+    cycle = run_cycle(base, args, var.root, f"{gold_a.name}/{gold_a.version}", site)
     after_champion = registry.champion()
     after = map50(base, after_champion.onnx_path, gold_shift)
     after_a = map50(base, after_champion.onnx_path, gold_a)
+    cameras = site_test_sets(DatasetStore(measure.var.datasets), f"bench-loop-{args.shift_domain}-s{args.seed}", site,
+                             cycle["labels_until_s"] + 5.0)  # fmt: skip
+    on_cameras = {
+        f"{kind}_{when}_map50": round(map50(base, model.onnx_path, test_set), 4)
+        for kind, test_set in (("camera", cameras["future"]), ("unseen", cameras["unseen"]))
+        for when, model in (("shifted", champion), ("after", after_champion))
+    }
     candidate = cycle["candidate"]
     result: dict[str, Any] = {
         "shift_domain": args.shift_domain,
@@ -116,6 +130,9 @@ def main() -> None:
         "decision": decision_of(candidate),
         "candidate": candidate,
         "shadow_comparison": cycle["shadow"].get("comparison"),
+        **on_cameras,
+        "camera_test_sets": {kind: version.ref for kind, version in cameras.items()},
+        "labels_until_s": cycle["labels_until_s"],
     }
     if candidate is not None:
         challenger = registry.get(candidate["version"])

@@ -1,5 +1,6 @@
-"""The learning-loop benchmark's cycle through the real service: a private var seeded with the champion, simulated
-cameras showing the shift, the simulated labeler answering until the budget is spent, then the loop's verdict."""
+"""The learning-loop benchmark's cycle through the real service: a private var seeded with the champion, a simulated
+site whose cameras show the shift, the simulated labeler answering until the budget is spent, then the loop's
+verdict. The site's later frames and its unseen cameras are the cycle's camera test sets (benchmarks.loop)."""
 
 from __future__ import annotations
 
@@ -22,14 +23,14 @@ from visionloop.core.redis_server import port_is_free
 from visionloop.core.registry import ModelRegistry, ModelVersion, Role
 from visionloop.core.settings import Settings
 from visionloop.learning.datasets import DatasetStore
-from visionloop.simulation.rtsp_cameras import RtspSimulator, prepare_world_camera
-from visionloop.simulation.simulated_labeler import GroundTruthIndex, SimulatedLabeler
-from visionloop.simulation.world import load_domains
-from visionloop.simulation.world.video import world_frames
+from visionloop.simulation.simulated_labeler import SimulatedLabeler
+from visionloop.simulation.site import SiteSpec
+from visionloop.simulation.site.live import RenderedSite
+from visionloop.simulation.site.truth import SiteTruth
 
 CAMERAS = 4
-CAMERA_SECONDS = 60.0  # distinct frames for a minute: near-duplicates within labeling.dedup_window_s are skipped
-CAMERA_FPS = 15
+UNSEEN = 2
+FUTURE_S = 120.0  # the site's last two minutes are never offered for labeling: the cameras' own future
 console = Console()
 
 
@@ -82,38 +83,30 @@ def seed_var(
     return registry, champion
 
 
-def run_cycle(base: Settings, args: argparse.Namespace, var: Path, gold_ref: str) -> dict[str, Any]:
-    """The cycle through the real service; returns what it did and how long it took."""
+def cycle_site(base: Settings, args: argparse.Namespace) -> RenderedSite:
+    """The cycle's site: CAMERAS cameras and UNSEEN unseen viewpoints of the shift domain, long enough for the
+    labeling and the future window after it (rendered once, cached under var/simulator)."""
+    from visionloop.cli.site import render_site
+
+    spec = SiteSpec(
+        seed=500 + 10 * args.seed,
+        cameras=CAMERAS,
+        unseen=UNSEEN,
+        domain=args.shift_domain,
+        seconds=args.site_seconds,
+    )
+    return RenderedSite(render_site(base, spec))
+
+
+def run_cycle(base: Settings, args: argparse.Namespace, var: Path, gold_ref: str, site: RenderedSite) -> dict[str, Any]:
+    """The cycle through the real service; returns what it did, how long it took, and until when (seconds of the
+    site) frames were offered for labeling."""
     settings = bench_settings(base, var, args, gold_ref)
-    height, width = settings.world.video_size
-    out_dir = base.var.simulator
-    domains_file = settings.domains_file()
-    cams = [
-        prepare_world_camera(
-            f"shift{i}",
-            args.shift_domain,
-            500 + 10 * args.seed + i,
-            CAMERA_SECONDS,
-            CAMERA_FPS,
-            out_dir,
-            height,
-            width,
-            domains_file,
-        )
-        for i in range(CAMERAS)
-    ]
-    truth = GroundTruthIndex()
-    world = load_domains(domains_file)[args.shift_domain]
-    for i in range(CAMERAS):
-        truth.add_world_frames(
-            world_frames(world, 500 + 10 * args.seed + i, int(CAMERA_SECONDS * CAMERA_FPS), height, width)
-        )
     registry = ModelRegistry(settings.var.models)
     auth = {"Authorization": f"Bearer {settings.api.token.get_secret_value()}"}
     started = time.monotonic()
     with (
         VisionloopService(settings) as service,
-        RtspSimulator(cams, free_port(18554)) as simulator,
         httpx.Client(base_url=service.api_url, headers=auth, timeout=120) as api,
     ):
         from visionloop.labeling.label_studio_client import LabelStudioClient
@@ -121,20 +114,26 @@ def run_cycle(base: Settings, args: argparse.Namespace, var: Path, gold_ref: str
 
         project = api.get("/v1/labeling/status").json()["project_id"]
         client = LabelStudioClient(service.label_studio_url or "", LabelStudioAccount().token)
+        truth = SiteTruth(site, {name: name for name in site.cameras})
         labeler = SimulatedLabeler(
             client, project, settings.var.label_studio_files, truth, settings.model.class_names, seed=args.seed
         )
-        for cam in cams:
-            api.post("/v1/cameras", json={"id": cam.name, "url": simulator.url(cam.name)}).raise_for_status()
-        answered, deadline = 0, time.monotonic() + args.labeling_timeout_s
-        with progress_bar(console) as progress:
-            task = progress.add_task("simulated labeler", total=args.labels, status="")
-            while answered < args.labels and time.monotonic() < deadline:
-                answered += labeler.label_pending(limit=min(20, args.labels - answered))
-                progress.update(task, completed=answered, status=f"{labeler.unmatched} unmatched")
-                time.sleep(2.0)
-        for cam in cams:  # the cameras stop: training gets the CPUs
-            api.delete(f"/v1/cameras/{cam.name}")
+        with site.serve(free_port(18554)) as simulator:
+            for name in site.cameras:
+                api.post("/v1/cameras", json={"id": name, "url": simulator.url(name)}).raise_for_status()
+            clock = site.clock(site.cameras[0])
+            answered, deadline = 0, time.monotonic() + args.labeling_timeout_s
+            last_offer = clock.sent_at(round((site.spec.seconds - FUTURE_S) * site.spec.fps))
+            with progress_bar(console) as progress:
+                task = progress.add_task("simulated labeler", total=args.labels, status="")
+                while answered < args.labels and time.monotonic() < deadline and time.time() < last_offer:
+                    answered += labeler.label_pending(limit=min(20, args.labels - answered))
+                    progress.update(task, completed=answered, status=f"{labeler.unmatched} unmatched")
+                    time.sleep(2.0)
+            for name in site.cameras:  # the cameras stop: training gets the CPUs
+                api.delete(f"/v1/cameras/{name}")
+            labels_until_s = time.time() - clock.epoch
+            answered += labeler.label_pending(limit=max(0, args.labels - answered))  # frames queued meanwhile
         # The labels so far become a data set version now (a no-op when the budget's own cut happened already).
         api.post("/v1/labeling/sync", params={"cut": "true"}).raise_for_status()
         labelled_s = time.monotonic() - started
@@ -146,6 +145,7 @@ def run_cycle(base: Settings, args: argparse.Namespace, var: Path, gold_ref: str
     return {
         "labels_used": answered,
         "labelling_s": round(labelled_s, 1),
+        "labels_until_s": round(labels_until_s, 1),
         "cycle_s": round(time.monotonic() - started, 1),
         "candidate": decided,
         "loop_status": loop_status,
