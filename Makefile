@@ -21,7 +21,7 @@ APT_PACKAGES := redis-server python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad chromium prometheus docker-compose
 PYTEST_ARGS ?=
 
-.PHONY: help system-deps venv demo up test lint typecheck unit integration model bootstrap bench-serving bench-pipeline bench-al bench-loop bench-explain gpu-check cluster-demo lock lock-label-studio check-lock clean
+.PHONY: help system-deps venv demo up test lint typecheck unit integration model bootstrap bench-serving bench-pipeline bench-al bench-loop bench-explain bench-site gpu-check cluster-demo lock lock-label-studio check-lock clean
 
 help:
 	@echo "make demo           run the whole loop on embedded defaults"
@@ -33,6 +33,7 @@ help:
 	@echo "make bench-al       active learning vs random on shifts B and C, 3 seeds (benchmarks/results/active_learning.json)"
 	@echo "make bench-loop     one loop cycle after a domain shift, and A/B decision trials (benchmarks/results/loop.json)"
 	@echo "make bench-explain  seconds per SHAP explanation and the pointing game (benchmarks/results/explain.json)"
+	@echo "make bench-site     a simulated site's rendering and serving costs, and its truth against gold (benchmarks/results/site.json)"
 	@echo "make cluster-demo   two Ray nodes (ray start: edge + infer), cameras across them, the inference node lost and back"
 	@echo "make gpu-check      serving benchmark on CUDA (benchmarks/results/serving-gpu.json); says what is missing and passes without a GPU"
 	@echo "make lock           rewrite requirements.lock from the venv (index pins only)"
@@ -106,6 +107,11 @@ bench-pipeline: system-deps venv
 
 bench-explain: system-deps venv
 	$(BIN)/python -m benchmarks.explain
+
+# BENCH_SITE_ARGS="--cameras 8 --seconds 120 --domain B" picks the site.
+BENCH_SITE_ARGS ?=
+bench-site: system-deps venv
+	$(BIN)/python -m benchmarks.site $(BENCH_SITE_ARGS)
 
 # CLUSTER_DEMO_ARGS="--stream-s 30 --down-s 20" sets how long it streams before, and stays down after, the kill.
 CLUSTER_DEMO_ARGS ?=

@@ -1,4 +1,7 @@
-"""Cameras through the whole service: the API and CLI add them, results reach Redis, a restart resumes them."""
+"""Cameras through the whole service: the API and CLI add them, results reach Redis, a restart resumes them.
+
+The camera is a simulated site's (live, never repeating a frame): its results carry the frame number the camera
+stamped in each picture, so their glass-to-result age is known."""
 
 from __future__ import annotations
 
@@ -16,8 +19,11 @@ import redis
 from tests.conftest import free_port, make_settings, wait_for
 from visionloop.cli.service import VisionloopService
 from visionloop.core.contracts import FrameResult
+from visionloop.core.layout import shipped_config
 from visionloop.core.streams import StreamNames
-from visionloop.simulation.rtsp_cameras import RtspSimulator, prepare_world_camera
+from visionloop.simulation.site import SiteSpec
+from visionloop.simulation.site.live import RenderedSite
+from visionloop.simulation.site.writer import write_site
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": "Bearer test-token-123"}
@@ -41,13 +47,14 @@ def files_containing(roots: list[Path], secrets: list[bytes], skip: Path) -> lis
 
 
 def test_cameras_through_the_api_cli_and_a_restart(module_var_dir: Path, tmp_path: Path) -> None:
-    video = prepare_world_camera("cam1", "A", 7, seconds=3, fps=15, out_dir=tmp_path, height=180, width=320)
+    spec = SiteSpec(seed=7, cameras=1, seconds=300, width=320, height=180)
+    site = RenderedSite(write_site(spec, shipped_config("domains.yaml"), tmp_path / "site"))
     # The drift sampler is an observer: camera frames reach it through the Router's observe_frames, after the
     # camera published its own results (one hop to the Detector).
     settings = make_settings(
         module_var_dir, cameras__stall_timeout_s="2", drift__enabled="true", drift__sample_interval_s="0.2"
     )
-    with RtspSimulator([video], free_port(), user="op", password="pa55-word") as simulator:
+    with site.serve(free_port(), user="op", password="pa55-word") as simulator:
         url = simulator.url("cam1")
         with VisionloopService(settings) as service:
             api = httpx.Client(base_url=service.api_url, timeout=60)
@@ -78,6 +85,10 @@ def test_cameras_through_the_api_cli_and_a_restart(module_var_dir: Path, tmp_pat
             gate = [r for r in results if r.camera_id == "gate"]
             assert gate and gate[0].latency.decode_ms > 0 and gate[0].latency.inference_ms > 0
             assert gate[0].seq > 0 and abs(time.time() - gate[0].capture_ts) < 30
+            clocked = [r for r in gate if r.source_frame is not None and r.result_ts is not None]
+            assert len(clocked) == len(gate)  # every frame of a simulated camera carries its number
+            ages = [site.clock("cam1").age_s(r.source_frame or 0, r.result_ts or 0.0) for r in clocked]
+            assert all(0 < age < 30 for age in ages), ages
             assert status["results_dropped"] == 0  # Redis is up: no result may be lost
             drift_stream = StreamNames(settings.redis.stream_prefix).drift_samples
             samples = wait_for(lambda: client.xrange(drift_stream), lambda found: len(found) >= 2, 30)
