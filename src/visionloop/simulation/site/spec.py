@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from visionloop.core.errors import ConfigError
 
 UNSEEN_OFFSET = 10_000  # viewpoint index of unseen camera i: far from any streamed camera's
+RENDERER_VERSION = 2  # bump whenever the same spec would render different pictures or truth
 
 
 class Shift(BaseModel):
@@ -97,8 +98,11 @@ class SiteSpec(BaseModel):
         return sorted((s for s in self.shifts if s.camera == camera), key=lambda s: s.at_s)
 
     def recipe_hash(self, domains_text: str) -> str:
-        """What a rendering of this site depends on: the spec and the domains file's text."""
-        blob = json.dumps({"spec": self.model_dump(mode="json"), "domains": domains_text}, sort_keys=True)
+        """What a rendering of this site depends on: the spec, the domains file's text and the renderer's version."""
+        blob = json.dumps(
+            {"spec": self.model_dump(mode="json"), "domains": domains_text, "renderer": RENDERER_VERSION},
+            sort_keys=True,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -101,6 +101,12 @@ class ViewGeometry:
     height: int  # above the clock's strip
     doors: tuple[Door, ...]
 
+    @property
+    def span(self) -> int:
+        """What a domain's object scale is a fraction of: the longer side, the one a detector's square input spans
+        (a still is square), so a site's objects look to the detector as large as its domain's stills show them."""
+        return max(self.width, self.height)
+
 
 def _colour(rng: np.random.Generator, domain: Domain) -> tuple[int, int, int]:
     import cv2
@@ -116,8 +122,7 @@ def _track(
     rng: np.random.Generator, ident: int, enters: float, domain: Domain, view: ViewGeometry, class_id: int
 ) -> Track:
     traffic = domain.traffic
-    short = min(view.width, view.height)
-    size = short * float(rng.uniform(*domain.scale))
+    size = view.span * float(rng.uniform(*domain.scale))
     entry, exit_ = rng.choice(len(view.doors), size=2, replace=len(view.doors) < 2)
     margin = size * 0.6
     stop = (

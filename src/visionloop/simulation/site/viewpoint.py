@@ -40,7 +40,7 @@ class Sensor:
 
 def _doors(rng: np.random.Generator, width: int, height: int) -> tuple[Door, ...]:
     """Three doors on the left, right and top edges, just outside the picture so objects slide in."""
-    out = 0.18 * min(width, height)
+    out = 0.18 * max(width, height)
     doors = []
     for edge in rng.permutation(["left", "right", "top", "left", "right"])[:3]:
         if edge == "left":
@@ -78,7 +78,7 @@ class Viewpoint:
         """Unlabelled things that stay where they are (poles, signs, parked shapes)."""
         if domain.name not in self._clutter:
             rng = _rng(self.seed, self.index, _name_key(domain.name), CLUTTER_TAG)
-            self._clutter[domain.name] = sample_distractors(rng, domain, self.height, self.width)
+            self._clutter[domain.name] = sample_distractors(rng, domain, self.height, self.width, self.geometry.span)
         return self._clutter[domain.name]
 
     def sensor(self, domain: Domain) -> Sensor:

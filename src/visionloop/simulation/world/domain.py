@@ -89,7 +89,9 @@ class Domain(BaseModel):
     blur_sigma: tuple[float, float] = Field(default=(0.0, 0.8), description="Range of Gaussian blur sigma, pixels.")
     noise_std: tuple[float, float] = Field(default=(2.0, 8.0), description="Range of Gaussian pixel noise std.")
     scale: tuple[float, float] = Field(
-        default=(0.07, 0.22), description="Object size range as a fraction of the image's shorter side."
+        default=(0.07, 0.22),
+        description="Object size range as a fraction of the image's shorter side (of a site camera's longer side, "
+        "the side a detector's square input spans).",
     )
     objects: tuple[int, int] = Field(default=(1, 6), description="Range of labelled objects per image.")
     distractors: tuple[int, int] = Field(default=(2, 8), description="Range of unlabelled distractor shapes.")

@@ -114,8 +114,12 @@ def sample_objects(rng: np.random.Generator, domain: Domain, height: int, width:
     return objects
 
 
-def sample_distractors(rng: np.random.Generator, domain: Domain, height: int, width: int) -> list[Distractor]:
-    short = min(height, width)
+def sample_distractors(
+    rng: np.random.Generator, domain: Domain, height: int, width: int, span: int | None = None
+) -> list[Distractor]:
+    """Unlabelled shapes sized like the domain's objects; ``span`` is the side their scale is a fraction of (the
+    shorter side by default)."""
+    short = span or min(height, width)
     out = []
     for _ in range(int(rng.integers(domain.distractors[0], domain.distractors[1] + 1))):
         kind = ("line", "ellipse", "polygon", "ring")[int(rng.integers(4))]
