@@ -75,6 +75,9 @@ def test_full_round_trip_gives_yolo_labels_equal_to_the_annotations(
     assert queue.stats()["pending"] == 0
     tasks = client._query(project, [])
     assert len(tasks) == 4
+    # Paging that ends on a full page (4 tasks in pages of 1, 2 and 4) asks for no page past the last.
+    for page_size in (1, 2, 4, 3):
+        assert sorted(t["id"] for t in client._query(project, [], page_size)) == sorted(t["id"] for t in tasks)
     task = next(t for t in tasks if t["data"]["frame_id"] == items[1].frame_id)
     prediction = task["predictions"][0]
     assert prediction["model_version"] == "v2" and prediction["result"][0]["value"]["rectanglelabels"] == ["square"]

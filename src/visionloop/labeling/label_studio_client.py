@@ -23,6 +23,10 @@ class LabelStudioUnavailable(VisionloopError):
 class LabelStudioRejected(VisionloopError):
     """Label Studio refused the request (4xx): retrying the same request will not help."""
 
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 def label_config(class_names: Sequence[str]) -> str:
     """Image + RectangleLabels with the model's classes, in the model's order."""
@@ -48,7 +52,9 @@ class LabelStudioClient:
         if response.status_code >= 500:
             raise LabelStudioUnavailable(f"{method} {path}: Label Studio answered {response.status_code}")
         if response.status_code >= 400:
-            raise LabelStudioRejected(f"{method} {path}: {response.status_code} {response.text[:300]}")
+            raise LabelStudioRejected(
+                f"{method} {path}: {response.status_code} {response.text[:300]}", response.status_code
+            )
         return response.json() if response.content else None
 
     def healthy(self) -> bool:
@@ -99,18 +105,23 @@ class LabelStudioClient:
         return int(ids[0])
 
     def _query(self, project_id: int, items: list[dict[str, Any]], page_size: int = 100) -> list[dict[str, Any]]:
+        """Every task matching ``items``, page by page. Label Studio answers 404 "Invalid page" for the page after
+        a full last one, so paging stops at the total it reports, or at that 404 where it reports none."""
         query = json.dumps({"filters": {"conjunction": "and", "items": items}})
         out: list[dict[str, Any]] = []
         page = 1
         while True:
-            body = self._call(
-                "GET",
-                "/api/tasks",
-                params={"project": project_id, "query": query, "fields": "all", "page": page, "page_size": page_size},
-            )
+            params = {"project": project_id, "query": query, "fields": "all", "page": page, "page_size": page_size}
+            try:
+                body = self._call("GET", "/api/tasks", params=params)
+            except LabelStudioRejected as exc:
+                if page > 1 and exc.status == 404:
+                    return out
+                raise
             tasks = body.get("tasks", []) if isinstance(body, dict) else body
             out.extend(tasks)
-            if len(tasks) < page_size:
+            total = body.get("total") if isinstance(body, dict) else None
+            if len(tasks) < page_size or (isinstance(total, int) and len(out) >= total):
                 return out
             page += 1
 
