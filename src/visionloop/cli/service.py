@@ -115,7 +115,11 @@ class VisionloopService:
         from visionloop.streaming.manager import start_manager
 
         self.camera_manager = start_manager(
-            self.settings, self.redis_url, DetectorFrameSink(ResultTarget.from_settings(self.settings, self.redis_url))
+            self.settings,
+            self.redis_url,
+            DetectorFrameSink(
+                ResultTarget.from_settings(self.settings, self.redis_url), tracking=self.settings.tracking
+            ),
         )
 
     def _start_webrtc(self) -> None:

@@ -67,6 +67,7 @@ class Detections:
         class_id: (N,) int32.
         class_scores: optional (N, C) float32 per-class scores (the samplers' margin and entropy need them).
         embedding: optional (D,) float32 vector describing the whole frame (novelty sampling).
+        track_id: optional (N,) int64 id of the track each box belongs to (core.tracking; -1: none took it).
     """
 
     xyxy: FloatArray
@@ -74,6 +75,7 @@ class Detections:
     class_id: IntArray
     class_scores: FloatArray | None = None
     embedding: FloatArray | None = None
+    track_id: npt.NDArray[np.int64] | None = None
 
     def __post_init__(self) -> None:
         xyxy = _validated_boxes(self.xyxy)
@@ -88,6 +90,11 @@ class Detections:
             object.__setattr__(self, "class_scores", scores)
         if self.embedding is not None:
             object.__setattr__(self, "embedding", _as_float32(self.embedding, "embedding").reshape(-1))
+        if self.track_id is not None:
+            ids = np.asarray(self.track_id, dtype=np.int64).reshape(-1)
+            if ids.shape[0] != n:
+                raise ValueError(f"track_id must have shape ({n},), got {ids.shape}")
+            object.__setattr__(self, "track_id", ids)
 
     def __len__(self) -> int:
         return int(self.xyxy.shape[0])
@@ -189,6 +196,8 @@ class Detections:
                 box["class_name"] = class_names[int(self.class_id[i])]
             if self.class_scores is not None:
                 box["class_scores"] = [round(float(v), 5) for v in self.class_scores[i]]
+            if self.track_id is not None:
+                box["track_id"] = int(self.track_id[i])
             boxes.append(box)
         out: dict[str, Any] = {"boxes": boxes}
         if self.embedding is not None:
@@ -202,12 +211,14 @@ class Detections:
             empty = cls.empty()
             return cls(empty.xyxy, empty.confidence, empty.class_id, embedding=data.get("embedding"))
         scores = [b["class_scores"] for b in boxes] if all("class_scores" in b for b in boxes) else None
+        tracks = [b["track_id"] for b in boxes] if all("track_id" in b for b in boxes) else None
         return cls(
             xyxy=np.array([b["xyxy"] for b in boxes], np.float32),
             confidence=np.array([b["confidence"] for b in boxes], np.float32),
             class_id=np.array([b["class_id"] for b in boxes], np.int32),
             class_scores=None if scores is None else np.array(scores, np.float32),
             embedding=data.get("embedding"),
+            track_id=None if tracks is None else np.array(tracks, np.int64),
         )
 
 
@@ -299,6 +310,7 @@ class FrameResult:
     frame_height: int = 0
     source_frame: int | None = None
     result_ts: float | None = None
+    flicker: float | None = None  # the camera's tracker: flicker events per box in this frame (core.tracking)
 
     def __post_init__(self) -> None:
         if not self.camera_id:
@@ -325,6 +337,7 @@ class FrameResult:
             "frame_height": self.frame_height,
             **({"source_frame": self.source_frame} if self.source_frame is not None else {}),
             **({"result_ts": self.result_ts} if self.result_ts is not None else {}),
+            **({"flicker": round(self.flicker, 4)} if self.flicker is not None else {}),
             "latency_ms": {
                 "decode": round(self.latency.decode_ms, 3),
                 "queue": round(self.latency.queue_ms, 3),
@@ -348,6 +361,7 @@ class FrameResult:
             frame_height=int(data.get("frame_height", 0)),
             source_frame=int(data["source_frame"]) if data.get("source_frame") is not None else None,
             result_ts=float(data["result_ts"]) if data.get("result_ts") is not None else None,
+            flicker=float(data["flicker"]) if data.get("flicker") is not None else None,
             latency=StageLatency(
                 decode_ms=lat.get("decode", 0.0),
                 queue_ms=lat.get("queue", 0.0),

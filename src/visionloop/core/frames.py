@@ -26,8 +26,9 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 from visionloop.core.bus import BusSpec
 from visionloop.core.contracts import EncodedFrame, FrameResult
 from visionloop.core.results import BackgroundPublisher, ResultPublisher
-from visionloop.core.settings import Settings
+from visionloop.core.settings import Settings, TrackingSettings
 from visionloop.core.streams import CHAMPION_DEPLOYMENT, SERVE_APP_NAME
+from visionloop.core.tracking import CameraTrackers
 
 log = logging.getLogger(__name__)
 
@@ -238,8 +239,11 @@ class DetectorFrameSink:
         timeout_s: float = 30.0,
         observe_backlog: int = 32,
         observe_every_s: float = 0.5,
+        tracking: TrackingSettings | None = None,
     ) -> None:
         self.target = target
+        self.tracking = tracking
+        self._trackers = CameraTrackers.from_settings(tracking) if tracking is not None else None
         self.app_name = app_name
         self.deployment = deployment
         self.timeout_s = timeout_s
@@ -254,11 +258,14 @@ class DetectorFrameSink:
         self.observe_dropped = 0
         self.replica_retries = 0
 
-    def __reduce__(self) -> tuple[type[DetectorFrameSink], tuple[ResultTarget, str, str, float, int, float]]:
+    def __reduce__(
+        self,
+    ) -> tuple[type[DetectorFrameSink], tuple[ResultTarget, str, str, float, int, float, TrackingSettings | None]]:
         return (
             DetectorFrameSink,
-            (self.target, self.app_name, self.deployment, self.timeout_s, self.observe_backlog, self.observe_every_s),
-        )
+            (self.target, self.app_name, self.deployment, self.timeout_s, self.observe_backlog, self.observe_every_s,
+             self.tracking),
+        )  # fmt: skip
 
     def _start(self) -> None:
         if self._ready:  # every frame comes through here: no lock once started
@@ -283,6 +290,8 @@ class DetectorFrameSink:
         assert self._publisher is not None
         batch = list(frames)
         results = self._detect(batch)
+        if self._trackers is not None:  # one camera's frames, in order: its tracks follow them
+            results = self._trackers.tag(results)
         self._publisher.publish(r for r in results if isinstance(r, FrameResult))
         if self._observe is not None:
             try:

@@ -26,6 +26,7 @@ from visionloop.core.registry import ModelRegistry
 from visionloop.core.results import ResultPublisher
 from visionloop.core.settings import Settings
 from visionloop.core.streams import StreamNames
+from visionloop.core.tracking import CameraTrackers
 from visionloop.serving.api import AREAS
 from visionloop.serving.api.labeling import WEBHOOK_PATH
 from visionloop.serving.auth import AuthMiddleware, TokenBook
@@ -87,6 +88,7 @@ class Router:
             on_drop=lambda n: self.metrics.results_dropped.inc(n)
         )
         self._seq = itertools.count()
+        self._trackers = CameraTrackers.from_settings(settings.tracking)
         self._model_info: dict[str, ModelInfo] = {}
         self.redis_url = redis_url
         # The observer needs the frame, which only the Router holds; it runs off the response path.
@@ -154,6 +156,8 @@ class Router:
             for frame in frames
         ]
         results: list[FrameResult | str] = await self.champion.detect_frames.remote(stamped)
+        if self._trackers is not None:
+            results = self._trackers.tag(results)
         self.publisher.publish(r for r in results if isinstance(r, FrameResult))
         self.metrics.results_buffered.set(self.publisher.buffered)
         await self.observe_frames(stamped, results)

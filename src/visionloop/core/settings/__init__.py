@@ -32,7 +32,7 @@ from visionloop.core.settings.learning import (
 )
 from visionloop.core.settings.monitoring import DriftSettings
 from visionloop.core.settings.runtime import BusSettings, LoggingSettings, PathSettings, RaySettings, RedisSettings
-from visionloop.core.settings.serving import ApiSettings, ServingSettings, ShadowSettings
+from visionloop.core.settings.serving import ApiSettings, ServingSettings, ShadowSettings, TrackingSettings
 from visionloop.core.settings.simulation import BootstrapSettings, WorldSettings
 from visionloop.core.settings.streaming import CameraSettings, IceServer, WebRTCSettings
 
@@ -60,6 +60,7 @@ __all__ = [
     "Settings",
     "ShadowSettings",
     "StrictModel",
+    "TrackingSettings",
     "TrainingSettings",
     "WebRTCSettings",
     "WorldSettings",
@@ -75,6 +76,7 @@ class Settings(StrictModel):
     ray: RaySettings = Field(default_factory=RaySettings, description="The Ray runtime.")
     api: ApiSettings = Field(default_factory=ApiSettings, description="The HTTP API.")
     serving: ServingSettings = Field(default_factory=ServingSettings, description="Inference replicas.")
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings, description="Per-camera tracking of results.")
     model: ModelSettings = Field(default_factory=ModelSettings, description="Models visionloop builds.")
     training: TrainingSettings = Field(default_factory=TrainingSettings, description="Training and fine-tuning.")
     world: WorldSettings = Field(default_factory=WorldSettings, description="The synthetic world.")

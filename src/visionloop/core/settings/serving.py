@@ -158,3 +158,19 @@ class ShadowSettings(StrictModel):
     pairs_maxlen: int = Field(
         default=20_000, gt=0, description="Approximate cap (XADD MAXLEN ~) of the shadow-pairs stream."
     )
+
+
+class TrackingSettings(StrictModel):
+    """Per-camera multi-object tracking in the result path (core.tracking): every published box gets a track id."""
+
+    enabled: bool = Field(default=True, description="Track boxes per camera; results carry track ids and flicker.")
+    high: float = Field(default=0.5, gt=0, le=1, description="Confidence from which a box may start a track.")
+    low: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Lowest confidence of a box that may continue a track (ByteTrack's second pass).",
+    )
+    match_iou: float = Field(default=0.3, gt=0, le=1, description="IoU with a track's predicted box to continue it.")
+    max_missed: int = Field(default=15, ge=0, description="Frames a track survives unseen (short occlusions).")
+    idle_s: float = Field(default=60.0, gt=0, description="A camera silent this long has its tracks forgotten.")
