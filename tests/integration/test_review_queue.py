@@ -188,3 +188,46 @@ def test_labeling_status_cli_reads_the_queue(redis_server: EmbeddedRedis) -> Non
     report = json.loads(out.stdout)
     assert report["queued_total"] == 3 and report["pending"] == 1 and report["backlog"] == 2
     assert report["by_reason"] == {"margin": 3} and report["dead_lettered"] == 0
+
+
+def test_strata_queue_only_the_most_doubtful_frame_of_each_camera_window(redis_server: EmbeddedRedis) -> None:
+    import cv2
+
+    from visionloop.core.contracts import EncodedFrame
+    from visionloop.labeling.samplers import CompositeSampler
+    from visionloop.labeling.selector import FrameSelector
+    from visionloop.labeling.strata import StratumHold
+
+    client = redis.Redis.from_url(redis_server.url)
+    queue = ReviewQueue(client, StreamNames("strata"), consumer="w")
+    selector = FrameSelector(
+        CompositeSampler({"least_confidence": 1.0}, threshold=0.1, random_rate=0.0, options={}),
+        queue,
+        DuplicateFilter(client, "strata", window_s=60, max_distance=0),
+        RateLimiter(client, "strata", per_minute=100),
+        ClassQuota(client, "strata", per_hour=100),
+        hold=StratumHold(window_s=10.0, keep=1),
+    )
+    scenes = render_clip(frames=12, width=320, height=180, seed=21, domain="C")
+    confidences = [0.8, 0.3, 0.6, 0.7, 0.5, 0.9]  # within the first window the second frame is the most doubtful
+    queued: list[ReviewItem] = []
+    assert queue.stats()["queued_total"] == 0
+    for camera in ("a", "b"):
+        for seq, conf in enumerate(confidences):
+            image = scenes[seq + (6 if camera == "b" else 0)]
+            detections = Detections(np.array([[5, 5, 50, 50]], np.float32), np.array([conf], np.float32), np.array([1]))
+            result = FrameResult(camera, seq, 1000.0 + seq, "v2", detections, frame_width=320, frame_height=180)
+            item = selector.offer(EncodedFrame(camera, cv2.imencode(".jpg", image)[1].tobytes(), seq), result)
+            assert item is None  # picked frames wait for their window's end
+    assert queue.stats()["queued_total"] == 0
+    late = Detections(np.array([[5, 5, 50, 50]], np.float32), np.array([0.95], np.float32), np.array([1]))
+    selector.offer(EncodedFrame("a", cv2.imencode(".jpg", scenes[0])[1].tobytes(), 9),
+                   FrameResult("a", 9, 1012.0, "v2", late, frame_width=320, frame_height=180))  # fmt: skip
+    assert queue.stats()["queued_total"] == 1  # a's first window ended; b's is held until b moves on or goes quiet
+    queued += [d.item for d in queue.take(10, block_ms=10) if d.item is not None]
+    assert [(i.result.camera_id, i.result.seq) for i in queued] == [("a", 1)]
+    assert selector.flush() == 1  # b's window, drained when the selector stops
+    taken = [d.item for d in queue.take(10, block_ms=10) if d.item is not None]
+    assert [(i.result.camera_id, i.result.seq) for i in taken] == [("b", 1)]
+    assert selector.stats.rejected["stratum has a more doubtful frame"] > 0
+    client.close()

@@ -187,6 +187,17 @@ class NoveltySampler(Sampler):
             self._memory.append(vector)
 
 
+class FlickerSampler(Sampler):
+    """The camera's tracker saw the detector flicker here: tracks born and lost between neighbouring frames, or
+    switching class (core.tracking). A frame the model cannot see steadily is worth a label even when each box,
+    alone, looks confident (Temporal Coherence AL, ICCV-W 2019). No opinion on untracked results."""
+
+    key = "flicker"
+
+    def score(self, result: FrameResult, image: Image | None = None) -> float | None:
+        return None if result.flicker is None else min(1.0, float(result.flicker))
+
+
 class RandomSampler(Sampler):
     """The control arm: a fixed share of frames chosen at random, whatever the model thinks."""
 

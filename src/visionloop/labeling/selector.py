@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
+import numpy as np
 import redis
 
 from visionloop.core.contracts import EncodedFrame, FrameResult
@@ -20,7 +23,8 @@ from visionloop.core.streams import StreamNames
 from visionloop.labeling.diversity import SelectionMemory
 from visionloop.labeling.gates import ClassQuota, DuplicateFilter, RateLimiter
 from visionloop.labeling.review_queue import ReviewItem, ReviewQueue
-from visionloop.labeling.samplers import CompositeSampler
+from visionloop.labeling.samplers import CompositeSampler, Image, Selection
+from visionloop.labeling.strata import StratumHold
 
 
 @dataclass
@@ -40,18 +44,25 @@ class FrameSelector:
         rate: RateLimiter,
         quota: ClassQuota,
         jpeg_quality: int = 90,
+        hold: StratumHold[tuple[bytes, FrameResult, Selection]] | None = None,
     ) -> None:
         self._sampler, self._queue = sampler, queue
+        self._hold = hold
         self._jpeg_quality = jpeg_quality
         self._dedup, self._rate, self._quota = dedup, rate, quota
         self.stats = SelectorStats()
 
     def offer(self, frame: EncodedFrame, result: FrameResult) -> ReviewItem | None:
-        """Queue the frame if it is worth labelling and passes every gate; returns what was queued.
+        """Queue the frame if it is worth labelling and passes every gate; returns what was queued of it.
 
-        Runs off the serving path (the Router hands frames to a background thread), so decoding here is fine.
+        With strata (``hold``), a picked frame waits for the end of its camera's window and only the window's most
+        doubtful go on (None is returned for it now); the random control arm never waits. Runs off the serving
+        path (the Router hands frames to a background thread), so decoding here is fine.
         """
         self.stats.seen += 1
+        if self._hold is not None:
+            for jpeg, held_result, held_selection in self._hold.release(result.camera_id, result.capture_ts):
+                self._admit_held(jpeg, held_result, held_selection)
         try:
             image = frame.decoded()
         except InvalidImageError:
@@ -61,6 +72,35 @@ class FrameSelector:
         if selection is None:
             self.stats.rejected["not selected"] += 1
             return None
+        if self._hold is None or selection.sampler == "random":
+            return self._admit(image, lambda: frame.encoded(self._jpeg_quality), result, selection)
+        if not self._hold.would_keep(result.camera_id, result.capture_ts, selection.score):
+            self.stats.rejected["stratum has a more doubtful frame"] += 1
+            return None
+        candidate = (frame.encoded(self._jpeg_quality), result, selection)
+        for jpeg, held_result, held_selection in self._hold.hold(
+            result.camera_id, result.capture_ts, selection.score, candidate
+        ):
+            self._admit_held(jpeg, held_result, held_selection)
+        return None
+
+    def flush(self) -> int:
+        """Queue what the strata still hold (the selector stops); returns how many were queued."""
+        if self._hold is None:
+            return 0
+        return sum(self._admit_held(*held) is not None for held in self._hold.drain())
+
+    def _admit_held(self, jpeg: bytes, result: FrameResult, selection: Selection) -> ReviewItem | None:
+        decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        if decoded is None:
+            self.stats.rejected["undecodable"] += 1
+            return None
+        return self._admit(np.asarray(decoded, np.uint8), lambda: jpeg, result, selection)
+
+    def _admit(
+        self, image: Image, jpeg: Callable[[], bytes], result: FrameResult, selection: Selection
+    ) -> ReviewItem | None:
+        """The gates, then the queue: near duplicates, the camera's rate, the class quotas."""
         if self._dedup.is_duplicate(result.camera_id, image):
             self.stats.rejected["near duplicate"] += 1
             return None
@@ -70,13 +110,7 @@ class FrameSelector:
         if not self._quota.allow(int(c) for c in result.detections.class_id):
             self.stats.rejected["class quota"] += 1
             return None
-        item = ReviewItem(
-            result.frame_id,
-            frame.encoded(self._jpeg_quality),  # a camera's frame arrives as an array: encoded only when kept
-            result,
-            selection,
-            time.time(),
-        )
+        item = ReviewItem(result.frame_id, jpeg(), result, selection, time.time())  # a camera's frame: encoded late
         self._queue.put(item)
         self._sampler.observe_selected(result, image)
         self.stats.selected += 1
@@ -118,4 +152,5 @@ def build_selector(settings: Settings, redis_url: str) -> FrameSelector:
         RateLimiter(client, prefix, labeling.per_camera_per_minute),
         ClassQuota(client, prefix, labeling.per_class_per_hour),
         settings.cameras.jpeg_quality,
+        StratumHold(labeling.stratum_s, labeling.stratum_frames) if labeling.stratum_s > 0 else None,
     )

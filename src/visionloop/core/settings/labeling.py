@@ -29,9 +29,10 @@ class LabelingSettings(StrictModel):
             "margin": 1.0,
             "entropy": 1.0,
             "confidence_band": 1.0,
+            "flicker": 1.0,
         },
         description="Weights of the uncertainty samplers mixed by the composite sampler (novelty is the diversity "
-        "factor now; listed here it also joins the mix).",
+        "factor now; listed here it also joins the mix). flicker reads the camera's tracker (tracking.enabled).",
     )
     aggregate: Literal["max", "mean", "sum", "soft_count"] = Field(
         default="soft_count",
@@ -53,6 +54,14 @@ class LabelingSettings(StrictModel):
     select_threshold: float = Field(default=0.3, ge=0, le=1, description="Composite score a frame needs.")
     random_rate: float = Field(default=0.02, ge=0, le=1, description="Share of frames picked at random (control).")
     per_camera_per_minute: int = Field(default=30, gt=0, description="Most frames queued per camera per minute.")
+    stratum_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Labels spread over cameras and time: of each camera's frames in a window this long, only the "
+        "stratum_frames most doubtful go to the labelers, when the window ends (0: every frame past the threshold "
+        "goes at once).",
+    )
+    stratum_frames: int = Field(default=1, gt=0, description="Frames queued per camera per stratum window.")
     per_class_per_hour: int = Field(default=500, gt=0, description="Most frames queued per predicted class per hour.")
     dedup_window_s: float = Field(default=60.0, gt=0, description="Near-duplicate memory per camera, seconds.")
     dedup_max_distance: int = Field(default=6, ge=0, le=64, description="Hash bits two frames may differ by.")
