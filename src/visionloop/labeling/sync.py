@@ -23,6 +23,7 @@ from typing import Any
 import redis
 
 from visionloop.core.streams import StreamNames
+from visionloop.labeling.edits import count_edits, latest_prediction
 from visionloop.labeling.label_studio_client import LabelStudioClient, LabelStudioRejected, LabelStudioUnavailable
 from visionloop.labeling.review_queue import Delivery, ReviewItem, ReviewQueue
 from visionloop.learning.arms import frame_meta_path
@@ -221,6 +222,7 @@ class LabelHarvester:
             "task_id": task.get("id"),
             "camera_id": data.get("camera_id"),
             "model_version": self._prediction_version(task),
+            "edits": count_edits(latest_prediction(task), annotation.get("result", [])).to_dict(),
         }
         _atomic_write(frame_meta_path(self._incoming, frame_id), json.dumps(meta).encode())
         frame = self._files_root / FRAMES_DIR / f"{frame_id}.jpg"

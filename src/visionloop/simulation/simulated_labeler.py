@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from visionloop.labeling.edits import EditCount, count_edits, latest_prediction
 from visionloop.labeling.gates import hamming, perceptual_hash
 from visionloop.labeling.label_studio_client import LabelStudioClient
 from visionloop.labeling.sync import FRAMES_DIR
@@ -105,6 +106,7 @@ class SimulatedLabeler:
         self._rng = random.Random(seed)
         self._unknown: set[int] = set()
         self.unmatched = 0
+        self.edits = EditCount()  # what the answers changed of the pre-annotations (labeling.edits)
 
     def _annotation(self, frame: KnownFrame, width: int, height: int) -> list[dict[str, Any]]:
         sx, sy = width / frame.width, height / frame.height
@@ -151,7 +153,9 @@ class SimulatedLabeler:
                 continue
             if self.delay_s:
                 time.sleep(self.delay_s)
-            self._client.annotate(int(task["id"]), self._annotation(known, image.shape[1], image.shape[0]))
+            regions = self._annotation(known, image.shape[1], image.shape[0])
+            self.edits += count_edits(latest_prediction(task), regions)
+            self._client.annotate(int(task["id"]), regions)
             answered += 1
         return answered
 
