@@ -29,7 +29,9 @@ EVERY_KEY = DATA / "settings-every-key.yaml"  # a user file setting every key of
 KEYS = DATA / "settings-keys.txt"  # every leaf key path of that schema, one a line
 # Keys whose default deliberately changed since the snapshot, with why. None has: loop.labels_dataset left
 # default.yaml (it follows labeling.dataset_name) but still resolves to "labels".
-CHANGED_SINCE_2026_12: dict[str, str] = {}
+CHANGED_SINCE_2026_12: dict[str, str] = {
+    "labeling.sampler_weights": "issue 26: the flicker sampler (the camera's tracker) joins the mix",
+}
 
 
 def _is_section(annotation: Any) -> TypeGuard[type[BaseModel]]:

@@ -47,12 +47,17 @@ def load_checked_settings(config: Path | None = None) -> Settings:
 
 def frame_observer(settings: Settings) -> FrameObserverFactory | None:
     """What the Router shows every answered frame: the labeling selector (its answer decides shadow mirroring, so
-    it comes first), the drift sampler, and the snapshot keeper (the dashboard's live frames and explanations)."""
+    it comes first), the unlabelled pool the loop adapts to, the drift sampler, and the snapshot keeper (the
+    dashboard's live frames and explanations)."""
     factories: list[FrameObserverFactory] = []
     if settings.labeling.enabled:
         from visionloop.labeling.selector import build_selector
 
         factories.append(build_selector)
+    if settings.loop.enabled and settings.loop.pool_frames > 0:
+        from visionloop.labeling.pool import build_pool
+
+        factories.append(build_pool)
     if settings.drift.enabled:
         from visionloop.monitoring.drift_sampler import build_drift_sampler
 

@@ -90,6 +90,12 @@ class VarLayout:
         return self.root / "labels" / "incoming"
 
     @property
+    def unlabelled(self) -> Path:
+        """A bounded sample of the cameras' frames nobody labelled: what a challenger adapts to (pseudo-labels,
+        batch-norm statistics)."""
+        return self.root / "unlabelled"
+
+    @property
     def simulator(self) -> Path:
         """Clips rendered for the simulated cameras."""
         return self.root / "simulator"

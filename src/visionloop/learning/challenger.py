@@ -43,6 +43,13 @@ def job_key(settings: Settings, champion: str, labels_ref: str) -> str:
         "labels": labels_ref,
         "epochs": settings.loop.epochs,
         "replay_images": settings.loop.replay_images,
+        "label_repeats": settings.loop.label_repeats,
+        "pseudo_labels": settings.loop.pseudo_labels,
+        "pseudo_keep": settings.loop.pseudo_keep,
+        "pseudo_ignore": settings.loop.pseudo_ignore,
+        "pseudo_flip_agree": settings.loop.pseudo_flip_agree,
+        "bn_adapt": settings.loop.bn_adapt,
+        "freeze": settings.loop.freeze,
         "training_dataset": settings.loop.training_dataset,
         "training": settings.training.model_dump(mode="json"),
         "imgsz": settings.serving.imgsz,
@@ -151,6 +158,7 @@ def build_training_set(
     replayed = sum(len(v) for v in splits.values())
     for split, image in arms.picked:
         splits[split].append(image)
+    repeats = {image.image: settings.loop.label_repeats for split, image in arms.picked if split == "train"}
     meta = {
         "source": "loop",
         JOB_META: key,
@@ -160,8 +168,9 @@ def build_training_set(
         LABELS_META: labels.ref,
         "label_counts": counts_by_sampler(labels),
         "random_arm_excluded": len(arms.random),
+        "label_repeats": settings.loop.label_repeats,
     }
-    return store.create(settings.loop.training_dataset, splits, class_names, meta=meta)
+    return store.create(settings.loop.training_dataset, splits, class_names, meta=meta, repeats=repeats)
 
 
 def trained_stems(training_set: DatasetVersion) -> set[str]:
@@ -184,6 +193,7 @@ def fine_tune(
     weights = champion_weights(champion)
     training = settings.training.model_copy(update={"epochs": settings.loop.epochs})
     ultralytics_dir = ultralytics_config_dir(settings)
+    overrides = {"freeze": settings.loop.freeze} if settings.loop.freeze else None
     if import_ray().is_initialized():
-        return train_on_ray(weights, data_yaml, training, out_dir, ultralytics_dir)
-    return train(weights, data_yaml, training, out_dir, ultralytics_dir, on_epoch=on_epoch)
+        return train_on_ray(weights, data_yaml, training, out_dir, ultralytics_dir, overrides)
+    return train(weights, data_yaml, training, out_dir, ultralytics_dir, on_epoch=on_epoch, overrides=overrides)

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -222,15 +222,18 @@ class DatasetStore:
         class_names: Sequence[str],
         meta: dict[str, Any] | None = None,
         oversample_threshold: float = 0.0,
+        repeats: Mapping[Path, int] | None = None,
     ) -> DatasetVersion:
-        """Write a new version atomically (staging dir + rename) and make its files read-only."""
+        """Write a new version atomically (staging dir + rename) and make its files read-only.
+
+        ``repeats``: training images (by path) to hold this many times in all (copies named ``<stem>__copyN``)."""
         if not re.match(r"^[A-Za-z0-9_.-]+$", name):
             raise DatasetError(f"data set name '{name}' may only hold letters, digits, '_', '.' and '-'")
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
         try:
-            files, counts = self._write_splits(staging, splits, oversample_threshold)
+            files, counts = self._write_splits(staging, splits, oversample_threshold, repeats)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -311,7 +314,10 @@ class DatasetStore:
 
     @staticmethod
     def _write_splits(
-        staging: Path, splits: dict[str, list[LabelledImage]], oversample_threshold: float
+        staging: Path,
+        splits: dict[str, list[LabelledImage]],
+        oversample_threshold: float,
+        repeats: Mapping[Path, int] | None = None,
     ) -> tuple[dict[str, str], dict[str, Any]]:
         files: dict[str, str] = {}
         counts: dict[str, Any] = {}
@@ -319,6 +325,12 @@ class DatasetStore:
             items = [(image, 0) for image in splits.get(split, [])]
             if split == "train" and oversample_threshold > 0:
                 items = oversample_rare(splits.get(split, []), oversample_threshold)
+            if split == "train" and repeats:
+                next_copy = Counter(image.image for image, _ in items)
+                for image in splits.get(split, []):
+                    for _ in range(repeats.get(image.image, 1) - 1):
+                        items.append((image, next_copy[image.image]))
+                        next_copy[image.image] += 1
             (staging / "images" / split).mkdir(parents=True, exist_ok=True)
             (staging / "labels" / split).mkdir(parents=True, exist_ok=True)
             per_class: Counter[int] = Counter()

@@ -51,6 +51,7 @@ from visionloop.learning.loop_overview import overview as overview  # its home b
 from visionloop.learning.quantize import int8_for
 from visionloop.learning.registration import export_trained, register_trained
 from visionloop.learning.shadow_ab import ShadowAB
+from visionloop.learning.student import train_student
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +296,12 @@ class LoopWorker:
         runs.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=runs))  # per attempt: a killed one leaves its own folder
         self._set_state(LoopState.TRAINING, f"fine-tuning {key} from {champion.version} on {training_set.ref}")
-        result = fine_tune(self._settings, champion, training_set.data_yaml, work, on_epoch=self._epoch_done)
+        teacher = fine_tune(self._settings, champion, training_set.data_yaml, work, on_epoch=self._epoch_done)
+        if self._settings.loop.pseudo_labels or self._settings.loop.bn_adapt:
+            self._set_state(LoopState.TRAINING, f"{key}: pseudo-labels of the unlabelled pool, then the student")
+        result, adapted = train_student(
+            self._settings, self._store, champion, training_set, teacher, key, work, fine_tune, self._epoch_done
+        )
         self._set_state(LoopState.EVALUATING, f"scoring {key} on the gold sets")
         onnx = export_trained(self._settings, result, work)
         int8 = int8_for(self._settings, onnx, training_set.data_yaml, work)
@@ -309,6 +315,9 @@ class LoopWorker:
             "training_dataset_version": training_set.ref,
             "label_counts": {"by_sampler": counts_by_sampler(labels), "arms": arms.counts()},
             "replay_images": training_set.manifest.get("replay_images", 0),
+            "label_repeats": training_set.manifest.get("label_repeats", 1),
+            "train_seconds_total": round(result.seconds, 1),
+            **adapted,
             JOB_META: key,
             "gold": candidate,
             "gold_gate": gate.to_dict(),

@@ -94,6 +94,47 @@ class LoopSettings(StrictModel):
         description="Images of the champion's own training data mixed into fine-tuning (replay keeps the old "
         "domain from being forgotten); 0 trains on the new labels alone.",
     )
+    label_repeats: int = Field(
+        default=3,
+        ge=1,
+        description="Times each human label appears in a challenger's training set: a few hundred labels beside "
+        "the replay would otherwise be a small share of every epoch.",
+    )
+    pool_every_s: float = Field(
+        default=1.0, gt=0, description="The unlabelled pool keeps one frame per camera this often (capture time)."
+    )
+    pool_frames: int = Field(
+        default=2000,
+        ge=0,
+        description="Frames the unlabelled pool keeps (the oldest go first); 0: no pool, so no pseudo-labels and no "
+        "batch-norm re-estimation.",
+    )
+    pseudo_labels: int = Field(
+        default=600,
+        ge=0,
+        description="Pool frames a teacher (the champion fine-tuned on the human labels) labels for the challenger "
+        "(0: the challenger learns from human labels alone, in one training instead of two).",
+    )
+    pseudo_keep: float = Field(
+        default=0.5, gt=0, le=1, description="The teacher's confidence from which a box becomes a pseudo-label."
+    )
+    pseudo_ignore: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="From this confidence up to pseudo_keep, a box's region is painted out of the pseudo-labelled "
+        "frame (neither object nor background for the student); at or above pseudo_keep there is no such band.",
+    )
+    pseudo_flip_agree: bool = Field(
+        default=True, description="A pseudo-label must also be found in the mirrored frame (test-time augmentation)."
+    )
+    bn_adapt: bool = Field(
+        default=False,
+        description="Re-estimate the challenger's batch-norm statistics on the unlabelled pool after training.",
+    )
+    freeze: int = Field(
+        default=0, ge=0, description="Layers of the backbone frozen while fine-tuning (Ultralytics freeze; 0: none)."
+    )
     max_gold_regression: float = Field(
         default=0.05,
         ge=0,

@@ -1,0 +1,119 @@
+"""A challenger's second stage: the teacher (the champion fine-tuned on the human labels) labels the unlabelled
+pool, and the student (the champion again) learns from both, so a few hundred human labels carry a site's thousands
+of frames (learning.adaptation says how the pseudo-labels are filtered). Optionally the student's batch-norm
+statistics are then re-estimated on the pool.
+
+The pseudo-labels become a data set version of their own (``<loop.training_dataset>-pseudo``), named by the job
+key, so a challenger's lineage says exactly what it learnt from and a restarted job reuses them.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from visionloop.core.registry import ModelVersion
+from visionloop.core.settings import Settings
+from visionloop.learning.adaptation import PseudoLabelRecipe, pseudo_label, reestimate_batchnorm
+from visionloop.learning.datasets import DatasetStore, DatasetVersion
+from visionloop.learning.export import export_onnx
+from visionloop.learning.training import EpochCallback, TrainResult
+
+log = logging.getLogger(__name__)
+PSEUDO_META = "pseudo_labels"  # registry meta: the pseudo-label version a challenger learnt from, and its counts
+
+
+def pool_sample(root: Path, count: int) -> list[Path]:
+    """``count`` frames of the unlabelled pool spread evenly over its time span (all of them when it holds fewer)."""
+    frames = sorted(root.glob("*/*.jpg"), key=lambda p: p.name) if root.is_dir() else []
+    if count <= 0 or not frames:
+        return []
+    if len(frames) <= count:
+        return frames
+    step = len(frames) / count
+    return [frames[int(i * step)] for i in range(count)]
+
+
+def pseudo_set_for_job(store: DatasetStore, name: str, key: str) -> DatasetVersion | None:
+    return next((v for v in reversed(store.versions(name)) if v.manifest.get("loop_job") == key), None)
+
+
+def pseudo_labelled_set(
+    settings: Settings,
+    store: DatasetStore,
+    teacher: TrainResult,
+    class_names: list[str],
+    key: str,
+    frames: list[Path],
+    work: Path,
+) -> DatasetVersion:
+    """The teacher's labels for ``frames`` as a data set version (the one of an earlier attempt of ``key`` reused)."""
+    name = f"{settings.loop.training_dataset}-pseudo"
+    existing = pseudo_set_for_job(store, name, key)
+    if existing is not None:
+        return existing
+    loop = settings.loop
+    onnx = export_onnx(teacher.weights, settings.serving.imgsz, work / "teacher.onnx")
+    recipe = PseudoLabelRecipe(loop.pseudo_keep, loop.pseudo_ignore, loop.pseudo_flip_agree)
+    with tempfile.TemporaryDirectory(prefix="pseudo-", dir=work) as tmp:
+        report = pseudo_label(onnx, frames, class_names, settings.serving.imgsz, recipe, Path(tmp))
+        meta = {"source": "pseudo-labels", "loop_job": key, "boxes": report.boxes, "ignored": report.ignored,
+                "disagreed": report.disagreed, "recipe": recipe.__dict__}  # fmt: skip
+        return store.create(name, {"train": report.images}, class_names, meta=meta)
+
+
+def student_data_yaml(training_set: DatasetVersion, pseudo: DatasetVersion, out: Path) -> Path:
+    """Both versions' training images as one training set; the human labels' validation split."""
+    data = yaml.safe_load(training_set.data_yaml.read_text())
+    root = Path(data["path"])
+    data["train"] = [str(root / data["train"]), str(pseudo.path / "images" / "train")]
+    data["val"] = str(root / data["val"])
+    data["path"] = str(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "data.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+FineTune = Callable[[Settings, ModelVersion, Path, Path, EpochCallback | None], TrainResult]
+
+
+def train_student(
+    settings: Settings,
+    store: DatasetStore,
+    champion: ModelVersion,
+    training_set: DatasetVersion,
+    teacher: TrainResult,
+    key: str,
+    work: Path,
+    fine_tune: FineTune,
+    on_epoch: EpochCallback | None = None,
+) -> tuple[TrainResult, dict[str, Any]]:
+    """The challenger: the teacher itself when the pool is empty or pseudo-labels are off, else a student trained on
+    the human labels and the teacher's pseudo-labels; batch-norm re-estimated when ``loop.bn_adapt``. Returns it
+    and what it learnt from, for the registry."""
+    loop = settings.loop
+    class_names = [str(n) for n in training_set.manifest["class_names"]]
+    frames = pool_sample(settings.var.unlabelled, loop.pseudo_labels)
+    meta: dict[str, Any] = {"pool_frames": len(frames)}
+    result = teacher
+    if frames and loop.pseudo_labels:
+        pseudo = pseudo_labelled_set(settings, store, teacher, class_names, key, frames, work)
+        meta[PSEUDO_META] = {"version": pseudo.ref, "frames": len(frames), "boxes": pseudo.manifest.get("boxes"),
+                             "ignored": pseudo.manifest.get("ignored")}  # fmt: skip
+        student = fine_tune(settings, champion, student_data_yaml(training_set, pseudo, work / "student-data"),
+                            work / "student", on_epoch)  # fmt: skip
+        result = replace(student, seconds=teacher.seconds + student.seconds)
+    if loop.bn_adapt and loop.pool_frames:
+        bn_frames = pool_sample(settings.var.unlabelled, loop.pool_frames)
+        if bn_frames:
+            weights = reestimate_batchnorm(result.weights, bn_frames, settings.serving.imgsz, work / "bn" / "model.pt")
+            result = replace(result, weights=weights)
+            meta["bn_adapt_frames"] = len(bn_frames)
+    return result, meta
