@@ -189,3 +189,37 @@ def test_a_worker_killed_mid_training_and_restarted_registers_once(
     assert client.xpending(streams.events, streams.loop_group)["pending"] == 0
     ray.get(successor.stop.remote(), timeout=30)
     client.close()
+
+
+def test_a_cycle_learns_from_the_unlabelled_pool_with_repeated_labels(
+    loop_settings: tuple[Settings, DatasetVersion], tmp_path: Path
+) -> None:
+    """With frames in the unlabelled pool, the challenger is a student: the teacher's pseudo-labels of the pool are a
+    data set version of their own, named by the job, and the lineage says so; human labels appear label_repeats
+    times in the training set."""
+    settings, labels = loop_settings
+    pool = settings.var.unlabelled / "cam-1"
+    pool.mkdir(parents=True)
+    for n, image in enumerate(_world("B", 9, 5, tmp_path / "pool")):
+        shutil.copyfile(image.image, pool / f"{1_000_000 + n:015d}-{n}.jpg")
+    settings = settings.model_copy(
+        update={"loop": settings.loop.model_copy(update={"pseudo_labels": 4, "pseudo_keep": 0.05, "label_repeats": 2})}
+    )
+    key = job_key(settings, registry_for(settings).champion().version, labels.ref)
+    worker = LoopWorker(settings, settings.redis_url())
+    try:
+        outcome = worker.run_once("test")
+    finally:
+        worker.stop()
+    assert outcome["challenger"]["status"] == "trained", outcome
+    meta = registry_for(settings).get(outcome["challenger"]["version"]).meta
+    assert meta["pool_frames"] == 4 and meta["label_repeats"] == 2
+    store = DatasetStore(settings.resolved_var_dir() / "datasets")
+    pseudo = store.get(meta["pseudo_labels"]["version"])
+    assert pseudo.manifest["loop_job"] == key and pseudo.manifest["counts"]["train"]["images"] == 4
+    assert meta["pseudo_labels"]["frames"] == 4
+    training = store.get(meta["training_dataset_version"])
+    names = [p.stem for p in (training.path / "images" / "train").glob("*.jpg")]
+    picked_train = [n for n in names if n.startswith("frame-") and "__copy" not in n]
+    assert picked_train and all(f"{n}__copy1" in names for n in picked_train)
+    assert not any(n.endswith("__copy2") for n in names)

@@ -305,3 +305,26 @@ def test_unpaired_inputs_are_refused(arms: dict[str, list[FrameMatches]]) -> Non
         paired_bootstrap(arms["champion"][:10], arms["better"][:11])
     with pytest.raises(ValueError, match="different ground truth"):
         mcnemar(arms["champion"][:10], arms["better"][1:11], 0.25)
+
+
+def test_a_stratified_bootstrap_weighs_each_set_the_same() -> None:
+    """Many frames where the models tie and a few where the challenger is far better: pooled by frames the gain
+    shrinks with the tie set's size, by sets it is half the small set's gain whatever the big set's size."""
+    import numpy as np
+
+    from visionloop.learning.ab_stats import FrameMatches
+
+    def frame(right: bool) -> FrameMatches:
+        return FrameMatches(np.array([right]), np.array([0.9]), np.array([0]), np.array([0]))
+
+    tie = [frame(True)] * 200
+    champion = [frame(False)] * 20 + tie
+    challenger = [frame(True)] * 20 + tie
+    by_sets = paired_bootstrap(champion, challenger, 1000, 0.95, 0, strata=[20, 200])
+    assert by_sets.difference == pytest.approx(0.5, abs=0.01)  # AP of a perfect set is 0.995 (101-point)
+    assert by_sets.ci_low == pytest.approx(by_sets.difference) and by_sets.n_frames == 220
+    by_frames = paired_bootstrap(champion, challenger, 1000, 0.95, 0)
+    assert 0 < by_frames.difference < 0.2
+    assert paired_bootstrap(champion, challenger, 1000, 0.95, 0, strata=[220]).difference == by_frames.difference
+    with pytest.raises(ValueError, match="strata"):
+        paired_bootstrap(champion, challenger, 1000, 0.95, 0, strata=[20, 100])

@@ -8,6 +8,7 @@ deletes the oldest, so the pool follows the site as it is now. It never keeps a 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections import deque
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from visionloop.core.contracts import EncodedFrame, FrameResult, ModelRole
 from visionloop.core.frames import CameraThrottle
+from visionloop.core.redaction import redact
 from visionloop.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,7 +24,10 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 def safe_name(camera_id: str) -> str:
-    return _UNSAFE.sub("_", camera_id)[:80] or "_"
+    """A folder name for a camera id: credentials redacted, odd characters replaced, a short hash of the id keeping
+    two ids that read alike apart."""
+    digest = hashlib.sha256(camera_id.encode()).hexdigest()[:8]
+    return f"{_UNSAFE.sub('_', redact(camera_id))[:60]}-{digest}"
 
 
 def pool_frames(root: Path) -> list[Path]:

@@ -145,7 +145,11 @@ def run_ab(
     guards: Guards,
     settings: ABSettings,
     operating_threshold: float,
+    strata: Sequence[int] | None = None,
 ) -> ABVerdict:
-    """Both statistics on the cached per-frame matches, then :func:`decide`."""
-    boot = paired_bootstrap(champion, challenger, settings.bootstrap_resamples, settings.confidence, settings.seed)
+    """Both statistics on the cached per-frame matches, then :func:`decide`. ``strata``: sizes of the evaluation
+    sets the frames come in, consecutively, for a bootstrap where each set weighs the same (ab_stats)."""
+    boot = paired_bootstrap(
+        champion, challenger, settings.bootstrap_resamples, settings.confidence, settings.seed, strata
+    )
     return decide(boot, mcnemar(champion, challenger, operating_threshold), guards, settings)

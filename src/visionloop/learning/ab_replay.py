@@ -147,7 +147,8 @@ def replay_ab(
     champ, chall = replay_models([champion.onnx_path, shadow.onnx_path], frames, names, imgsz)
     n_random, n = len(random), len(random) + len(pooled_gold)
     guards = Guards(champ.p99_ms, chall.p99_ms, gold[0], gold[1])
-    verdict = run_ab(champ.matches[:n], chall.matches[:n], guards, settings.ab, settings.serving.conf_threshold)
+    strata = [n_random, *(len(images) for images in golds.values())] if settings.ab.pooling == "sets" else None
+    verdict = run_ab(champ.matches[:n], chall.matches[:n], guards, settings.ab, settings.serving.conf_threshold, strata)
     ab = settings.ab
 
     def bootstrap(start: int, stop: int) -> dict[str, Any]:
@@ -160,7 +161,7 @@ def replay_ab(
         start += len(images)
     return ABReplayResult(
         verdict=verdict,
-        decision_frames={"random_arm": n_random, "gold": len(pooled_gold), "total": n},
+        decision_frames={"random_arm": n_random, "gold": len(pooled_gold), "total": n, "pooling": settings.ab.pooling},
         random_arm={"frames": n_random, "bootstrap": bootstrap(0, n_random)},
         gold_parts=parts,
         biased={

@@ -174,23 +174,41 @@ def paired_bootstrap(
     resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    strata: Sequence[int] | None = None,
 ) -> BootstrapResult:
     """Paired bootstrap of the mAP50 difference: each resample draws frame indices with replacement and scores
     BOTH models on those same indices, so the CI reflects model difference, not which frames happened to be drawn.
-    mAP is not a mean of per-frame numbers, hence a bootstrap rather than a t-interval."""
+    mAP is not a mean of per-frame numbers, hence a bootstrap rather than a t-interval.
+
+    ``strata``: sizes of consecutive groups of frames (evaluation sets: the site's random arm, each gold set).
+    Then the difference is the mean over the non-empty groups of each group's mAP50 difference, and frames are
+    resampled within their group: every set weighs the same however many frames it holds, so 200 gold frames of
+    the old domain do not drown the few dozen frames of the site the cameras see now."""
     _check_pairs(champion, challenger)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     n = len(champion)
     a, b = _Stacked(champion), _Stacked(challenger)
-    champ, chall = a.map50(), b.map50()
     if n == 0:
         return BootstrapResult(0.0, 0.0, 0.0, 0.0, 0.0, 0, resamples, confidence, seed)
+    sizes = [n] if strata is None else [int(k) for k in strata]
+    if sum(sizes) != n or min(sizes) < 0:
+        raise ValueError(f"strata sizes {sizes} do not add up to the {n} frames")
+    starts = np.cumsum([0, *sizes])[:-1]
+    groups = [np.arange(start, start + size) for start, size in zip(starts, sizes, strict=True) if size]
+
+    def scores(picks: list[npt.NDArray[np.intp]]) -> tuple[float, float]:
+        if len(picks) == 1:
+            return a.map50(picks[0]), b.map50(picks[0])
+        return (float(np.mean([a.map50(p) for p in picks])), float(np.mean([b.map50(p) for p in picks])))
+
+    champ, chall = (a.map50(), b.map50()) if strata is None else scores(groups)
     rng = np.random.default_rng(seed)
     diffs = np.empty(resamples)
     for r in range(resamples):
-        indices = rng.integers(0, n, size=n)
-        diffs[r] = b.map50(indices) - a.map50(indices)
+        picks = [group[rng.integers(0, len(group), size=len(group))] for group in groups]
+        one, other = scores(picks)
+        diffs[r] = other - one
     tail = (1 - confidence) / 2
     low, high = np.quantile(diffs, [tail, 1 - tail])
     return BootstrapResult(chall - champ, float(low), float(high), champ, chall, n, resamples, confidence, seed)

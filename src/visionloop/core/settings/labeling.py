@@ -55,7 +55,7 @@ class LabelingSettings(StrictModel):
     random_rate: float = Field(default=0.02, ge=0, le=1, description="Share of frames picked at random (control).")
     per_camera_per_minute: int = Field(default=30, gt=0, description="Most frames queued per camera per minute.")
     stratum_s: float = Field(
-        default=10.0,
+        default=5.0,
         ge=0,
         description="Labels spread over cameras and time: of each camera's frames in a window this long, only the "
         "stratum_frames most doubtful go to the labelers, when the window ends (0: every frame past the threshold "

@@ -177,6 +177,12 @@ class ABSettings(StrictModel):
         "two-sided and power 0.8 need (1.96 sqrt(0.25) + 0.84 sqrt(0.25 - 0.01))^2 / 0.01 = 194 frames "
         "(Connor 1987; learning.ab_stats.mcnemar_sample_size), rounded up to 200.",
     )
+    pooling: Literal["sets", "frames"] = Field(
+        default="sets",
+        description="How the decision set's evaluation sets (the site's random arm, each gold set) are pooled: "
+        "'sets' weighs each set the same (the mean of their mAP50 differences, resampled within each set), "
+        "'frames' scores all frames as one set (the gold sets' frames then outweigh the site's few random ones).",
+    )
     bootstrap_resamples: int = Field(
         default=2000, ge=1000, le=100_000, description="Paired bootstrap resamples of the frames."
     )
