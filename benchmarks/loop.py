@@ -32,6 +32,7 @@ from benchmarks.loop_cycle import cycle_site, run_cycle, seed_var
 from benchmarks.loop_report import decision_of, write_report
 from benchmarks.loop_trials import (
     WRONG_LABEL_RATE,
+    camera_oracle,
     corrupted_copy,
     decision_trials,
     fine_tune,
@@ -64,6 +65,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cycle-timeout-s", type=float, default=2400)
     parser.add_argument(
         "--site-seconds", type=float, default=600.0, help="Length of the site; labeling stops 120 s before its end."
+    )
+    parser.add_argument(
+        "--trials-on",
+        choices=("site", "stills"),
+        default="site",
+        help="Decision trials on the site's unseen cameras (default) or on stills of the shift domain.",
     )
     return parser.parse_args()
 
@@ -103,12 +110,22 @@ def main() -> None:
     after_a = map50(base, after_champion.onnx_path, gold_a)
     cameras = site_test_sets(DatasetStore(measure.var.datasets), f"bench-loop-{args.shift_domain}-s{args.seed}", site,
                              cycle["labels_until_s"] + 5.0)  # fmt: skip
+    tests = {"camera": cameras["future"], "unseen": cameras["unseen"]}
     on_cameras = {
-        f"{kind}_{when}_map50": round(map50(base, model.onnx_path, test_set), 4)
-        for kind, test_set in (("camera", cameras["future"]), ("unseen", cameras["unseen"]))
+        f"{kind}_{when}_map50": round(map50(base, model.onnx_path, tests[kind]), 4)
+        for kind in tests
         for when, model in (("shifted", champion), ("after", after_champion))
     }
+    camera_oracle_scores, camera_oracle_cached = camera_oracle(
+        base, champion, site, cycle["labels_until_s"], epochs, tests, measure.resolved_var_dir() / "oracle"
+    )
+    for kind in tests:
+        on_cameras[f"{kind}_oracle_map50"] = round(camera_oracle_scores[kind], 4)
+        gap = camera_oracle_scores[kind] - on_cameras[f"{kind}_shifted_map50"]
+        gained = on_cameras[f"{kind}_after_map50"] - on_cameras[f"{kind}_shifted_map50"]
+        on_cameras[f"{kind}_recovery"] = round(gained / gap, 4) if gap > 0 else None
     candidate = cycle["candidate"]
+    candidate_meta = (candidate or {}).get("meta", {})
     result: dict[str, Any] = {
         "shift_domain": args.shift_domain,
         "seed": args.seed,
@@ -122,29 +139,41 @@ def main() -> None:
         "oracle_cached": oracle_cached,
         "after_map50": round(after, 4),
         "after_a_map50": round(after_a, 4),
+        "forgetting": round(pre_shift - after_a, 4),
         "champion_after": after_champion.version,
         "recovery": round((after - shifted) / (oracle_map50 - shifted), 4) if oracle_map50 > shifted else None,
         "labels_used": cycle["labels_used"],
+        "edits_used": cycle["edits_used"],
         "labelling_s": cycle["labelling_s"],
         "cycle_s": cycle["cycle_s"],
+        "training_s": candidate_meta.get("train_seconds"),
         "decision": decision_of(candidate),
         "candidate": candidate,
         "shadow_comparison": cycle["shadow"].get("comparison"),
         **on_cameras,
+        "camera_oracle_cached": camera_oracle_cached,
         "camera_test_sets": {kind: version.ref for kind, version in cameras.items()},
         "labels_until_s": cycle["labels_until_s"],
     }
     if candidate is not None:
         challenger = registry.get(candidate["version"])
         result["challenger_map50"] = round(map50(base, challenger.onnx_path, gold_shift), 4)
+        result["challenger_camera_map50"] = round(map50(base, challenger.onnx_path, tests["camera"]), 4)
         data = DatasetStore(var.datasets).get(challenger.meta["dataset_version"])
         with tempfile.TemporaryDirectory(prefix="bench-worse-") as tmp:
             noisy = corrupted_copy(data, base.model.class_names, WRONG_LABEL_RATE, args.seed, Path(tmp) / "data")
             worse = fine_tune(base, champion.torch_path, noisy, Path(tmp) / "run", epochs)
             models = {"champion": champion.onnx_path, "challenger": challenger.onnx_path, "worse": worse}
             gold_scores = {name: map50(base, path, gold_a) for name, path in models.items()}
-            result["decision_trials"] = decision_trials(base, models, gold_scores, pool, args.trials, args.seed)
+            trials_pool = cameras["unseen"] if args.trials_on == "site" else pool
+            result["decision_trials"] = decision_trials(base, models, gold_scores, trials_pool, args.trials, args.seed)
+            result["decision_trials"]["pool"] = trials_pool.ref
             result["decision_trials"]["a_gold_map50"] = {k: round(v, 4) for k, v in gold_scores.items()}
+            result["right_promotions"] = result["decision_trials"]["right_promotions"]
+            result["false_promotions"] = (
+                result["decision_trials"]["false_promotions_worse"]
+                + result["decision_trials"]["false_promotions_identical"]
+            )
     write_report(result, args.shift_domain, args.trials)
 
 

@@ -144,6 +144,7 @@ def run_cycle(base: Settings, args: argparse.Namespace, var: Path, gold_ref: str
         shadow = api.get("/v1/shadow").json()
     return {
         "labels_used": answered,
+        "edits_used": labeler.edits.to_dict(),
         "labelling_s": round(labelled_s, 1),
         "labels_until_s": round(labels_until_s, 1),
         "cycle_s": round(time.monotonic() - started, 1),

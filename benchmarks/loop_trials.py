@@ -22,11 +22,12 @@ from visionloop.core.registry import ModelVersion
 from visionloop.core.settings import Settings
 from visionloop.learning.ab_decision import Decision, Guards, run_ab
 from visionloop.learning.ab_replay import replay_model
-from visionloop.learning.datasets import DatasetVersion
+from visionloop.learning.datasets import DatasetStore, DatasetVersion
 from visionloop.learning.evaluation import serving_map50, split_images
 from visionloop.learning.export import export_onnx
 from visionloop.learning.training import train
 from visionloop.simulation.bootstrap import GOLD_SEED_OFFSET, world_dataset
+from visionloop.simulation.site.live import RenderedSite
 from visionloop.simulation.world import load_domains
 
 ORACLE_IMAGES = 1000
@@ -176,3 +177,53 @@ def decision_trials(
     out["false_promotions_worse"] = out["worse_vs_challenger"]["promote"]
     out["false_promotions_identical"] = out["identical"]["promote"]
     return out
+
+
+def camera_oracle(
+    settings: Settings,
+    champion: ModelVersion,
+    site: RenderedSite,
+    labels_until_s: float,
+    epochs: int,
+    tests: dict[str, DatasetVersion],
+    cache: Path,
+) -> tuple[dict[str, float], bool]:
+    """The champion fine-tuned on ORACLE_IMAGES frames drawn uniformly from the served cameras' labeling window, all
+    labelled, with the champion's replay and the loop's epochs and training settings (no selection, no pseudo-
+    labels); its mAP50 on each of ``tests`` (cached by recipe)."""
+    from visionloop.simulation.site.testsets import write_camera_frames
+
+    recipe = {
+        "site": site.data["recipe"],
+        "window": [0.0, labels_until_s],
+        "images": ORACLE_IMAGES,
+        "epochs": epochs,
+        "replay": settings.loop.replay_images,
+        "champion": champion.meta.get("recipe_hash") or champion.version,
+        "training": settings.training.model_dump(mode="json"),
+        "tests": {name: data.manifest.get("recipe") for name, data in tests.items()},
+    }
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    cached = cache / f"camera-oracle-{key}.json"
+    if cached.is_file():
+        return {k: float(v) for k, v in json.loads(cached.read_text())["map50"].items()}, True
+    every_s = max(1.0 / site.spec.fps, len(site.cameras) * labels_until_s / (ORACLE_IMAGES * 1.2))
+    with tempfile.TemporaryDirectory(prefix="bench-camera-oracle-") as tmp:
+        work = Path(tmp)
+        write_camera_frames(site, site.cameras, 0.0, labels_until_s, every_s, work / "window")
+        window = sorted((work / "window" / "images").glob("*.jpg"))
+        picked = random.Random(0).sample(window, min(ORACLE_IMAGES, len(window)))
+        source = DatasetStore(settings.var.datasets).get(str(champion.meta["dataset_version"]))
+        replay, _ = split_images(source.data_yaml, "train")
+        replay = random.Random(0).sample(replay, min(settings.loop.replay_images, len(replay)))
+        train_list = [str(p) for p in picked] + [str(item.image) for item in replay]
+        (work / "train.txt").write_text("\n".join(train_list) + "\n")
+        val = tests["camera"]
+        data = {"path": str(work), "train": "train.txt", "val": str(val.path / "images" / "val"),
+                "names": dict(enumerate(champion.class_names or settings.model.class_names))}  # fmt: skip
+        (work / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        onnx = fine_tune(settings, champion.torch_path, work / "data.yaml", work / "run", epochs)
+        scores = {name: map50(settings, onnx, test) for name, test in tests.items()}
+    cache.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps({"map50": scores, "frames": len(picked), "recipe": recipe}, indent=2))
+    return scores, False

@@ -99,7 +99,7 @@ def replay_model(
 @dataclass(frozen=True)
 class ABReplayResult:
     verdict: ABVerdict
-    decision_frames: dict[str, int]
+    decision_frames: dict[str, Any]
     random_arm: dict[str, Any]
     gold_parts: dict[str, Any]
     biased: dict[str, Any]
