@@ -144,11 +144,14 @@ def _drift_report(service: VisionloopService, console: Console, since_ms: int) -
 
 def demo_settings(settings: Settings) -> Settings:
     """The demo closes the loop in minutes: a challenger after 5 new labels, fine-tuned for 3 epochs with 200
-    replayed images (the defaults, 50 labels and 10 epochs, are for real use); drift windows of 5 s (20 frames
+    replayed images, its student on 100 pseudo-labelled frames of the cameras (the defaults, 50 labels, 10 epochs
+    and 600 frames, are for real use); drift windows of 5 s (20 frames
     sampled every 0.25 s) instead of 30 s, so the shift of the second camera raises an alarm while it streams."""
     return settings.model_copy(
         update={
-            "loop": settings.loop.model_copy(update={"min_new_labels": 5, "epochs": 3, "replay_images": 200}),
+            "loop": settings.loop.model_copy(
+                update={"min_new_labels": 5, "epochs": 3, "replay_images": 200, "pseudo_labels": 100}
+            ),
             "drift": settings.drift.model_copy(update={"window_size": 20, "sample_interval_s": 0.25}),
         }
     )
