@@ -21,7 +21,7 @@ APT_PACKAGES := redis-server python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad chromium prometheus docker-compose
 PYTEST_ARGS ?=
 
-.PHONY: help system-deps venv demo up test lint typecheck unit integration model bootstrap bench-serving bench-pipeline bench-al bench-loop bench-explain bench-site gpu-check cluster-demo lock lock-label-studio check-lock clean
+.PHONY: help system-deps venv demo up test lint typecheck unit integration model bootstrap bench-serving bench-pipeline bench-al bench-loop bench-recipe bench-explain bench-site gpu-check cluster-demo lock lock-label-studio check-lock clean
 
 help:
 	@echo "make demo           run the whole loop on embedded defaults"
@@ -32,6 +32,7 @@ help:
 	@echo "make bench-pipeline simulated RTSP cameras end to end vs a plain RTSP+Ultralytics loop (benchmarks/results/pipeline.json)"
 	@echo "make bench-al       active learning vs random on shifts B and C, 3 seeds (benchmarks/results/active_learning.json)"
 	@echo "make bench-loop     one loop cycle after a domain shift, and A/B decision trials (benchmarks/results/loop.json)"
+	@echo "make bench-recipe   challenger recipes side by side on a shifted site, offline (benchmarks/results/loop_recipe.json)"
 	@echo "make bench-explain  seconds per SHAP explanation and the pointing game (benchmarks/results/explain.json)"
 	@echo "make bench-site     a simulated site's rendering and serving costs, and its truth against gold (benchmarks/results/site.json)"
 	@echo "make cluster-demo   two Ray nodes (ray start: edge + infer), cameras across them, the inference node lost and back"
@@ -133,6 +134,11 @@ bench-al: system-deps venv
 BENCH_LOOP_ARGS ?=
 bench-loop: system-deps venv
 	$(BIN)/python -m benchmarks.loop $(BENCH_LOOP_ARGS)
+
+# BENCH_RECIPE_ARGS="--shift-domain C --labels 200 --only pseudo,oracle" picks the scenario and the recipes.
+BENCH_RECIPE_ARGS ?=
+bench-recipe: system-deps venv
+	$(BIN)/python -m benchmarks.loop_recipe $(BENCH_RECIPE_ARGS)
 
 # Locks hold name==version pins from the index only (pip list --format=freeze never writes the URL or path a
 # package came from, which pip freeze does); scripts/check_lock.py refuses anything else.

@@ -51,6 +51,7 @@ class PseudoLabelReport:
     boxes: int = 0
     ignored: int = 0
     disagreed: int = 0
+    unreadable: int = 0
 
 
 def _mirror(found: Detections, width: int) -> npt.NDArray[np.float32]:
@@ -99,8 +100,15 @@ def pseudo_label(
     (out_dir / "labels").mkdir(parents=True, exist_ok=True)
     report = PseudoLabelReport(images=[])
     for start in range(0, len(images), batch):
-        paths = list(images[start : start + batch])
-        frames = [read_bgr(path) for path in paths]
+        paths, frames = [], []
+        for path in images[start : start + batch]:
+            try:
+                frames.append(read_bgr(path))
+                paths.append(path)
+            except OSError:  # the pool let an old frame go meanwhile: one frame fewer, not a failed job
+                report.unreadable += 1
+        if not frames:
+            continue
         found = engine.predict(frames).detections
         mirrored = (
             engine.predict([np.ascontiguousarray(f[:, ::-1]) for f in frames]).detections
@@ -151,7 +159,9 @@ def reestimate_batchnorm(weights: Path, images: Sequence[Path], imgsz: int, out:
     model.train()
     with torch.no_grad():
         for start in range(0, len(images), BN_BATCH):
-            frames = [read_bgr(path) for path in images[start : start + BN_BATCH]]
+            frames = [read_bgr(path) for path in images[start : start + BN_BATCH] if path.is_file()]
+            if not frames:
+                continue
             shape = batch_shape([f.shape[:2] for f in frames], imgsz)
             model(torch.from_numpy(letterbox_batch(frames, shape).tensor))
     for norm, momentum in zip(norms, momenta, strict=True):
