@@ -40,3 +40,12 @@ def test_a_sample_spreads_over_the_pool(tmp_path: Path) -> None:
     picked = pool_sample(tmp_path, 4)
     assert len(picked) == 4 and len({p.parent.name for p in picked}) == 2
     assert pool_sample(tmp_path, 50) == pool_frames(tmp_path) and pool_sample(tmp_path / "none", 3) == []
+
+
+def test_frames_near_the_random_arm_stay_out_of_the_sample(tmp_path: Path) -> None:
+    pool = UnlabelledPool(tmp_path, every_s=1.0, max_frames=100)
+    for step in range(10):
+        offer(pool, "a", 1_700_000_000.0 + step)
+    random_arm = ["a-53-1700000004300", "cam_1-7-1700000008000"]  # frame ids: <camera>-<seq>-<capture ms>
+    kept = {int(p.stem.split("-")[0]) for p in pool_sample(tmp_path, 50, avoid=random_arm)}
+    assert kept == {1_700_000_000_000 + 1000 * s for s in (0, 1, 2, 3, 6)}

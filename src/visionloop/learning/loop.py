@@ -300,8 +300,9 @@ class LoopWorker:
         if self._settings.loop.pseudo_labels or self._settings.loop.bn_adapt:
             self._set_state(LoopState.TRAINING, f"{key}: pseudo-labels of the unlabelled pool, then the student")
         result, adapted = train_student(
-            self._settings, self._store, champion, training_set, teacher, key, work, fine_tune, self._epoch_done
-        )
+            self._settings, self._store, champion, training_set, teacher, key, work, fine_tune, self._epoch_done,
+            avoid={image.image.stem for _, image in arms.random},
+        )  # fmt: skip
         self._set_state(LoopState.EVALUATING, f"scoring {key} on the gold sets")
         onnx = export_trained(self._settings, result, work)
         int8 = int8_for(self._settings, onnx, training_set.data_yaml, work)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from visionloop.core.registry import ModelVersion
@@ -29,9 +30,32 @@ log = logging.getLogger(__name__)
 PSEUDO_META = "pseudo_labels"  # registry meta: the pseudo-label version a challenger learnt from, and its counts
 
 
-def pool_sample(root: Path, count: int) -> list[Path]:
-    """``count`` frames of the unlabelled pool spread evenly over its time span (all of them when it holds fewer)."""
+AVOID_S = 1.0  # pool frames this close in time to a frame to avoid are left out (neighbouring frames look alike)
+
+
+def capture_ms(stem: str, first: bool = False) -> int | None:
+    """The capture time (ms) in a frame id ``<camera>-<seq>-<ms>``, or (``first``) in a pool frame's name
+    ``<ms>-<seq>``."""
+    part = stem.split("-")[0 if first else -1]
+    return int(part) if part.isdigit() else None
+
+
+def pool_sample(root: Path, count: int, avoid: Collection[str] = ()) -> list[Path]:
+    """``count`` frames of the unlabelled pool spread evenly over its time span (all of them when it holds fewer),
+    none within AVOID_S of a frame named in ``avoid`` (frame ids: the random arm stays unseen, even unlabelled)."""
     frames = sorted(root.glob("*/*.jpg"), key=lambda p: p.name) if root.is_dir() else []
+    avoided = sorted(ms for ms in (capture_ms(stem) for stem in avoid) if ms is not None)
+    if avoided:
+        times = np.array(avoided, np.int64)
+
+        def near(frame: Path) -> bool:
+            ms = capture_ms(frame.stem, first=True)
+            if ms is None:
+                return False
+            at = int(np.searchsorted(times, ms))
+            return any(abs(int(times[i]) - ms) <= AVOID_S * 1000 for i in (at - 1, at) if 0 <= i < len(times))
+
+        frames = [frame for frame in frames if not near(frame)]
     if count <= 0 or not frames:
         return []
     if len(frames) <= count:
@@ -94,13 +118,15 @@ def train_student(
     work: Path,
     fine_tune: FineTune,
     on_epoch: EpochCallback | None = None,
+    avoid: Collection[str] = (),
 ) -> tuple[TrainResult, dict[str, Any]]:
     """The challenger: the teacher itself when the pool is empty or pseudo-labels are off, else a student trained on
     the human labels and the teacher's pseudo-labels; batch-norm re-estimated when ``loop.bn_adapt``. Returns it
-    and what it learnt from, for the registry."""
+    and what it learnt from, for the registry. ``avoid``: frame ids (the random arm) whose neighbours in time stay
+    out of the pool sample, so the A/B's unbiased frames are not even seen unlabelled."""
     loop = settings.loop
     class_names = [str(n) for n in training_set.manifest["class_names"]]
-    frames = pool_sample(settings.var.unlabelled, loop.pseudo_labels)
+    frames = pool_sample(settings.var.unlabelled, loop.pseudo_labels, avoid)
     meta: dict[str, Any] = {"pool_frames": len(frames)}
     result = teacher
     if frames and loop.pseudo_labels:
@@ -111,7 +137,7 @@ def train_student(
                             work / "student", on_epoch)  # fmt: skip
         result = replace(student, seconds=teacher.seconds + student.seconds)
     if loop.bn_adapt and loop.pool_frames:
-        bn_frames = pool_sample(settings.var.unlabelled, loop.pool_frames)
+        bn_frames = pool_sample(settings.var.unlabelled, loop.pool_frames, avoid)
         if bn_frames:
             weights = reestimate_batchnorm(result.weights, bn_frames, settings.serving.imgsz, work / "bn" / "model.pt")
             result = replace(result, weights=weights)
