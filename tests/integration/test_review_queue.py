@@ -196,7 +196,7 @@ def test_strata_queue_only_the_most_doubtful_frame_of_each_camera_window(redis_s
     from visionloop.core.contracts import EncodedFrame
     from visionloop.labeling.samplers import CompositeSampler
     from visionloop.labeling.selector import FrameSelector
-    from visionloop.labeling.strata import StratumHold
+    from visionloop.labeling.strata import Strata
 
     client = redis.Redis.from_url(redis_server.url)
     queue = ReviewQueue(client, StreamNames("strata"), consumer="w")
@@ -206,7 +206,7 @@ def test_strata_queue_only_the_most_doubtful_frame_of_each_camera_window(redis_s
         DuplicateFilter(client, "strata", window_s=60, max_distance=0),
         RateLimiter(client, "strata", per_minute=100),
         ClassQuota(client, "strata", per_hour=100),
-        hold=StratumHold(window_s=10.0, keep=1),
+        strata=Strata(window_s=10.0, keep=1, random_share=0.0),
     )
     scenes = render_clip(frames=12, width=320, height=180, seed=21, domain="C")
     confidences = [0.8, 0.3, 0.6, 0.7, 0.5, 0.9]  # within the first window the second frame is the most doubtful
@@ -230,4 +230,34 @@ def test_strata_queue_only_the_most_doubtful_frame_of_each_camera_window(redis_s
     taken = [d.item for d in queue.take(10, block_ms=10) if d.item is not None]
     assert [(i.result.camera_id, i.result.seq) for i in taken] == [("b", 1)]
     assert selector.stats.rejected["stratum has a more doubtful frame"] > 0
+    client.close()
+
+
+def test_random_windows_send_one_uniform_frame_as_the_control_arm(redis_server: EmbeddedRedis) -> None:
+    import cv2
+
+    from visionloop.core.contracts import EncodedFrame
+    from visionloop.labeling.samplers import CompositeSampler
+    from visionloop.labeling.selector import FrameSelector
+    from visionloop.labeling.strata import Strata
+
+    client = redis.Redis.from_url(redis_server.url)
+    queue = ReviewQueue(client, StreamNames("rnd"), consumer="w")
+    selector = FrameSelector(
+        CompositeSampler({"least_confidence": 1.0}, threshold=0.99, random_rate=0.0, options={}),  # nothing doubtful
+        queue,
+        DuplicateFilter(client, "rnd", window_s=60, max_distance=0),
+        RateLimiter(client, "rnd", per_minute=100),
+        ClassQuota(client, "rnd", per_hour=100),
+        strata=Strata(window_s=2.0, keep=1, random_share=1.0, seed=3),
+    )
+    scenes = render_clip(frames=8, width=320, height=180, seed=22, domain="C")
+    confident = Detections(np.array([[5, 5, 50, 50]], np.float32), np.array([0.95], np.float32), np.array([1]))
+    for seq in range(8):  # four windows of two frames
+        result = FrameResult("cam", seq, 1000.0 + seq, "v2", confident, frame_width=320, frame_height=180)
+        selector.offer(EncodedFrame("cam", cv2.imencode(".jpg", scenes[seq])[1].tobytes(), seq), result)
+    selector.flush()
+    items = [d.item for d in queue.take(10, block_ms=10) if d.item is not None]
+    assert len(items) == 4 and {i.selection.sampler for i in items} == {"random"}
+    assert sorted(i.result.seq // 2 for i in items) == [0, 1, 2, 3]  # one frame from each window
     client.close()

@@ -28,3 +28,18 @@ def test_a_quiet_camera_is_released_a_window_later_and_cameras_are_bounded() -> 
     assert sorted(hold.drain()) == ["c", "d"]
     with pytest.raises(ValueError):
         StratumHold(window_s=0.0)
+
+
+def test_the_share_of_random_windows_is_what_was_asked() -> None:
+    import math
+
+    from visionloop.labeling.strata import Strata
+
+    strata: Strata[str] = Strata(window_s=1.0, keep=1, random_share=0.25, seed=7)
+    flips = [strata.is_random(f"cam{c}", float(t)) for c in range(4) for t in range(1000)]
+    share = sum(flips) / len(flips)
+    bound = 4 * math.sqrt(0.25 * 0.75 / len(flips))  # four standard errors
+    assert abs(share - 0.25) < bound
+    assert strata.is_random("cam0", 5.2) == strata.is_random("cam0", 5.7)  # decided once per window
+    with pytest.raises(ValueError):
+        Strata(window_s=1.0, keep=1, random_share=1.5)

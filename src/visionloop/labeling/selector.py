@@ -24,7 +24,9 @@ from visionloop.labeling.diversity import SelectionMemory
 from visionloop.labeling.gates import ClassQuota, DuplicateFilter, RateLimiter
 from visionloop.labeling.review_queue import ReviewItem, ReviewQueue
 from visionloop.labeling.samplers import CompositeSampler, Image, Selection
-from visionloop.labeling.strata import StratumHold
+from visionloop.labeling.strata import Strata
+
+Held = tuple[bytes, FrameResult, Selection]  # a frame waiting for its stratum's end: its JPEG, result, reason
 
 
 @dataclass
@@ -44,10 +46,10 @@ class FrameSelector:
         rate: RateLimiter,
         quota: ClassQuota,
         jpeg_quality: int = 90,
-        hold: StratumHold[tuple[bytes, FrameResult, Selection]] | None = None,
+        strata: Strata[Held] | None = None,
     ) -> None:
         self._sampler, self._queue = sampler, queue
-        self._hold = hold
+        self._strata = strata
         self._jpeg_quality = jpeg_quality
         self._dedup, self._rate, self._quota = dedup, rate, quota
         self.stats = SelectorStats()
@@ -55,14 +57,18 @@ class FrameSelector:
     def offer(self, frame: EncodedFrame, result: FrameResult) -> ReviewItem | None:
         """Queue the frame if it is worth labelling and passes every gate; returns what was queued of it.
 
-        With strata (``hold``), a picked frame waits for the end of its camera's window and only the window's most
-        doubtful go on (None is returned for it now); the random control arm never waits. Runs off the serving
-        path (the Router hands frames to a background thread), so decoding here is fine.
+        With strata, a frame waits for the end of its camera's window (None is returned for it now): a doubt
+        window sends its most doubtful frames, a random window (the control arm) one frame drawn uniformly. Runs
+        off the serving path (the Router hands frames to a background thread), so decoding here is fine.
         """
         self.stats.seen += 1
-        if self._hold is not None:
-            for jpeg, held_result, held_selection in self._hold.release(result.camera_id, result.capture_ts):
-                self._admit_held(jpeg, held_result, held_selection)
+        strata = self._strata
+        if strata is not None:
+            for held in strata.release(result.camera_id, result.capture_ts):
+                self._admit_held(*held)
+            if strata.is_random(result.camera_id, result.capture_ts):
+                self._hold_random(strata, frame, result)
+                return None
         try:
             image = frame.decoded()
         except InvalidImageError:
@@ -72,23 +78,34 @@ class FrameSelector:
         if selection is None:
             self.stats.rejected["not selected"] += 1
             return None
-        if self._hold is None or selection.sampler == "random":
+        if strata is None:
             return self._admit(image, lambda: frame.encoded(self._jpeg_quality), result, selection)
-        if not self._hold.would_keep(result.camera_id, result.capture_ts, selection.score):
+        if not strata.doubt.would_keep(result.camera_id, result.capture_ts, selection.score):
             self.stats.rejected["stratum has a more doubtful frame"] += 1
             return None
         candidate = (frame.encoded(self._jpeg_quality), result, selection)
-        for jpeg, held_result, held_selection in self._hold.hold(
-            result.camera_id, result.capture_ts, selection.score, candidate
-        ):
-            self._admit_held(jpeg, held_result, held_selection)
+        for held in strata.doubt.hold(result.camera_id, result.capture_ts, selection.score, candidate):
+            self._admit_held(*held)
         return None
+
+    def _hold_random(self, strata: Strata[Held], frame: EncodedFrame, result: FrameResult) -> None:
+        key = strata.draw()
+        if not strata.random.would_keep(result.camera_id, result.capture_ts, key):
+            return
+        reason = f"random control arm: a frame drawn uniformly from its camera's {strata.window_s:g} s window"
+        try:
+            candidate = (frame.encoded(self._jpeg_quality), result, Selection("random", 1.0, reason))
+        except InvalidImageError:
+            self.stats.rejected["undecodable"] += 1
+            return
+        for held in strata.random.hold(result.camera_id, result.capture_ts, key, candidate):
+            self._admit_held(*held)
 
     def flush(self) -> int:
         """Queue what the strata still hold (the selector stops); returns how many were queued."""
-        if self._hold is None:
+        if self._strata is None:
             return 0
-        return sum(self._admit_held(*held) is not None for held in self._hold.drain())
+        return sum(self._admit_held(*held) is not None for held in self._strata.drain())
 
     def _admit_held(self, jpeg: bytes, result: FrameResult, selection: Selection) -> ReviewItem | None:
         decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
@@ -146,11 +163,13 @@ def build_selector(settings: Settings, redis_url: str) -> FrameSelector:
     client = redis.Redis.from_url(redis_url, socket_timeout=settings.redis.socket_timeout_s)
     prefix = settings.redis.stream_prefix
     return FrameSelector(
-        build_sampler(settings),
+        build_sampler(settings, random_rate=0.0 if labeling.stratum_s > 0 else None),  # strata draw the control arm
         ReviewQueue(client, StreamNames(prefix), consumer="selector"),
         DuplicateFilter(client, prefix, labeling.dedup_window_s, labeling.dedup_max_distance),
         RateLimiter(client, prefix, labeling.per_camera_per_minute),
         ClassQuota(client, prefix, labeling.per_class_per_hour),
         settings.cameras.jpeg_quality,
-        StratumHold(labeling.stratum_s, labeling.stratum_frames) if labeling.stratum_s > 0 else None,
+        Strata(labeling.stratum_s, labeling.stratum_frames, labeling.stratum_random)
+        if labeling.stratum_s > 0
+        else None,
     )

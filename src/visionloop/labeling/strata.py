@@ -10,6 +10,7 @@ first frame of that camera from a later window (or any camera's frame a whole wi
 from __future__ import annotations
 
 import itertools
+import random
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -77,3 +78,45 @@ class StratumHold(Generic[T]):
         out = [item for stratum in self._strata.values() for _, _, item in stratum.held]
         self._strata.clear()
         return out
+
+
+class Strata(Generic[T]):
+    """Strata with their own random control arm: each camera window is, by a coin flipped when it begins (so
+    independent of the model), a *random* window with probability ``random_share``, which sends one frame drawn
+    uniformly from it (reservoir sampling: the largest of uniform keys), or a *doubt* window, which sends its
+    ``keep`` most doubtful frames. The random arm is then a fixed share of the labels, spread over cameras and
+    time like the rest, instead of a share of every frame that outnumbers the picked ones."""
+
+    def __init__(
+        self, window_s: float, keep: int, random_share: float, seed: int | None = None, max_cameras: int = 1000
+    ) -> None:
+        if not 0 <= random_share <= 1:
+            raise ValueError(f"random_share must lie in [0, 1], got {random_share}")
+        self.window_s, self.random_share, self.max_cameras = window_s, random_share, max_cameras
+        self.doubt: StratumHold[T] = StratumHold(window_s, keep, max_cameras)
+        self.random: StratumHold[T] = StratumHold(window_s, 1, max_cameras)
+        self._kind: dict[str, tuple[int, bool]] = {}
+        self._rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.doubt) + len(self.random)
+
+    def is_random(self, camera_id: str, ts: float) -> bool:
+        """Whether the window of ``ts`` of this camera is a random one (decided once, when it begins)."""
+        window = int(ts // self.window_s)
+        known = self._kind.get(camera_id)
+        if known is None or known[0] != window:
+            if len(self._kind) >= self.max_cameras and camera_id not in self._kind:
+                self._kind.clear()
+            known = self._kind[camera_id] = (window, self._rng.random() < self.random_share)
+        return known[1]
+
+    def draw(self) -> float:
+        """A reservoir key for a frame of a random window."""
+        return self._rng.random()
+
+    def release(self, camera_id: str, ts: float) -> list[T]:
+        return self.doubt.release(camera_id, ts) + self.random.release(camera_id, ts)
+
+    def drain(self) -> list[T]:
+        return self.doubt.drain() + self.random.drain()

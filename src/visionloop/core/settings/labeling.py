@@ -52,7 +52,9 @@ class LabelingSettings(StrictModel):
         default=0.5, gt=0, description="Embedding distance at which a frame counts as wholly new."
     )
     select_threshold: float = Field(default=0.3, ge=0, le=1, description="Composite score a frame needs.")
-    random_rate: float = Field(default=0.02, ge=0, le=1, description="Share of frames picked at random (control).")
+    random_rate: float = Field(
+        default=0.02, ge=0, le=1, description="Share of frames picked at random (control) when strata are off."
+    )
     per_camera_per_minute: int = Field(default=30, gt=0, description="Most frames queued per camera per minute.")
     stratum_s: float = Field(
         default=5.0,
@@ -62,6 +64,14 @@ class LabelingSettings(StrictModel):
         "goes at once).",
     )
     stratum_frames: int = Field(default=1, gt=0, description="Frames queued per camera per stratum window.")
+    stratum_random: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        description="With strata, the share of camera windows (a coin flipped as each begins) that send one frame "
+        "drawn uniformly from the window as the random control arm, instead of the most doubtful ones; random_rate "
+        "then plays no part.",
+    )
     per_class_per_hour: int = Field(default=500, gt=0, description="Most frames queued per predicted class per hour.")
     dedup_window_s: float = Field(default=60.0, gt=0, description="Near-duplicate memory per camera, seconds.")
     dedup_max_distance: int = Field(default=6, ge=0, le=64, description="Hash bits two frames may differ by.")
