@@ -36,7 +36,8 @@ def test_up_serves_then_stops_cleanly_on_sigterm(module_var_dir: Path) -> None:
         "VISIONLOOP_API__TOKEN": TOKEN,
         "VISIONLOOP_LABELING__ENABLED": "true",
         "VISIONLOOP_LABELING__LABEL_STUDIO_PORT": str(free_port()),
-        "VISIONLOOP_LABELING__RANDOM_RATE": "1.0",  # every answered frame is queued for review...
+        "VISIONLOOP_LABELING__STRATUM_S": "0",  # no strata: frames are queued as they are judged...
+        "VISIONLOOP_LABELING__RANDOM_RATE": "1.0",  # ...and every answered frame is queued for review...
         "VISIONLOOP_LABELING__DEDUP_MAX_DISTANCE": "0",  # ...unless it is the very same picture
         "COLUMNS": "200",
     }
