@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from visionloop.core.offline import prepare_ultralytics
 from visionloop.core.registry import ModelVersion
 from visionloop.core.settings import Settings
 from visionloop.learning.adaptation import PseudoLabelRecipe, pseudo_label, reestimate_batchnorm
@@ -124,6 +125,9 @@ def train_student(
     the human labels and the teacher's pseudo-labels; batch-norm re-estimated when ``loop.bn_adapt``. Returns it
     and what it learnt from, for the registry. ``avoid``: frame ids (the random arm) whose neighbours in time stay
     out of the pool sample, so the A/B's unbiased frames are not even seen unlabelled."""
+    from visionloop.core.model_setup import ultralytics_config_dir
+
+    prepare_ultralytics(ultralytics_config_dir(settings))  # the loop worker's process may not have yet
     loop = settings.loop
     class_names = [str(n) for n in training_set.manifest["class_names"]]
     frames = pool_sample(settings.var.unlabelled, loop.pseudo_labels, avoid)
