@@ -223,3 +223,29 @@ def test_a_cycle_learns_from_the_unlabelled_pool_with_repeated_labels(
     picked_train = [n for n in names if n.startswith("frame-") and "__copy" not in n]
     assert picked_train and all(f"{n}__copy1" in names for n in picked_train)
     assert not any(n.endswith("__copy2") for n in names)
+
+
+def test_the_student_stage_prepares_ultralytics_in_a_fresh_process(
+    loop_settings: tuple[Settings, DatasetVersion], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the service the teacher trains as a Ray task, so the loop worker's own process has never prepared
+    Ultralytics when the student stage exports the teacher and pseudo-labels the pool."""
+    from visionloop.core import offline
+    from visionloop.learning.student import train_student
+    from visionloop.learning.training import TrainResult
+
+    settings, _ = loop_settings
+    pool = settings.var.unlabelled / "cam-1"
+    pool.mkdir(parents=True)
+    for n, image in enumerate(_world("B", 11, 3, tmp_path / "pool")):
+        shutil.copyfile(image.image, pool / f"{2_000_000 + n:015d}-{n}.jpg")
+    registry = registry_for(settings)
+    champion = registry.champion()
+    store = DatasetStore(settings.resolved_var_dir() / "datasets")
+    training_set = store.get(champion.meta["dataset_version"])
+    teacher = TrainResult(champion.torch_path, 1, 1.0)
+    monkeypatch.setattr(offline, "_prepared", None)  # as in the loop worker's actor
+    student, meta = train_student(
+        settings, store, champion, training_set, teacher, "job-x", tmp_path / "work", lambda *args: teacher
+    )
+    assert student.weights == champion.torch_path and meta["pseudo_labels"]["frames"] == 3
