@@ -210,7 +210,8 @@ def _loop_table(status: dict[str, Any], history: dict[str, Any], shadow: dict[st
     table.add_column("outcome")
     table.add_row("challenger", f"{challenger.get('status', 'none')} {challenger.get('version') or ''}".strip())
     if challenger.get("gate"):
-        table.add_row("gold gate", "passed" if challenger["gate"].get("passed") else "failed")
+        gate = challenger["gate"]
+        table.add_row("gold gate", f"{'passed' if gate.get('passed') else 'failed'}: {gate.get('reason', '')}".strip())
     table.add_row("pointers", f"champion {history['pointers']['champion']}, shadow {history['pointers']['shadow']}")
     comparison = shadow.get("comparison") or {}
     if comparison.get("pairs"):
