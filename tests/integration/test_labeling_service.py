@@ -28,7 +28,8 @@ def test_frames_to_label_studio_and_back_as_a_data_set_version(module_var_dir: P
         module_var_dir,
         labeling__enabled="true",
         labeling__label_studio_port=str(free_port()),
-        labeling__random_rate="1.0",  # the stand-in model finds nothing: let the control arm pick every frame
+        labeling__stratum_s="0",  # no strata: each frame is judged as it comes...
+        labeling__random_rate="1.0",  # ...and the stand-in model finds nothing: let the control arm pick every frame
         labeling__cut_every="2",
         labeling__reconcile_interval_s="1",
     )
