@@ -503,6 +503,12 @@ def _number(leaf: Leaf, kind: str) -> st.SearchStrategy[Any]:
     )
 
 
+def _items(args: tuple[Any, ...]) -> st.SearchStrategy[Any]:
+    """A list setting's items: one of its choices where they are a Literal (drift.alarm_tests), else any text."""
+    inner = args[0] if args else str
+    return st.sampled_from(get_args(inner)) if get_origin(inner) is Literal else TEXT
+
+
 def _valid(leaf: Leaf) -> st.SearchStrategy[Any]:
     args = get_args(leaf.annotation)
     strategies: dict[str, Callable[[], st.SearchStrategy[Any]]] = {
@@ -513,7 +519,7 @@ def _valid(leaf: Leaf) -> st.SearchStrategy[Any]:
         "secret": lambda: TEXT.filter(lambda s: len(s) >= (leaf.min_length or 0)),
         "path": lambda: TEXT,
         "literal": lambda: st.sampled_from(args),
-        "list_str": lambda: st.lists(TEXT, min_size=leaf.min_length or 0, max_size=3),
+        "list_str": lambda: st.lists(_items(args), min_size=leaf.min_length or 0, max_size=3),
         "dict": lambda: st.dictionaries(TEXT, FINITE, max_size=3),
         "tuple": lambda: st.tuples(*(st.integers(-(10**6), 10**6) if a is int else FINITE for a in args)),
     }
