@@ -18,7 +18,6 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -69,14 +68,6 @@ def _agreeing(found: Detections, mirrored: Detections, width: int) -> npt.NDArra
     return np.asarray(((ious >= AGREE_IOU) & same).any(axis=1), dtype=bool)
 
 
-def _rows(boxes: npt.NDArray[np.float32], classes: npt.NDArray[np.integer[Any]], width: int, height: int) -> list[str]:
-    rows = []
-    for (x1, y1, x2, y2), cls in zip(boxes, classes, strict=True):
-        cx, cy = (x1 + x2) / 2 / width, (y1 + y2) / 2 / height
-        rows.append(f"{int(cls)} {cx:.6f} {cy:.6f} {(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}")
-    return rows
-
-
 def pseudo_label(
     teacher: Path,
     images: Sequence[Path],
@@ -125,8 +116,8 @@ def pseudo_label(
             image = frame.copy()
             for x1, y1, x2, y2 in np.asarray(dets.xyxy)[ignore].round().astype(int):
                 image[max(0, y1) : max(0, y2), max(0, x1) : max(0, x2)] = PAD_VALUE
-            boxes = np.asarray(dets.xyxy, np.float32)[keep]
-            rows = _rows(boxes, np.asarray(dets.class_id)[keep], width, height)
+            kept = Detections(dets.xyxy[keep], dets.confidence[keep], dets.class_id[keep])
+            rows = kept.to_yolo(width, height)
             target = out_dir / "images" / f"{path.stem}.jpg"
             cv2.imwrite(str(target), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
             (out_dir / "labels" / f"{path.stem}.txt").write_text("\n".join(rows) + "\n" if rows else "")
