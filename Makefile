@@ -97,7 +97,7 @@ integration: system-deps venv
 	$(BIN)/python -m pytest -q tests/integration $(PYTEST_ARGS)
 
 test: system-deps venv lint typecheck
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	PYTHONFAULTHANDLER=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench-serving: system-deps venv
 	$(BIN)/python -m benchmarks.serving $(BENCH_SERVING_ARGS)
