@@ -108,6 +108,34 @@ def test_near_duplicates_are_suppressed_within_the_window(redis_server: Embedded
     assert not dedup.is_duplicate("cam", noisy, now + 120)  # the window has passed
 
 
+def test_a_frame_whose_objects_moved_is_no_duplicate_of_one_that_looks_alike(redis_server: EmbeddedRedis) -> None:
+    """A fixed camera's frames hash alike while its objects move: with min_box_iou, only a frame that also shows
+    the same objects in the same places is a near copy."""
+
+    def seen(*boxes: tuple[int, float, float, float, float]) -> Detections:
+        return Detections(
+            np.array([b[1:] for b in boxes], np.float32).reshape(-1, 4),
+            np.full(len(boxes), 0.8, np.float32),
+            np.array([b[0] for b in boxes], np.int32),
+        )
+
+    frame = render_clip(frames=1, width=320, height=180, seed=8)[0]
+    dedup = DuplicateFilter(
+        redis.Redis.from_url(redis_server.url), "objs", window_s=60, max_distance=6, min_box_iou=0.5
+    )
+    now = 3_000_000.0
+    car, person = (2, 10.0, 10.0, 60.0, 40.0), (0, 200.0, 50.0, 220.0, 100.0)
+    assert not dedup.is_duplicate("cam", frame, now, seen(car, person))
+    assert dedup.is_duplicate("cam", frame, now + 1, seen(person, (2, 12.0, 11.0, 61.0, 41.0)))  # barely moved
+    assert not dedup.is_duplicate("cam", frame, now + 2, seen(car, (0, 150.0, 50.0, 170.0, 100.0)))  # walked on
+    assert not dedup.is_duplicate("cam", frame, now + 3, seen(car))  # someone left
+    assert not dedup.is_duplicate("cam", frame, now + 4, seen(car, (1, 200.0, 50.0, 220.0, 100.0)))  # another class
+    assert dedup.is_duplicate("cam", frame, now + 5, seen(car))  # the same as the frame remembered at now + 3
+    hash_only = DuplicateFilter(redis.Redis.from_url(redis_server.url), "hash", window_s=60, max_distance=6)
+    assert not hash_only.is_duplicate("cam", frame, now, seen(car))
+    assert hash_only.is_duplicate("cam", frame, now + 1, seen(person))  # min_box_iou 0: the hash alone decides
+
+
 def test_selector_queues_doubtful_frames_once_and_says_why(redis_server: EmbeddedRedis) -> None:
     import cv2
 

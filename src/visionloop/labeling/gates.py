@@ -11,7 +11,9 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
+from visionloop.core.contracts import Detections
 from visionloop.core.streams import StreamNames
+from visionloop.core.tracking import box_iou, greedy_match
 
 Image = npt.NDArray[np.uint8]
 
@@ -29,27 +31,71 @@ def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
+def objects_signature(detections: Detections) -> str:
+    """The detected objects in a short text (class and whole-pixel box each), kept beside a frame's hash."""
+    return ";".join(
+        f"{int(c)},{','.join(str(round(float(v))) for v in box)}"
+        for c, box in zip(detections.class_id, detections.xyxy, strict=True)
+    )
+
+
+def _parse_signature(text: str) -> tuple[npt.NDArray[np.float32], list[int]]:
+    rows = [[float(v) for v in part.split(",")] for part in text.split(";") if part]
+    boxes = np.array([row[1:5] for row in rows], np.float32).reshape(-1, 4)
+    return boxes, [int(row[0]) for row in rows]
+
+
+def same_objects(a: str, b: str, min_iou: float) -> bool:
+    """True when both frames show the same objects where they were: as many boxes, each matched one to one with a
+    box of the same class at IoU >= ``min_iou``."""
+    boxes_a, classes_a = _parse_signature(a)
+    boxes_b, classes_b = _parse_signature(b)
+    if len(classes_a) != len(classes_b):
+        return False
+    iou = box_iou(boxes_a, boxes_b)
+    iou[np.array(classes_a)[:, None] != np.array(classes_b)[None, :]] = 0.0
+    return len(greedy_match(iou, min_iou)) == len(classes_a)
+
+
 class DuplicateFilter:
-    """Suppress frames within ``max_distance`` bits of one selected from the same camera in the last window."""
+    """Suppress a frame that is a near copy of one selected from the same camera in the last window.
+
+    A near copy looks the same (its perceptual hash within ``max_distance`` bits) and, when ``min_box_iou`` > 0,
+    shows the same objects in the same places. A fixed camera's background dominates a whole-frame hash, so frames
+    seconds apart often hash alike while their objects have moved: the hash alone throws those away.
+    """
 
     def __init__(
-        self, client: redis.Redis, prefix: str, window_s: float = 60.0, max_distance: int = 6, keep: int = 500
+        self,
+        client: redis.Redis,
+        prefix: str,
+        window_s: float = 60.0,
+        max_distance: int = 6,
+        keep: int = 500,
+        min_box_iou: float = 0.0,
     ) -> None:
         self._redis, self._keys = client, StreamNames(prefix)
-        self.window_s, self.max_distance, self.keep = window_s, max_distance, keep
+        self.window_s, self.max_distance, self.keep, self.min_box_iou = window_s, max_distance, keep, min_box_iou
 
-    def is_duplicate(self, camera_id: str, image: Image, now: float | None = None) -> bool:
+    def is_duplicate(
+        self, camera_id: str, image: Image, now: float | None = None, detections: Detections | None = None
+    ) -> bool:
         """True if a near copy was selected recently; otherwise remember this frame and return False."""
         now = time.time() if now is None else now
         key = self._keys.dedup(camera_id)
         code = perceptual_hash(image)
+        objects = objects_signature(detections) if detections is not None else ""
         self._redis.zremrangebyscore(key, 0, now - self.window_s)
-        members = self._redis.zrange(key, 0, -1)
-        recent = [int((m.decode() if isinstance(m, bytes) else str(m)).split(":", 1)[0], 16) for m in members]
-        if any(hamming(code, other) <= self.max_distance for other in recent):
-            return True
+        for member in self._redis.zrange(key, 0, -1):
+            text = member.decode() if isinstance(member, bytes) else str(member)
+            other_code, _, rest = text.partition(":")
+            if hamming(code, int(other_code, 16)) > self.max_distance:
+                continue
+            other_objects = rest.partition(":")[2]
+            if self.min_box_iou <= 0 or same_objects(objects, other_objects, self.min_box_iou):
+                return True
         with self._redis.pipeline() as pipe:
-            pipe.zadd(key, {f"{code:016x}:{now:.6f}": now})
+            pipe.zadd(key, {f"{code:016x}:{now:.6f}:{objects}": now})
             pipe.zremrangebyrank(key, 0, -self.keep - 1)
             pipe.expire(key, int(self.window_s) + 60)
             pipe.execute()

@@ -118,7 +118,7 @@ class FrameSelector:
         self, image: Image, jpeg: Callable[[], bytes], result: FrameResult, selection: Selection
     ) -> ReviewItem | None:
         """The gates, then the queue: near duplicates, the camera's rate, the class quotas."""
-        if self._dedup.is_duplicate(result.camera_id, image):
+        if self._dedup.is_duplicate(result.camera_id, image, detections=result.detections):
             self.stats.rejected["near duplicate"] += 1
             return None
         if not self._rate.allow(result.camera_id):
@@ -165,7 +165,13 @@ def build_selector(settings: Settings, redis_url: str) -> FrameSelector:
     return FrameSelector(
         build_sampler(settings, random_rate=0.0 if labeling.stratum_s > 0 else None),  # strata draw the control arm
         ReviewQueue(client, StreamNames(prefix), consumer="selector"),
-        DuplicateFilter(client, prefix, labeling.dedup_window_s, labeling.dedup_max_distance),
+        DuplicateFilter(
+            client,
+            prefix,
+            labeling.dedup_window_s,
+            labeling.dedup_max_distance,
+            min_box_iou=labeling.dedup_box_iou,
+        ),
         RateLimiter(client, prefix, labeling.per_camera_per_minute),
         ClassQuota(client, prefix, labeling.per_class_per_hour),
         settings.cameras.jpeg_quality,

@@ -75,6 +75,13 @@ class LabelingSettings(StrictModel):
     per_class_per_hour: int = Field(default=500, gt=0, description="Most frames queued per predicted class per hour.")
     dedup_window_s: float = Field(default=60.0, gt=0, description="Near-duplicate memory per camera, seconds.")
     dedup_max_distance: int = Field(default=6, ge=0, le=64, description="Hash bits two frames may differ by.")
+    dedup_box_iou: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="A near duplicate must also show the same objects: as many boxes, each matched to one of the "
+        "same class at this IoU (0: the hash alone decides).",
+    )
     max_deliveries: int = Field(default=5, gt=0, description="Import attempts before a frame is dead-lettered.")
     reclaim_idle_s: float = Field(default=30.0, gt=0, description="Reclaim review items pending this long.")
     reconcile_interval_s: float = Field(default=10.0, gt=0, description="How often all annotations are re-read.")
