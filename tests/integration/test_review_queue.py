@@ -160,7 +160,9 @@ def test_selector_queues_doubtful_frames_once_and_says_why(redis_server: Embedde
         jpeg = cv2.imencode(".jpg", image)[1].tobytes()
         detections = Detections(np.array([[5, 5, 50, 50]], np.float32), np.array([conf], np.float32), np.array([1]))
         result = FrameResult("cam:1", seq, 1000.0 + seq, "v2", detections, frame_width=320, frame_height=180)
-        return selector.offer(EncodedFrame("cam:1", jpeg, seq), result)
+        queued = selector.offer(EncodedFrame("cam:1", jpeg, seq), result)
+        assert len(queued) <= 1 and all(item.result is result for item in queued)  # no strata: this frame or none
+        return queued[0] if queued else None
 
     assert offer(frames[0], 0.95, 1) is None  # confident: not worth a label
     queued = offer(frames[0], 0.3, 2)
@@ -246,12 +248,13 @@ def test_strata_queue_only_the_most_doubtful_frame_of_each_camera_window(redis_s
             detections = Detections(np.array([[5, 5, 50, 50]], np.float32), np.array([conf], np.float32), np.array([1]))
             result = FrameResult(camera, seq, 1000.0 + seq, "v2", detections, frame_width=320, frame_height=180)
             item = selector.offer(EncodedFrame(camera, cv2.imencode(".jpg", image)[1].tobytes(), seq), result)
-            assert item is None  # picked frames wait for their window's end
+            assert item == []  # picked frames wait for their window's end
     assert queue.stats()["queued_total"] == 0
     late = Detections(np.array([[5, 5, 50, 50]], np.float32), np.array([0.95], np.float32), np.array([1]))
-    selector.offer(EncodedFrame("a", cv2.imencode(".jpg", scenes[0])[1].tobytes(), 9),
-                   FrameResult("a", 9, 1012.0, "v2", late, frame_width=320, frame_height=180))  # fmt: skip
+    released = selector.offer(EncodedFrame("a", cv2.imencode(".jpg", scenes[0])[1].tobytes(), 9),
+                              FrameResult("a", 9, 1012.0, "v2", late, frame_width=320, frame_height=180))  # fmt: skip
     assert queue.stats()["queued_total"] == 1  # a's first window ended; b's is held until b moves on or goes quiet
+    assert [(i.result.camera_id, i.result.seq) for i in released] == [("a", 1)]  # what the Router mirrors
     queued += [d.item for d in queue.take(10, block_ms=10) if d.item is not None]
     assert [(i.result.camera_id, i.result.seq) for i in queued] == [("a", 1)]
     assert selector.flush() == 1  # b's window, drained when the selector stops

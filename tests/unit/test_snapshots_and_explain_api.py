@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import redis.asyncio as aioredis
 from tests.conftest import make_settings
 from visionloop.core.contracts import Detections, EncodedFrame, FrameResult, ModelRole
 from visionloop.core.explanations import ExplainRequest, ExplanationNotFound
-from visionloop.core.frames import ObserverChain, chain_observers
+from visionloop.core.frames import ObserverChain, chain_observers, kept_frames
 from visionloop.core.imaging import decode_image, encode_jpeg
 from visionloop.core.redis_server import EmbeddedRedis
 from visionloop.core.streams import StreamNames
@@ -53,6 +54,18 @@ def test_the_chain_shows_every_observer_the_frame_and_keeps_the_first_answer() -
         chain.offer(*_frame("cam", 1))
     assert failing.seen == selector.seen == other.seen == [1]
     assert ObserverChain([Recorder(), selector, other]).offer(*_frame("cam", 2)) == "queued"
+    assert ObserverChain([Recorder(answer=[]), selector]).offer(*_frame("cam", 3)) == "queued"  # [] kept nothing
+
+
+def test_kept_frames_are_what_the_answer_names_held_frames_included() -> None:
+    frame, result = _frame("cam", 5)
+    assert kept_frames(None, frame, result) == [] and kept_frames([], frame, result) == []
+    assert kept_frames("queued", frame, result) == [(frame, result)]  # the frame just offered
+    earlier_frame, earlier = _frame("cam", 2)  # a stratum's frame, released when its window ended
+    held = SimpleNamespace(jpeg=earlier_frame.encoded(), result=earlier)
+    [(mirrored, its_result)] = kept_frames([held], frame, result)
+    assert its_result is earlier and mirrored.seq == 2 and mirrored.data == earlier_frame.encoded()
+    assert mirrored.camera_id == "cam" and mirrored.capture_ts == earlier.capture_ts
     assert chain_observers([]) is None
 
 

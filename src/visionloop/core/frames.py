@@ -88,9 +88,33 @@ def remote_call(
 
 class FrameObserver(Protocol):
     def offer(self, frame: EncodedFrame, result: FrameResult) -> object:
-        """Look at one answered frame (off the response path); may keep it, e.g. for labeling. An answer other
-        than None means the frame was kept (the selector returns what it queued): the Router then mirrors it to the
-        shadow too (``shadow.mirror_selected``), so the frames people label have both models' answers."""
+        """Look at one answered frame (off the response path); may keep it, e.g. for labeling. The answer says
+        what was kept (see :func:`kept_frames`): the Router mirrors those frames to the shadow too
+        (``shadow.mirror_selected``), so the frames people label have both models' answers."""
+
+
+class KeptFrame(Protocol):
+    """A frame an observer kept, as it kept it (the labeling selector's queued item): JPEG bytes and the result."""
+
+    @property
+    def jpeg(self) -> bytes: ...
+
+    @property
+    def result(self) -> FrameResult: ...
+
+
+def kept_frames(answer: object, frame: EncodedFrame, result: FrameResult) -> list[tuple[EncodedFrame, FrameResult]]:
+    """The frames an observer's answer says it kept. None or an empty sequence: none. A sequence of kept frames:
+    those, which may be earlier frames (a labeling stratum holds its most doubtful frame until its window ends).
+    Any other answer: the frame just offered."""
+    if answer is None:
+        return []
+    if isinstance(answer, list | tuple):
+        return [
+            (EncodedFrame(k.result.camera_id, k.jpeg, k.result.seq, capture_ts=k.result.capture_ts), k.result)
+            for k in answer
+        ]
+    return [(frame, result)]
 
 
 # Built inside the serving replica (it may hold connections): (settings, redis_url) -> observer.
@@ -118,10 +142,14 @@ class CameraThrottle:
         return True
 
 
+def kept_anything(answer: object) -> bool:
+    return answer is not None and not (isinstance(answer, list | tuple) and not answer)
+
+
 class ObserverChain:
     """Several observers shown the same frame in order; one failing does not keep the frame from the others.
 
-    The answer is the first non-None one (the labeling selector's), so shadow mirroring keeps its meaning."""
+    The answer is the first that kept something (the labeling selector's), so shadow mirroring keeps its meaning."""
 
     def __init__(self, observers: Sequence[FrameObserver]) -> None:
         self.observers = list(observers)
@@ -135,7 +163,7 @@ class ObserverChain:
             except Exception as exc:  # the others still see the frame; the Router counts and logs the failure
                 failure = failure or exc
                 continue
-            kept = answer if kept is None else kept
+            kept = answer if not kept_anything(kept) else kept
         if failure is not None:
             raise failure
         return kept

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,52 +54,56 @@ class FrameSelector:
         self._dedup, self._rate, self._quota = dedup, rate, quota
         self.stats = SelectorStats()
 
-    def offer(self, frame: EncodedFrame, result: FrameResult) -> ReviewItem | None:
-        """Queue the frame if it is worth labelling and passes every gate; returns what was queued of it.
+    def offer(self, frame: EncodedFrame, result: FrameResult) -> list[ReviewItem]:
+        """Queue the frame if it is worth labelling and passes every gate; returns what this call queued.
 
-        With strata, a frame waits for the end of its camera's window (None is returned for it now): a doubt
-        window sends its most doubtful frames, a random window (the control arm) one frame drawn uniformly. Runs
-        off the serving path (the Router hands frames to a background thread), so decoding here is fine.
+        With strata, a frame waits for the end of its camera's window: a doubt window sends its most doubtful
+        frames, a random window (the control arm) one frame drawn uniformly. What a call returns is then the frames
+        of the window that just ended, not the frame offered. Runs off the serving path (the Router hands frames to
+        a background thread), so decoding here is fine.
         """
         self.stats.seen += 1
         strata = self._strata
+        queued: list[ReviewItem] = []
         if strata is not None:
-            for held in strata.release(result.camera_id, result.capture_ts):
-                self._admit_held(*held)
+            queued += self._admit_all(strata.release(result.camera_id, result.capture_ts))
             if strata.is_random(result.camera_id, result.capture_ts):
-                self._hold_random(strata, frame, result)
-                return None
+                return queued + self._hold_random(strata, frame, result)
         try:
             image = frame.decoded()
         except InvalidImageError:
             self.stats.rejected["undecodable"] += 1
-            return None
+            return queued
         selection = self._sampler.select(result, image)
         if selection is None:
             self.stats.rejected["not selected"] += 1
-            return None
+            return queued
         if strata is None:
-            return self._admit(image, lambda: frame.encoded(self._jpeg_quality), result, selection)
+            item = self._admit(image, lambda: frame.encoded(self._jpeg_quality), result, selection)
+            return [item] if item is not None else []
         if not strata.doubt.would_keep(result.camera_id, result.capture_ts, selection.score):
             self.stats.rejected["stratum has a more doubtful frame"] += 1
-            return None
+            return queued
         candidate = (frame.encoded(self._jpeg_quality), result, selection)
-        for held in strata.doubt.hold(result.camera_id, result.capture_ts, selection.score, candidate):
-            self._admit_held(*held)
-        return None
+        return queued + self._admit_all(
+            strata.doubt.hold(result.camera_id, result.capture_ts, selection.score, candidate)
+        )
 
-    def _hold_random(self, strata: Strata[Held], frame: EncodedFrame, result: FrameResult) -> None:
+    def _hold_random(self, strata: Strata[Held], frame: EncodedFrame, result: FrameResult) -> list[ReviewItem]:
         key = strata.draw()
         if not strata.random.would_keep(result.camera_id, result.capture_ts, key):
-            return
+            return []
         reason = f"random control arm: a frame drawn uniformly from its camera's {strata.window_s:g} s window"
         try:
             candidate = (frame.encoded(self._jpeg_quality), result, Selection("random", 1.0, reason))
         except InvalidImageError:
             self.stats.rejected["undecodable"] += 1
-            return
-        for held in strata.random.hold(result.camera_id, result.capture_ts, key, candidate):
-            self._admit_held(*held)
+            return []
+        return self._admit_all(strata.random.hold(result.camera_id, result.capture_ts, key, candidate))
+
+    def _admit_all(self, held: Iterable[Held]) -> list[ReviewItem]:
+        admitted = (self._admit_held(*one) for one in held)
+        return [item for item in admitted if item is not None]
 
     def flush(self) -> int:
         """Queue what the strata still hold (the selector stops); returns how many were queued."""

@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from ray import serve
 
 from visionloop.core.contracts import EncodedFrame, FrameResult
-from visionloop.core.frames import FrameObserverFactory, ResultTarget
+from visionloop.core.frames import FrameObserverFactory, ResultTarget, kept_frames
 from visionloop.core.registry import ModelRegistry
 from visionloop.core.results import ResultPublisher
 from visionloop.core.settings import Settings
@@ -193,8 +193,10 @@ class Router:
         def observe() -> None:
             try:
                 for frame, result in pairs:
-                    if observer.offer(frame, result) is not None and mirror_selected is not None:
-                        loop.call_soon_threadsafe(mirror_selected.offer, frame, result, "selected")
+                    answer = observer.offer(frame, result)
+                    if mirror_selected is not None:
+                        for kept_frame, kept_result in kept_frames(answer, frame, result):
+                            loop.call_soon_threadsafe(mirror_selected.offer, kept_frame, kept_result, "selected")
             except Exception as exc:  # Redis away or a bad frame: labeling waits, serving goes on
                 self.metrics.errors.inc(tags={"kind": "selection"})
                 log.warning("frame observer failed: %s", exc)
