@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from visionloop.core.boxes import box_iou
 from visionloop.core.contracts import Detections
 from visionloop.learning.evaluation import (
     GroundTruth,
     coco_dicts,
     evaluate,
-    iou_matrix,
     operating_point,
     ultralytics_metrics,
 )
@@ -97,9 +97,11 @@ def test_operating_point_counts_by_hand() -> None:
     assert mean_iou == pytest.approx((1.0 + 361 / 400) / 2)
 
 
-def test_iou_matrix() -> None:
-    iou = iou_matrix(np.array([[0, 0, 10, 10]], float), np.array([[5, 0, 15, 10], [20, 20, 30, 30]], float))
-    assert iou[0, 0] == pytest.approx(1 / 3) and iou[0, 1] == 0
+def test_box_iou_keeps_the_wider_float_type() -> None:
+    iou = box_iou(np.array([[0, 0, 10, 10]], float), np.array([[5, 0, 15, 10], [20, 20, 30, 30]], float))
+    assert iou.dtype == np.float64 and iou[0, 0] == pytest.approx(1 / 3) and iou[0, 1] == 0
+    assert box_iou(np.zeros((0, 4), np.float32), np.ones((2, 4), np.float32)).shape == (0, 2)
+    assert box_iou(np.array([[0, 0, 4, 4]], np.float32), np.array([[0, 0, 2, 4]], np.float32)).dtype == np.float32
 
 
 def test_evaluate_end_to_end_writes_metrics_and_plots(var_dir: Path, tmp_path: Path) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from visionloop.core.boxes import greedy_match
 from visionloop.core.contracts import Detections, FrameResult
 from visionloop.core.settings import TrackingSettings
-from visionloop.core.tracking import NO_TRACK, CameraTrackers, Tracker, greedy_match
+from visionloop.core.tracking import NO_TRACK, CameraTrackers, Tracker
 
 
 def boxes(*corners: tuple[float, float, float, float]) -> np.ndarray:

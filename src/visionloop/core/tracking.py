@@ -20,40 +20,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import numpy.typing as npt
 
+from visionloop.core.boxes import box_iou, greedy_match
 from visionloop.core.contracts import Detections, FrameResult
 from visionloop.core.settings import TrackingSettings
 
 NO_TRACK = -1
-
-
-def box_iou(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """(N, M) IoU of two sets of xyxy boxes."""
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)), np.float32)
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(bottom_right - top_left, 0, None).prod(axis=2)
-    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(axis=1)
-    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(axis=1)
-    return np.asarray(inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9), np.float32)
-
-
-def greedy_match(iou: npt.NDArray[np.float32], threshold: float) -> list[tuple[int, int]]:
-    """(row, column) pairs, best IoU first, each row and column used once, every pair at least ``threshold``."""
-    pairs: list[tuple[int, int]] = []
-    if not iou.size:
-        return pairs
-    rows, cols = np.nonzero(iou >= threshold)
-    order = np.argsort(-iou[rows, cols], kind="stable")
-    used_rows: set[int] = set()
-    used_cols: set[int] = set()
-    for index in order:
-        row, col = int(rows[index]), int(cols[index])
-        if row not in used_rows and col not in used_cols:
-            pairs.append((row, col))
-            used_rows.add(row)
-            used_cols.add(col)
-    return pairs
 
 
 @dataclass

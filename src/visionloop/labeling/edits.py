@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from visionloop.core.tracking import box_iou, greedy_match
+from visionloop.core.boxes import box_iou, greedy_match
 
 KEEP_IOU = 0.85  # a box moved less than this was accepted as it was
 MATCH_IOU = 0.3  # below this, two boxes are different objects

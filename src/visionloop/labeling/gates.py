@@ -11,9 +11,9 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
+from visionloop.core.boxes import box_iou, greedy_match
 from visionloop.core.contracts import Detections
 from visionloop.core.streams import StreamNames
-from visionloop.core.tracking import box_iou, greedy_match
 
 Image = npt.NDArray[np.uint8]
 

@@ -23,8 +23,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from visionloop.core.boxes import box_iou
 from visionloop.core.contracts import Detections
-from visionloop.learning.evaluation import iou_matrix, read_bgr
+from visionloop.learning.evaluation import read_bgr
 from visionloop.learning.yolo_source import LabelledImage
 from visionloop.serving.backends import BackendOptions, create_backend
 from visionloop.serving.backends.letterbox import PAD_VALUE, batch_shape, letterbox_batch
@@ -63,7 +64,7 @@ def _agreeing(found: Detections, mirrored: Detections, width: int) -> npt.NDArra
     """Per box of ``found``: a box of the same class in the mirrored frame's predictions lies on it."""
     if not len(found) or not len(mirrored):
         return np.zeros(len(found), dtype=bool)
-    ious = iou_matrix(np.asarray(found.xyxy, np.float64), _mirror(mirrored, width).astype(np.float64))
+    ious = box_iou(np.asarray(found.xyxy, np.float64), _mirror(mirrored, width).astype(np.float64))
     same = np.asarray(found.class_id)[:, None] == np.asarray(mirrored.class_id)[None, :]
     return np.asarray(((ious >= AGREE_IOU) & same).any(axis=1), dtype=bool)
 

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from visionloop.core.boxes import box_iou
 from visionloop.core.contracts import Detections
 from visionloop.core.offline import prepare_ultralytics
 from visionloop.learning.datasets import LabelledImage, images_in, load_class_names, read_images
@@ -85,18 +86,6 @@ def ground_truth(image: LabelledImage) -> GroundTruth:
     return GroundTruth(image.image.stem, width, height, xyxy.astype(np.float64), labels[:, 0].astype(np.int64))
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of (M, 4) and (N, 4) xyxy boxes -> (M, N)."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area_a = (a[:, 2:] - a[:, :2]).prod(axis=1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
-    return np.asarray(inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9))
-
-
 def operating_point(
     truths: Sequence[GroundTruth], predictions: Sequence[Detections], threshold: float
 ) -> tuple[float, float, float, float]:
@@ -107,7 +96,7 @@ def operating_point(
         keep = pred.confidence >= threshold
         boxes, classes = pred.xyxy[keep], pred.class_id[keep]
         order = np.argsort(-pred.confidence[keep], kind="stable")
-        iou = iou_matrix(truth.xyxy, boxes.astype(np.float64))
+        iou = box_iou(truth.xyxy, boxes.astype(np.float64))
         claimed = np.zeros(len(truth.xyxy), bool)
         for j in order:
             candidates = np.where(~claimed & (truth.class_id == classes[j]), iou[:, j], 0.0)
