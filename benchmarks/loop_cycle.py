@@ -74,7 +74,8 @@ def seed_var(
     shutil.rmtree(var.root, ignore_errors=True)
     registry = ModelRegistry(var.models)
     meta = {k: v for k, v in boot.meta.items() if k not in ("version", "role")}
-    champion = registry.register(boot.onnx_path, boot.torch_path, meta)
+    int8 = boot.int8_path if boot.int8_path.is_file() else None  # served as the service would (serving.precision)
+    champion = registry.register(boot.onnx_path, boot.torch_path, meta, int8_file=int8)
     registry.set_pointer(Role.CHAMPION, champion.version, by="benchmark")
     for ref in (boot.meta["dataset_version"], boot.meta["gold_dataset"]):
         version = store.get(ref)

@@ -31,6 +31,7 @@ from visionloop.learning.ab_stats import FrameMatches, match_frame, paired_boots
 from visionloop.learning.arms import ArmSplit
 from visionloop.learning.datasets import LabelledImage
 from visionloop.learning.evaluation import EVAL_CONF, EVAL_IOU, ground_truth, read_bgr
+from visionloop.learning.gold_gate import served_file
 from visionloop.serving.backends import BackendOptions, InferenceBackend, create_backend
 
 
@@ -144,7 +145,7 @@ def replay_ab(
     frames = random + pooled_gold + biased
     names = champion.class_names or shadow.class_names
     imgsz = settings.serving.imgsz
-    champ, chall = replay_models([champion.onnx_path, shadow.onnx_path], frames, names, imgsz)
+    champ, chall = replay_models([served_file(settings, m) for m in (champion, shadow)], frames, names, imgsz)
     n_random, n = len(random), len(random) + len(pooled_gold)
     guards = Guards(champ.p99_ms, chall.p99_ms, gold[0], gold[1])
     strata = [n_random, *(len(images) for images in golds.values())] if settings.ab.pooling == "sets" else None

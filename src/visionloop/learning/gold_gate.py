@@ -31,6 +31,14 @@ def gold_sets(settings: Settings, store: DatasetStore) -> list[DatasetVersion]:
     return [versions[-1] for versions in (store.versions(n) for n in names) if versions]
 
 
+def served_file(settings: Settings, model: ModelVersion) -> Path:
+    """The file the service loads for ``model`` at serving.precision: the gate and the A/B score what would be
+    served, so an int8 challenger is held against the champion as served, not against its fp32 file."""
+    if settings.serving.precision == "int8" and model.int8_path.is_file():
+        return model.int8_path
+    return model.onnx_path
+
+
 class GoldScorer:
     """gold mAP50 of registry versions (the file served at serving.precision), once per (version, gold set)."""
 
@@ -42,16 +50,10 @@ class GoldScorer:
         for ref, value in scores.items():
             self._cache[(version, ref)] = float(value)
 
-    def served_file(self, model: ModelVersion) -> Path:
-        """The file the service loads for ``model`` at serving.precision: the gate scores what would be served."""
-        if self._settings.serving.precision == "int8" and model.int8_path.is_file():
-            return model.int8_path
-        return model.onnx_path
-
     def score(self, model: ModelVersion, gold: DatasetVersion) -> float:
         key = (model.version, gold.ref)
         if key not in self._cache:
-            self._cache[key] = self.score_file(self.served_file(model), gold, model.class_names)
+            self._cache[key] = self.score_file(served_file(self._settings, model), gold, model.class_names)
         return self._cache[key]
 
     def score_file(self, onnx: Path, gold: DatasetVersion, class_names: list[str]) -> float:
