@@ -57,6 +57,16 @@ def test_fine_tuning_starts_from_weights(trained: Path, tiny_data: Path, tmp_pat
     assert result.weights.is_file()
 
 
+def test_a_time_budget_ends_training_after_the_epoch_that_used_it(
+    trained: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    budget = TINY.model_copy(update={"epochs": 3, "max_seconds": 0.01})
+    epochs: list[int] = []
+    result = train(trained, tiny_data, budget, tmp_path, tmp_path / "u", on_epoch=lambda e, n, row: epochs.append(e))
+    assert result.epochs_run == 1 and epochs == [1] and result.weights.is_file()
+    assert "map50" in result.metrics  # the closing validation of the best weights still ran, and was not an epoch
+
+
 @pytest.mark.parametrize(
     ("base", "message"),
     [("missing.pt", "does not exist"), ("model.safetensors", "must be a .pt weights file")],

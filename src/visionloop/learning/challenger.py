@@ -184,14 +184,16 @@ def fine_tune(
     data_yaml: Path,
     out_dir: Path,
     on_epoch: EpochCallback | None = None,
+    budget_s: float = 0.0,
 ) -> TrainResult:
     """Fine-tune from the champion's weights: as a Ray task (``training.num_cpus``/``num_gpus``) when Ray is up,
-    in this process otherwise (``visionloop loop run`` without the service; only then is ``on_epoch`` called)."""
+    in this process otherwise (``visionloop loop run`` without the service; only then is ``on_epoch`` called).
+    ``budget_s``: the run's time budget (``training.max_seconds``; 0: none)."""
     from visionloop.core.model_setup import ultralytics_config_dir
     from visionloop.core.ray_runtime import import_ray
 
     weights = champion_weights(champion)
-    training = settings.training.model_copy(update={"epochs": settings.loop.epochs})
+    training = settings.training.model_copy(update={"epochs": settings.loop.epochs, "max_seconds": budget_s})
     ultralytics_dir = ultralytics_config_dir(settings)
     overrides = {"freeze": settings.loop.freeze} if settings.loop.freeze else None
     if import_ray().is_initialized():

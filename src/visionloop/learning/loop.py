@@ -51,7 +51,7 @@ from visionloop.learning.loop_overview import overview as overview  # its home b
 from visionloop.learning.quantize import int8_for
 from visionloop.learning.registration import export_trained, register_trained
 from visionloop.learning.shadow_ab import ShadowAB
-from visionloop.learning.student import train_student
+from visionloop.learning.student import teacher_budget_s, train_student
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +296,9 @@ class LoopWorker:
         runs.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=runs))  # per attempt: a killed one leaves its own folder
         self._set_state(LoopState.TRAINING, f"fine-tuning {key} from {champion.version} on {training_set.ref}")
-        teacher = fine_tune(self._settings, champion, training_set.data_yaml, work, on_epoch=self._epoch_done)
+        teacher = fine_tune(
+            self._settings, champion, training_set.data_yaml, work, self._epoch_done, teacher_budget_s(self._settings)
+        )
         if self._settings.loop.pseudo_labels or self._settings.loop.bn_adapt:
             self._set_state(LoopState.TRAINING, f"{key}: pseudo-labels of the unlabelled pool, then the student")
         result, adapted = train_student(

@@ -106,7 +106,21 @@ def student_data_yaml(training_set: DatasetVersion, pseudo: DatasetVersion, out:
     return path
 
 
-FineTune = Callable[[Settings, ModelVersion, Path, Path, EpochCallback | None], TrainResult]
+FineTune = Callable[[Settings, ModelVersion, Path, Path, EpochCallback | None, float], TrainResult]
+
+
+def teacher_budget_s(settings: Settings) -> float:
+    """The teacher's share of ``loop.train_budget_s``: half when a student will follow (pseudo-labels on, frames in
+    the pool), all of it otherwise; 0 when there is no budget."""
+    loop = settings.loop
+    student_follows = loop.pseudo_labels > 0 and any(settings.var.unlabelled.glob("*/*.jpg"))
+    return loop.train_budget_s / 2 if student_follows else loop.train_budget_s
+
+
+def student_budget_s(settings: Settings, teacher: TrainResult) -> float:
+    """What the teacher left of ``loop.train_budget_s`` (at least a second, so the student runs its first epoch)."""
+    budget = settings.loop.train_budget_s
+    return max(budget - teacher.seconds, 1.0) if budget else 0.0
 
 
 def train_student(
@@ -138,7 +152,7 @@ def train_student(
         meta[PSEUDO_META] = {"version": pseudo.ref, "frames": len(frames), "boxes": pseudo.manifest.get("boxes"),
                              "ignored": pseudo.manifest.get("ignored")}  # fmt: skip
         student = fine_tune(settings, champion, student_data_yaml(training_set, pseudo, work / "student-data"),
-                            work / "student", on_epoch)  # fmt: skip
+                            work / "student", on_epoch, student_budget_s(settings, teacher))  # fmt: skip
         result = replace(student, seconds=teacher.seconds + student.seconds)
     if loop.bn_adapt and loop.pool_frames:
         bn_frames = pool_sample(settings.var.unlabelled, loop.pool_frames, avoid)

@@ -125,13 +125,22 @@ def train(
     started = time.monotonic()
 
     closing: dict[str, float] = {}
+    stopped = [False]  # the last epoch has run: the next call is Ultralytics' closing validation of the best weights
+    epochs_from = [started]  # when the first epoch began (data set caching and set-up come before)
 
     def epoch_end(trainer: Any) -> None:
         row = {"epoch": float(trainer.epoch + 1), **_epoch_metrics(trainer)}
-        if trainer.epoch + 1 > trainer.epochs:  # Ultralytics' closing validation of the best weights
+        if stopped[0] or trainer.epoch + 1 > trainer.epochs:
             closing.update(row)
             return
         history.append(row)
+        elapsed = time.monotonic() - started
+        pace = (time.monotonic() - epochs_from[0]) / len(history)
+        if settings.max_seconds and elapsed + pace > settings.max_seconds:
+            trainer.stop = True  # another epoch at this pace would end past the budget
+            log.info("training stops after %d of %d epochs: %.0f s of a %.0f s budget", len(history),
+                     trainer.epochs, elapsed, settings.max_seconds)  # fmt: skip
+        stopped[0] = bool(trainer.stop)
         if on_epoch:
             on_epoch(int(trainer.epoch + 1), int(trainer.epochs), row)
 
@@ -144,6 +153,7 @@ def train(
             torch.set_num_threads(settings.threads or os.cpu_count() or 1)
 
     model.add_callback("on_fit_epoch_end", epoch_end)
+    model.add_callback("on_train_start", lambda _: epochs_from.__setitem__(0, time.monotonic()))
     model.add_callback("on_pretrain_routine_end", use_every_core)
     out_dir.mkdir(parents=True, exist_ok=True)
     args = ultralytics_train_args(settings, overrides)

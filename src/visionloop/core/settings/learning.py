@@ -35,6 +35,12 @@ class AugmentationSettings(StrictModel):
 
 class TrainingSettings(StrictModel):
     epochs: int = Field(default=30, gt=0, description="Training epochs.")
+    max_seconds: float = Field(
+        default=0,
+        ge=0,
+        description="Time budget of one training run: no epoch starts that would end past it, at the pace of the "
+        "epochs so far (the first always runs; 0: every epoch). The loop sets it from loop.train_budget_s.",
+    )
     imgsz: int = Field(default=320, ge=32, description="Training image size (long side, multiple of 32).")
     batch: int = Field(default=16, gt=0, description="Images per training batch.")
     optimizer: Literal["SGD", "Adam", "AdamW", "auto"] = Field(default="AdamW", description="Optimizer.")
@@ -88,6 +94,12 @@ class LoopSettings(StrictModel):
         default=50, gt=0, description="Human labels (uncertainty arm) new since the last challenger before training."
     )
     epochs: int = Field(default=10, gt=0, description="Fine-tuning epochs of a challenger (from the champion).")
+    train_budget_s: float = Field(
+        default=1200,
+        ge=0,
+        description="Training time of one cycle, teacher and student together: the teacher may use half when a "
+        "student follows, the student what is left (0: no budget; epochs alone decide).",
+    )
     replay_images: int = Field(
         default=400,
         ge=0,
