@@ -110,9 +110,10 @@ def kept_frames(answer: object, frame: EncodedFrame, result: FrameResult) -> lis
     if answer is None:
         return []
     if isinstance(answer, list | tuple):
+        kept: Sequence[KeptFrame] = answer
         return [
             (EncodedFrame(k.result.camera_id, k.jpeg, k.result.seq, capture_ts=k.result.capture_ts), k.result)
-            for k in answer
+            for k in kept
         ]
     return [(frame, result)]
 
