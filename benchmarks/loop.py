@@ -75,6 +75,12 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def recovery(score: float, shifted: float, oracle: float) -> float | None:
+    """The share of the oracle's gain over the shifted champion that ``score`` recovers (None: no gain to recover)."""
+    gap = oracle - shifted
+    return round((score - shifted) / gap, 4) if gap > 0 else None
+
+
 def main() -> None:
     args = parse_args()
     base = load_settings()
@@ -121,9 +127,9 @@ def main() -> None:
     )
     for kind in tests:
         on_cameras[f"{kind}_oracle_map50"] = round(camera_oracle_scores[kind], 4)
-        gap = camera_oracle_scores[kind] - on_cameras[f"{kind}_shifted_map50"]
-        gained = on_cameras[f"{kind}_after_map50"] - on_cameras[f"{kind}_shifted_map50"]
-        on_cameras[f"{kind}_recovery"] = round(gained / gap, 4) if gap > 0 else None
+        on_cameras[f"{kind}_recovery"] = recovery(
+            on_cameras[f"{kind}_after_map50"], on_cameras[f"{kind}_shifted_map50"], camera_oracle_scores[kind]
+        )
     candidate = cycle["candidate"]
     candidate_meta = (candidate or {}).get("meta", {})
     result: dict[str, Any] = {
@@ -141,7 +147,7 @@ def main() -> None:
         "after_a_map50": round(after_a, 4),
         "forgetting": round(pre_shift - after_a, 4),
         "champion_after": after_champion.version,
-        "recovery": round((after - shifted) / (oracle_map50 - shifted), 4) if oracle_map50 > shifted else None,
+        "recovery": recovery(after, shifted, oracle_map50),
         "labels_used": cycle["labels_used"],
         "edits_used": cycle["edits_used"],
         "labelling_s": cycle["labelling_s"],
@@ -158,7 +164,12 @@ def main() -> None:
     if candidate is not None:
         challenger = registry.get(candidate["version"])
         result["challenger_map50"] = round(map50(base, challenger.onnx_path, gold_shift), 4)
-        result["challenger_camera_map50"] = round(map50(base, challenger.onnx_path, tests["camera"]), 4)
+        for kind in ("camera", "unseen"):  # what the challenger itself reached, promoted or not
+            score = map50(base, challenger.onnx_path, tests[kind])
+            result[f"challenger_{kind}_map50"] = round(score, 4)
+            result[f"challenger_{kind}_recovery"] = recovery(
+                score, on_cameras[f"{kind}_shifted_map50"], camera_oracle_scores[kind]
+            )
         data = DatasetStore(var.datasets).get(challenger.meta["dataset_version"])
         with tempfile.TemporaryDirectory(prefix="bench-worse-") as tmp:
             noisy = corrupted_copy(data, base.model.class_names, WRONG_LABEL_RATE, args.seed, Path(tmp) / "data")
