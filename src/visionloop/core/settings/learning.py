@@ -145,7 +145,10 @@ class LoopSettings(StrictModel):
         description="Re-estimate the challenger's batch-norm statistics on the unlabelled pool after training.",
     )
     freeze: int = Field(
-        default=0, ge=0, description="Layers of the backbone frozen while fine-tuning (Ultralytics freeze; 0: none)."
+        default=10,
+        ge=0,
+        description="Layers of the backbone frozen while fine-tuning (Ultralytics freeze; 0: none). Freezing keeps "
+        "what the champion knew: on shift B it cut forgetting from 0.025 to 0.0002 on A gold at nearly the same gain.",
     )
     max_gold_regression: float = Field(
         default=0.05,
