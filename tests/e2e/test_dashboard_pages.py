@@ -52,6 +52,9 @@ def service(tmp_path_factory: pytest.TempPathFactory, model_registry_template: P
         var_dir,
         dashboard__enabled="true",
         dashboard__snapshot_interval_s="0.5",
+        # Fragments refresh every 10 s, not 2: on a loaded 2-core CI box three fragments every 2 s kept the page's
+        # script running without a gap, and the "drawn" wait below never saw it idle.
+        dashboard__refresh_s="10",
         drift__enabled="true",
         drift__window_size="10",
         drift__sample_interval_s="0.2",
@@ -98,7 +101,7 @@ def _open(browser: Any, url: str, title: str) -> Any:
 
 def _wait_until_drawn(page: Any) -> None:
     """Until the page's script has run to its end, fragments included (Streamlit marks its root element)."""
-    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=60_000)
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=120_000)
 
 
 def _shows(page: Any, text: str, timeout_ms: int = 30_000) -> bool:
