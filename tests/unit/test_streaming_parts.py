@@ -4,6 +4,7 @@ import random
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,9 +14,9 @@ from visionloop.core.errors import ConfigError
 from visionloop.core.redaction import redact
 from visionloop.core.settings import CameraSettings
 from visionloop.streaming.buffers import BufferMode, CapturedFrame, FrameBuffer
-from visionloop.streaming.sources import SourceError, SourceOptions, classify, create_source
+from visionloop.streaming.sources import DecodedFrame, SourceError, SourceOptions, classify, create_source
 from visionloop.streaming.state import ALLOWED, CameraState, IllegalTransition, StateMachine
-from visionloop.streaming.supervisor import RestartPolicy
+from visionloop.streaming.supervisor import CameraSupervisor, RestartPolicy
 from visionloop.streaming.worker import CameraRuntime
 
 
@@ -156,3 +157,54 @@ def test_a_file_sends_every_frame() -> None:
 def test_no_frame_in_time_sends_nothing() -> None:
     runtime = CameraRuntime(CameraSpec(id="cam", url="rtsp://example/x"), CameraSettings(), send=lambda frames: [])
     assert runtime._due([]) == []
+
+
+def _yuv_picture(value: int) -> Any:
+    import av
+
+    bgr = np.full((36, 64, 3), value, np.uint8)
+    return av.VideoFrame.from_ndarray(bgr, format="bgr24").reformat(format="yuv420p")
+
+
+def test_a_captured_frame_is_converted_on_first_use_and_once() -> None:
+    picture = _yuv_picture(120)
+    expected = picture.to_ndarray(format="bgr24")
+    frame = CapturedFrame(picture, 1, 0.0, 1.0, time.monotonic())
+    assert not frame.converted
+    image = frame.image
+    assert frame.converted and image.shape == (36, 64, 3) and np.array_equal(image, expected)
+    assert frame.image is image  # the same array: converted once
+
+
+def test_a_live_camera_converts_only_the_frames_it_sends() -> None:
+    spec = CameraSpec(id="cam", url="rtsp://example/x", target_fps=10)
+    runtime = CameraRuntime(spec, CameraSettings(), send=lambda frames: [])
+    frames = [CapturedFrame(_yuv_picture(seq * 10), seq, seq / 30, 1.0, time.monotonic()) for seq in range(6)]
+    sent = runtime._encoded([f for frame in frames for f in runtime._due([frame])])
+    assert [f.seq for f in sent] == [0, 3]
+    assert [frame.converted for frame in frames] == [True, False, False, True, False, False]
+    assert all(f.image.shape == (36, 64, 3) for f in sent)
+
+
+class _Unconvertible:
+    def to_ndarray(self, format: str) -> Any:
+        raise ValueError("unsupported pixel format")
+
+
+def test_a_frame_that_cannot_be_converted_is_counted_and_not_sent() -> None:
+    runtime = CameraRuntime(CameraSpec(id="cam", url="file:///tmp/x.mp4"), CameraSettings(), send=lambda frames: [])
+    good = _captured(2, 0.0)
+    sent = runtime._encoded([CapturedFrame(_Unconvertible(), 1, 0.0, 1.0, time.monotonic()), good])
+    assert [f.seq for f in sent] == [2]
+    status = runtime.status()
+    assert status["frames_failed"] == 1 and "could not be converted" in (status["last_error"] or "")
+
+
+def test_the_capture_thread_converts_a_frame_the_sender_takes_next_and_leaves_the_rest() -> None:
+    buffer = FrameBuffer(BufferMode.LATEST, capacity=2)
+    supervisor = CameraSupervisor("cam", "rtsp://example/x", buffer, SourceOptions(), RestartPolicy())
+    supervisor._push(DecodedFrame(_yuv_picture(10), 1.0))  # empty buffer: it goes next, converted off the sender
+    supervisor._push(DecodedFrame(_yuv_picture(20), 1.0))  # one waits already: the sender is behind
+    supervisor._push(DecodedFrame(_yuv_picture(30), 1.0))  # the first is dropped, converted for nothing
+    assert [(f.seq, f.converted) for f in buffer.take(5, timeout_s=0.1)] == [(2, False), (3, False)]
+    assert buffer.skipped == 1

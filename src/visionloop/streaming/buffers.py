@@ -10,8 +10,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,13 +22,37 @@ class BufferMode(StrEnum):
     EVERY = "every"
 
 
-@dataclass(frozen=True)
 class CapturedFrame:
-    image: npt.NDArray[np.uint8]
-    seq: int
-    capture_ts: float  # wall clock when the frame was decoded
-    decode_ms: float
-    queued_at: float  # monotonic
+    """A decoded frame waiting for the sender. ``picture`` stays as the decoder gave it (an ``av.VideoFrame``) until
+    ``image`` is first read: a live camera that is behind drops frames unconverted (the BGR conversion is about a
+    quarter of a camera's decode cost) and its buffer holds YUV, half the bytes. A frame put into an empty buffer is
+    the next to go unless the sender is behind, so the capture thread converts it before the put: a camera that keeps
+    up pays no conversion on its latency path. A picture that is already an array is taken as BGR."""
+
+    __slots__ = ("_image", "_picture", "capture_ts", "convert_ms", "decode_ms", "queued_at", "seq")
+
+    def __init__(self, picture: Any, seq: int, capture_ts: float, decode_ms: float, queued_at: float) -> None:
+        self._picture = picture
+        self._image: npt.NDArray[np.uint8] | None = picture if isinstance(picture, np.ndarray) else None
+        self.seq = seq
+        self.capture_ts = capture_ts  # wall clock when the frame was decoded
+        self.decode_ms = decode_ms
+        self.queued_at = queued_at  # monotonic
+        self.convert_ms = 0.0
+
+    @property
+    def converted(self) -> bool:
+        return self._image is not None
+
+    @property
+    def image(self) -> npt.NDArray[np.uint8]:
+        """The frame as a BGR array, converted once, on first use (raises what the conversion raises)."""
+        if self._image is None:
+            started = time.perf_counter()
+            self._image = self._picture.to_ndarray(format="bgr24")
+            self.convert_ms = (time.perf_counter() - started) * 1e3
+            self._picture = None
+        return self._image
 
 
 class FrameBuffer:

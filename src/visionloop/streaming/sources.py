@@ -18,9 +18,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlparse
 
-import numpy as np
-import numpy.typing as npt
-
 from visionloop.core.errors import VisionloopError
 from visionloop.core.redaction import redact
 
@@ -58,7 +55,10 @@ class SourceOptions:
 
 @dataclass(frozen=True)
 class DecodedFrame:
-    image: npt.NDArray[np.uint8]
+    """A decoded picture as the decoder gave it (an ``av.VideoFrame``, or an array that is already BGR): it becomes a
+    BGR array only where it is used (``CapturedFrame.image``), so the frames a live camera skips never pay for it."""
+
+    picture: Any
     decode_ms: float
 
 
@@ -246,13 +246,13 @@ class PyAVSource(FrameSource):
             self._corrupt(f"the file cannot be read past this point: {type(exc).__name__}: {exc}")
             return None
 
-    def _decode(self, packet: Any) -> list[npt.NDArray[np.uint8]] | None:
-        """The packet's frames as BGR arrays, or None (counted) for corrupt data: a bad packet costs its own
-        frames (the decoder conceals until the next keyframe), never the camera."""
+    def _decode(self, packet: Any) -> list[Any] | None:
+        """The packet's frames (unconverted ``av.VideoFrame``), or None (counted) for corrupt data: a bad packet costs
+        its own frames (the decoder conceals until the next keyframe), never the camera."""
         import av
 
         try:
-            return [frame.to_ndarray(format="bgr24") for frame in packet.decode()]
+            return list(packet.decode())
         except (av.error.FFmpegError, ValueError, MemoryError) as exc:
             self._corrupt(f"{type(exc).__name__}: {exc}")
             return None

@@ -8,6 +8,7 @@ FAILED for errors that retrying cannot fix.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -140,7 +141,10 @@ class CameraSupervisor:
         self.counters.frames_in += 1
         self.counters.last_frame_mono = now
         self._seq += 1
-        frame = CapturedFrame(decoded.image, self._seq, time.time(), decoded.decode_ms, now)
+        frame = CapturedFrame(decoded.picture, self._seq, time.time(), decoded.decode_ms, now)
+        if not len(self._buffer):  # the next frame to go, unless the sender is behind: convert it here, off its path
+            with contextlib.suppress(Exception):  # one that cannot be converted is the sender's to count
+                _ = frame.image
         self._buffer.put(frame, timeout_s=self._policy.stall_timeout_s)
 
     def _count_corruption(self, source: FrameSource, before: int) -> None:

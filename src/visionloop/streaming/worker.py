@@ -85,12 +85,13 @@ class CameraRuntime:
             self._on_transition(self.spec.id, transition)
 
     def _frame(self, frame: CapturedFrame) -> EncodedFrame:
+        image = frame.image  # converted here, for the frames that are sent only
         return EncodedFrame(
             camera_id=self.spec.id,
-            image=frame.image,
+            image=image,
             seq=frame.seq,
             capture_ts=frame.capture_ts,
-            decode_ms=frame.decode_ms,
+            decode_ms=frame.decode_ms + frame.convert_ms,
             queue_ms=(time.monotonic() - frame.queued_at) * 1e3,
             source_frame=read_frame_number(frame.image),
         )
@@ -112,17 +113,29 @@ class CameraRuntime:
     def _send_loop(self) -> None:
         while not self._stop.is_set():
             frames = self._due(self.buffer.take(self.settings.max_frames_per_call, timeout_s=0.2))
-            if not frames:
+            encoded = self._encoded(frames)
+            if not encoded:
                 continue
             try:
-                results = self._send([self._frame(f) for f in frames])
+                results = self._send(encoded)
             except Exception as exc:  # the Detector may be restarting; count it and keep going
                 self.send_errors += 1
-                self.frames_lost += len(frames)
+                self.frames_lost += len(encoded)
                 self.last_send_error = redact(f"{type(exc).__name__}: {exc}")
                 self._stop.wait(0.5)
                 continue
             self._record(results)
+
+    def _encoded(self, frames: list[CapturedFrame]) -> list[EncodedFrame]:
+        """The frames to send, converted; a frame that cannot be converted is counted as failed, not sent."""
+        out: list[EncodedFrame] = []
+        for frame in frames:
+            try:
+                out.append(self._frame(frame))
+            except Exception as exc:  # whatever PyAV raises for a picture it cannot convert: the sender lives on
+                self.frames_failed += 1
+                self.last_send_error = redact(f"frame {frame.seq} could not be converted: {exc}")
+        return out
 
     def _record(self, results: list[FrameResult | str]) -> None:
         now = time.time()
