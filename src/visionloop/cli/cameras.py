@@ -21,6 +21,7 @@ COLUMNS = (
     "frames_in",
     "frames_processed",
     "frames_skipped",
+    "frames_gated",
     "reconnects",
     "latency_ms_p50",
     "last_error",

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from visionloop.core.errors import ConfigError, VisionloopError
 from visionloop.core.redaction import redact
@@ -27,6 +27,44 @@ class CameraLimitReached(VisionloopError):
     """As many cameras run as cameras.max_cameras allows."""
 
 
+Region = tuple[float, float, float, float]
+
+
+class MotionGating(BaseModel):
+    """Detect only where something moved (Frigate's motion gating): a quiet camera costs its decode, not the model.
+
+    Motion is judged on the picture's grey (Y) plane, downscaled and blurred, against a slowly updated background;
+    a frame goes to the model when enough of it moved, or when ``refresh_s`` passed since the last one that went,
+    so objects that stand still keep fresh results. Off by default: turn it on per camera."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=False, description="Send only frames with motion (and one every refresh_s).")
+    threshold: int = Field(
+        default=20, ge=1, le=255, description="Grey-level change that counts a pixel as moved (after the blur)."
+    )
+    min_area: float = Field(
+        default=0.002, ge=0, le=1, description="Share of the picture (outside the mask) that must move."
+    )
+    refresh_s: float = Field(
+        default=1.0, gt=0, description="Send a frame at least this often while nothing moves (stationary objects)."
+    )
+    mask: list[Region] = Field(
+        default_factory=list,
+        description="Regions where motion is ignored, as (x0, y0, x1, y1) fractions of the picture: an on-screen "
+        "clock, trees in the wind.",
+    )
+
+    @field_validator("mask")
+    @classmethod
+    def _regions_inside_the_picture(cls, regions: list[Region]) -> list[Region]:
+        for x0, y0, x1, y1 in regions:
+            if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+                raise ValueError(f"a mask region is (x0, y0, x1, y1) with 0 <= x0 < x1 <= 1, 0 <= y0 < y1 <= 1; got "
+                                 f"{(x0, y0, x1, y1)}")  # fmt: skip
+        return regions
+
+
 class CameraSpec(BaseModel):
     """One camera. The URL may hold credentials; they are shown redacted everywhere but here."""
 
@@ -42,6 +80,7 @@ class CameraSpec(BaseModel):
         "(files); auto picks by URL.",
     )
     loop: bool = Field(default=True, description="Start a file again when it ends.")
+    motion: MotionGating = Field(default_factory=MotionGating, description="Motion gating (off unless enabled).")
 
     def redacted_url(self) -> str:
         return redact(self.url)

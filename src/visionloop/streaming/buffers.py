@@ -22,6 +22,12 @@ class BufferMode(StrEnum):
     EVERY = "every"
 
 
+# 8-bit pixel formats whose first plane is the luma (Y) at full size: what H.264/H.265/MJPEG decoders give.
+LUMA_FIRST_FORMATS = frozenset(
+    {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"}
+)
+
+
 class CapturedFrame:
     """A decoded frame waiting for the sender. ``picture`` stays as the decoder gave it (an ``av.VideoFrame``) until
     ``image`` is first read: a live camera that is behind drops frames unconverted (the BGR conversion is about a
@@ -51,8 +57,20 @@ class CapturedFrame:
             started = time.perf_counter()
             self._image = self._picture.to_ndarray(format="bgr24")
             self.convert_ms = (time.perf_counter() - started) * 1e3
-            self._picture = None
         return self._image
+
+    def gray(self) -> npt.NDArray[np.uint8]:
+        """The picture's grey levels: the decoder's own Y plane where there is one (no conversion at all), else
+        the BGR image's grey (motion gating reads this)."""
+        picture = self._picture
+        if not isinstance(picture, np.ndarray) and picture.format.name in LUMA_FIRST_FORMATS:
+            plane = picture.planes[0]
+            rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+            return rows[:, : plane.width]
+        import cv2
+
+        grey: npt.NDArray[np.uint8] = cv2.cvtColor(self.image, cv2.COLOR_BGR2GRAY).astype(np.uint8, copy=False)
+        return grey
 
 
 class FrameBuffer:

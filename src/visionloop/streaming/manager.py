@@ -150,6 +150,7 @@ class CameraManager:
                         "frames_in": 0,
                         "frames_processed": 0,
                         "frames_skipped": 0,
+                        "frames_gated": 0,
                         "reconnects": 0,
                         "last_error": redact(f"{type(exc).__name__}: {exc}"),
                         "state_reason": redact(f"{type(exc).__name__}: {exc}"),

@@ -22,7 +22,8 @@ class CameraMetrics:
         return cls(
             frames=metrics.Counter(
                 "visionloop_camera_frames",
-                "Camera frames by kind: frames_in (decoded), frames_processed, frames_skipped, reconnects.",
+                "Camera frames by kind: frames_in (decoded), frames_processed, frames_skipped, frames_gated (held back "
+                "by motion gating), reconnects.",
                 tag_keys=("camera", "kind"),
             ),
             state_gauge=metrics.Gauge(

@@ -23,6 +23,7 @@ from visionloop.core.frames import FrameSink
 from visionloop.core.redaction import redact
 from visionloop.core.settings import CameraSettings
 from visionloop.streaming.buffers import BufferMode, CapturedFrame, FrameBuffer
+from visionloop.streaming.motion import MotionGate
 from visionloop.streaming.sources import SourceOptions
 from visionloop.streaming.state import Transition
 from visionloop.streaming.supervisor import CameraSupervisor, RestartPolicy
@@ -59,6 +60,7 @@ class CameraRuntime:
             backoff_max_s=settings.backoff_max_s,
             failed_retry_s=settings.failed_retry_s,
         )
+        self.motion = MotionGate(spec.motion)
         self.supervisor = CameraSupervisor(spec.id, spec.url, self.buffer, options, policy, self._transition)
         self.frames_processed = 0
         self.frames_failed = 0
@@ -113,7 +115,7 @@ class CameraRuntime:
     def _send_loop(self) -> None:
         while not self._stop.is_set():
             frames = self._due(self.buffer.take(self.settings.max_frames_per_call, timeout_s=0.2))
-            encoded = self._encoded(frames)
+            encoded = self._encoded([frame for frame in frames if self._moved(frame)])
             if not encoded:
                 continue
             try:
@@ -125,6 +127,17 @@ class CameraRuntime:
                 self._stop.wait(0.5)
                 continue
             self._record(results)
+
+    def _moved(self, frame: CapturedFrame) -> bool:
+        """Whether motion gating lets the frame go (always, without gating; a picture it cannot read goes too, and
+        the conversion counts it)."""
+        if not self.motion.spec.enabled:
+            return True
+        try:
+            grey = frame.gray()
+        except Exception:  # the sender's conversion will fail on it as well, and count it
+            return True
+        return self.motion.due(grey, frame.capture_ts)
 
     def _encoded(self, frames: list[CapturedFrame]) -> list[EncodedFrame]:
         """The frames to send, converted; a frame that cannot be converted is counted as failed, not sent."""
@@ -164,6 +177,8 @@ class CameraRuntime:
             "frames_in": counters.frames_in,
             "frames_processed": self.frames_processed,
             "frames_skipped": self.buffer.skipped,
+            "frames_gated": self.motion.gated,
+            "motion": self.motion.last_share,
             "frames_failed": self.frames_failed,
             "frames_lost": self.frames_lost,
             "reconnects": counters.reconnects,
@@ -190,7 +205,9 @@ class CameraWorker:
             self._spec, CameraSettings(**settings), self._send, self._transition, self._metrics.latency
         )
         self._runtime.start()
-        self._last_report = {"frames_in": 0, "frames_processed": 0, "frames_skipped": 0, "reconnects": 0}
+        self._last_report = {
+            "frames_in": 0, "frames_processed": 0, "frames_skipped": 0, "frames_gated": 0, "reconnects": 0
+        }  # fmt: skip
 
     def _send(self, frames: list[EncodedFrame]) -> list[FrameResult | str]:
         return self._sink.send(frames)

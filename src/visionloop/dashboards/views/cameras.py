@@ -13,7 +13,7 @@ from visionloop.dashboards.context import DashboardContext
 from visionloop.dashboards.views import common
 
 COLUMNS = ("id", "state", "fps", "latency_ms_p50", "latency_ms_p99", "frames_in", "frames_processed")
-MORE = ("frames_skipped", "reconnects", "last_error", "url")
+MORE = ("frames_skipped", "frames_gated", "reconnects", "last_error", "url")
 DOWN_STATES = ("stalled", "backoff", "failed", "unavailable")
 
 
