@@ -279,6 +279,7 @@ class DetectorFrameSink:
         self.observe_backlog = observe_backlog
         self.observe_every_s = observe_every_s
         self._lock = threading.Lock()
+        self._tracking_lock = threading.Lock()
         self._ready = False
         self._detector: Any = None
         self._router: Any = None
@@ -320,7 +321,8 @@ class DetectorFrameSink:
         batch = list(frames)
         results = self._detect(batch)
         if self._trackers is not None:  # one camera's frames, in order: its tracks follow them
-            results = self._trackers.tag(results)
+            with self._tracking_lock:  # a camera host sends from several threads
+                results = self._trackers.tag(results)
         self._publisher.publish(r for r in results if isinstance(r, FrameResult))
         if self._observe is not None:
             try:

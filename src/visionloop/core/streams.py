@@ -37,6 +37,10 @@ def camera_worker_actor(camera_id: str) -> str:
     return f"camera-{camera_id}"
 
 
+def camera_host_actor(number: int) -> str:
+    return f"camera-host-{number}"
+
+
 @dataclass(frozen=True)
 class StreamNames:
     """Every Redis key visionloop writes, under one prefix.
@@ -75,6 +79,12 @@ class StreamNames:
     def cameras(self) -> str:
         """Hash of camera id -> camera spec (JSON), so a restart resumes the same cameras."""
         return f"{self.prefix}:cameras"
+
+    @property
+    def camera_hosts(self) -> str:
+        """Hash of camera id -> the camera host running it (cameras.cameras_per_process > 1): a host that Ray
+        restarts after a crash finds its cameras here."""
+        return f"{self.prefix}:cameras:hosts"
 
     @property
     def cameras_meta(self) -> str:

@@ -30,6 +30,8 @@ from visionloop.streaming.supervisor import CameraSupervisor, RestartPolicy
 
 log = logging.getLogger(__name__)
 LATENCY_WINDOW = 300
+# Status counters that also go to the visionloop_camera_frames metric (as increments since the last status).
+REPORTED_COUNTERS = ("frames_in", "frames_processed", "frames_skipped", "frames_gated", "reconnects")
 
 
 class CameraRuntime:
@@ -205,9 +207,7 @@ class CameraWorker:
             self._spec, CameraSettings(**settings), self._send, self._transition, self._metrics.latency
         )
         self._runtime.start()
-        self._last_report = {
-            "frames_in": 0, "frames_processed": 0, "frames_skipped": 0, "frames_gated": 0, "reconnects": 0
-        }  # fmt: skip
+        self._last_report = dict.fromkeys(REPORTED_COUNTERS, 0)
 
     def _send(self, frames: list[EncodedFrame]) -> list[FrameResult | str]:
         return self._sink.send(frames)

@@ -36,6 +36,26 @@ class CameraSettings(StrictModel):
         description="JPEG quality of a camera frame that is stored (kept for labeling); frames go to the model as "
         "arrays, never re-encoded.",
     )
+    cameras_per_process: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Cameras that share one worker process (1: a process per camera). Shared, their frames go to the "
+        "model gathered into one call per batch instead of one call per frame.",
+    )
+    batch_max_frames: int = Field(
+        default=16, ge=1, description="Most frames in one gathered call (cameras_per_process > 1)."
+    )
+    batch_wait_ms: float = Field(
+        default=4.0,
+        ge=0,
+        description="Longest a frame waits for other cameras' frames to join its call (not at all once every "
+        "camera that is sending has a frame in it).",
+    )
+    batch_in_flight: int = Field(
+        default=2, ge=1, le=16, description="Gathered calls of one process in flight at once (one gathers while "
+        "the other is answered).",
+    )  # fmt: skip
     worker_num_cpus: float = Field(
         default=0.0,
         ge=0,
