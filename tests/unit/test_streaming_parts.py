@@ -208,3 +208,29 @@ def test_the_capture_thread_converts_a_frame_the_sender_takes_next_and_leaves_th
     supervisor._push(DecodedFrame(_yuv_picture(30), 1.0))  # the first is dropped, converted for nothing
     assert [(f.seq, f.converted) for f in buffer.take(5, timeout_s=0.1)] == [(2, False), (3, False)]
     assert buffer.skipped == 1
+
+
+def _frames_held_back(path: Path, live: bool) -> int:
+    """Packets fed to a decoder configured as the sources configure it, less the frames it handed out."""
+    import av
+
+    from visionloop.streaming.sources import DECODE_THREADS, configure_decoder
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        configure_decoder(stream, DECODE_THREADS, live)
+        fed = decoded = 0
+        for packet in container.demux(stream):
+            if packet.size:  # the demuxer's last, empty packet flushes the decoder
+                fed += 1
+                decoded += len(packet.decode())
+    return fed - decoded
+
+
+def test_a_live_stream_is_decoded_without_holding_frames_back(tmp_path: Path) -> None:
+    from visionloop.simulation.clips import encode_h264, render_clip
+
+    clip = tmp_path / "clip.264"
+    clip.write_bytes(b"".join(encode_h264(list(render_clip(20, 160, 96, seed=1)), fps=15)))
+    assert _frames_held_back(clip, live=True) == 0  # each frame out with its own packet: no added age
+    assert _frames_held_back(clip, live=False) == 2  # files keep frame threading: DECODE_THREADS - 1 frames held
