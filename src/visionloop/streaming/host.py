@@ -21,12 +21,10 @@ import redis
 from visionloop.core.cameras import CameraNotFound, CameraSpec
 from visionloop.core.contracts import EncodedFrame, FrameResult
 from visionloop.core.frames import FrameSink
-from visionloop.core.redaction import redact
 from visionloop.core.settings import Settings
 from visionloop.core.streams import StreamNames
 from visionloop.streaming.batching import BatchingFrameSink
-from visionloop.streaming.state import Transition
-from visionloop.streaming.worker import REPORTED_COUNTERS, CameraRuntime
+from visionloop.streaming.worker import CameraReporter, CameraRuntime
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +33,18 @@ class CameraHost:
     """The Ray actor (created with ``ray.remote`` by the manager) running the cameras placed on it."""
 
     def __init__(self, host_id: str, settings: Settings, redis_url: str, sink: FrameSink, events: Any = None) -> None:
-        from visionloop.streaming.metrics import CameraMetrics
-
         cameras = settings.cameras
         self.host_id = host_id
         self._settings = cameras
         self._sink = BatchingFrameSink(
             sink, cameras.batch_max_frames, cameras.batch_wait_ms / 1e3, cameras.batch_in_flight
         )
-        self._metrics = CameraMetrics.create()
-        self._events = events
+        self._reporter = CameraReporter(events)
         self._streams = StreamNames(settings.redis.stream_prefix)
         self._redis = redis.Redis.from_url(
             redis_url, decode_responses=True, socket_timeout=settings.redis.socket_timeout_s
         )
         self._cameras: dict[str, CameraRuntime] = {}
-        self._reported: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()  # the actor serves calls from several threads
         for spec in self._assigned():
             self._start(spec)
@@ -68,20 +62,14 @@ class CameraHost:
         return specs
 
     def _start(self, spec: CameraSpec) -> None:
-        runtime = CameraRuntime(spec, self._settings, self._send, self._transition, self._metrics.latency)
+        runtime = CameraRuntime(
+            spec, self._settings, self._send, self._reporter.transition, self._reporter.metrics.latency
+        )
         runtime.start()
         self._cameras[spec.id] = runtime
-        self._reported[spec.id] = dict.fromkeys(REPORTED_COUNTERS, 0)
 
     def _send(self, frames: list[EncodedFrame]) -> list[FrameResult | str]:
         return self._sink.send(frames)
-
-    def _transition(self, camera_id: str, transition: Transition) -> None:
-        self._metrics.state(camera_id, transition.new.value)
-        if self._events is not None:
-            self._events.camera_state.remote(
-                camera_id, transition.old.value, transition.new.value, redact(transition.reason)
-            )
 
     # -- what the manager calls ----------------------------------------------------------------------------------
 
@@ -100,7 +88,7 @@ class CameraHost:
             runtime.stop()
             final = self._status(camera_id)
             del self._cameras[camera_id]
-            del self._reported[camera_id]
+            self._reporter.forget(camera_id)
         return final
 
     def status(self, camera_id: str) -> dict[str, Any]:
@@ -111,12 +99,7 @@ class CameraHost:
 
     def _status(self, camera_id: str) -> dict[str, Any]:
         status = {**self._cameras[camera_id].status(), **self._sink.counters(), "host": self.host_id}
-        reported = self._reported[camera_id]
-        for key, last in list(reported.items()):
-            if status[key] > last:
-                self._metrics.count(camera_id, key, status[key] - last)
-                reported[key] = status[key]
-        return status
+        return self._reporter.counted(camera_id, status)
 
     def cameras(self) -> list[str]:
         with self._lock:

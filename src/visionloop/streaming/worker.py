@@ -193,39 +193,59 @@ class CameraRuntime:
         }
 
 
-class CameraWorker:
-    """The Ray actor around a CameraRuntime (created with ``ray.remote`` by the manager)."""
+class CameraReporter:
+    """What the cameras of one process tell outside: state changes to the metrics and the manager's events, and
+    their status counters to the frames metric, as increments since the last status (a worker has one camera, a
+    host several)."""
 
-    def __init__(self, spec: dict[str, Any], settings: dict[str, Any], sink: FrameSink, events: Any = None) -> None:
+    def __init__(self, events: Any = None) -> None:
         from visionloop.streaming.metrics import CameraMetrics
 
-        self._spec = CameraSpec(**spec)
-        self._sink = sink
-        self._metrics = CameraMetrics.create()
+        self.metrics = CameraMetrics.create()
         self._events = events
-        self._runtime = CameraRuntime(
-            self._spec, CameraSettings(**settings), self._send, self._transition, self._metrics.latency
-        )
-        self._runtime.start()
-        self._last_report = dict.fromkeys(REPORTED_COUNTERS, 0)
+        self._reported: dict[str, dict[str, int]] = {}
 
-    def _send(self, frames: list[EncodedFrame]) -> list[FrameResult | str]:
-        return self._sink.send(frames)
-
-    def _transition(self, camera_id: str, transition: Transition) -> None:
-        self._metrics.state(camera_id, transition.new.value)
+    def transition(self, camera_id: str, transition: Transition) -> None:
+        self.metrics.state(camera_id, transition.new.value)
         if self._events is not None:
             self._events.camera_state.remote(
                 camera_id, transition.old.value, transition.new.value, redact(transition.reason)
             )
 
-    def status(self) -> dict[str, Any]:
-        status = {**self._runtime.status(), **self._sink.counters()}
-        for key, last in list(self._last_report.items()):
+    def counted(self, camera_id: str, status: dict[str, Any]) -> dict[str, Any]:
+        """``status``, after adding what its counters gained since the camera's last status to the metric."""
+        reported = self._reported.setdefault(camera_id, dict.fromkeys(REPORTED_COUNTERS, 0))
+        for key, last in reported.items():
             if status[key] > last:
-                self._metrics.count(self._spec.id, key, status[key] - last)
-                self._last_report[key] = status[key]
+                self.metrics.count(camera_id, key, status[key] - last)
+                reported[key] = status[key]
         return status
+
+    def forget(self, camera_id: str) -> None:
+        self._reported.pop(camera_id, None)
+
+
+class CameraWorker:
+    """The Ray actor around a CameraRuntime (created with ``ray.remote`` by the manager)."""
+
+    def __init__(self, spec: dict[str, Any], settings: dict[str, Any], sink: FrameSink, events: Any = None) -> None:
+        self._spec = CameraSpec(**spec)
+        self._sink = sink
+        self._reporter = CameraReporter(events)
+        self._runtime = CameraRuntime(
+            self._spec,
+            CameraSettings(**settings),
+            self._send,
+            self._reporter.transition,
+            self._reporter.metrics.latency,
+        )
+        self._runtime.start()
+
+    def _send(self, frames: list[EncodedFrame]) -> list[FrameResult | str]:
+        return self._sink.send(frames)
+
+    def status(self) -> dict[str, Any]:
+        return self._reporter.counted(self._spec.id, {**self._runtime.status(), **self._sink.counters()})
 
     def stop(self) -> dict[str, Any]:
         self._runtime.stop()
