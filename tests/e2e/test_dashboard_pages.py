@@ -160,10 +160,17 @@ def test_every_page_renders_with_frames_flowing(service: VisionloopService) -> N
                 problems[title] = exceptions.first.inner_text()[:500]
             page.close()
         browser.close()
-    metrics = httpx.get(f"{service.api_url}/metrics", timeout=30).text
-    (ARTIFACTS / "dashboard-metrics.txt").write_text(metrics)
     assert problems == {}
-    assert "ray_visionloop_drift_alarm" in metrics and "ray_visionloop_drift_p_value" in metrics
+    # Ray exports a process's metrics every few seconds: the drift monitor's first window may be on the stream and
+    # not yet on /metrics (a CI run read it once, too early), so poll.
+    drift_metrics = ("ray_visionloop_drift_alarm", "ray_visionloop_drift_p_value")
+
+    def drift_metrics_served() -> set[str]:
+        text = httpx.get(f"{service.api_url}/metrics", timeout=30).text
+        (ARTIFACTS / "dashboard-metrics.txt").write_text(text)
+        return {name for name in drift_metrics if name in text}
+
+    wait_for(drift_metrics_served, lambda served: served == set(drift_metrics), timeout_s=90, interval_s=1.0)
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
