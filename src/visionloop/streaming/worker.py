@@ -97,7 +97,7 @@ class CameraRuntime:
             capture_ts=frame.capture_ts,
             decode_ms=frame.decode_ms + frame.convert_ms,
             queue_ms=(time.monotonic() - frame.queued_at) * 1e3,
-            source_frame=read_frame_number(frame.image),
+            source_frame=read_frame_number(image),
         )
 
     def _due(self, frames: list[CapturedFrame]) -> list[CapturedFrame]:
