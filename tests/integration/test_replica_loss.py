@@ -173,7 +173,9 @@ def test_a_killed_replica_or_camera_worker_costs_seconds_not_the_stream(module_v
             )
         failures = probe.failures_by_kill(kills)
         figures["api_requests"], figures["api_failed"] = len(probe.calls), sum(map(len, failures.values()))
-        worker = ray.get_actor(camera_worker_actor("cam0"))
+        # cam0's process: the camera host it shares (the default) or its own worker (cameras_per_process 1).
+        cam0 = next(row for row in api.get("/v1/cameras").json() if row["id"] == "cam0")
+        worker = ray.get_actor(cam0.get("host") or camera_worker_actor("cam0"))
         _, figures["camera_worker_s"] = _kill_and_measure(
             client, stream, lambda: ray.kill(worker, no_restart=False), WORKER_WINDOW_S
         )

@@ -14,9 +14,7 @@ class CameraSettings(StrictModel):
         default=Path("configs/cameras.yaml"),
         description="Cameras to start with when the camera list in Redis is empty (relative: to the project root).",
     )
-    max_cameras: int = Field(
-        default=32, gt=0, le=1024, description="Most cameras at once (each is a process); adding more is refused."
-    )
+    max_cameras: int = Field(default=32, gt=0, le=1024, description="Most cameras at once; adding more is refused.")
     open_timeout_s: float = Field(default=5.0, gt=0, description="Give up opening a stream after this long.")
     read_timeout_s: float = Field(default=2.0, gt=0, description="Give up on a blocked read after this long.")
     stall_timeout_s: float = Field(default=3.0, gt=0, description="No frame for this long: the camera is STALLED.")
@@ -37,11 +35,12 @@ class CameraSettings(StrictModel):
         "arrays, never re-encoded.",
     )
     cameras_per_process: int = Field(
-        default=1,
+        default=8,
         ge=1,
         le=256,
-        description="Cameras that share one worker process (1: a process per camera). Shared, their frames go to the "
-        "model gathered into one call per batch instead of one call per frame.",
+        description="Cameras that share one camera host process; their frames go to the model gathered into one call "
+        "per batch instead of one call per frame (8 cameras per process: 112 frames/s on 2 cores where a process "
+        "per camera managed 71). 1 gives each camera its own worker process and one call per frame.",
     )
     batch_max_frames: int = Field(
         default=16, ge=1, description="Most frames in one gathered call (cameras_per_process > 1)."
