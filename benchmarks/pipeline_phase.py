@@ -3,6 +3,8 @@ came out of it: frames processed and skipped, the latency the pipeline adds, gla
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from typing import Any
 
@@ -10,7 +12,7 @@ import httpx
 import numpy as np
 import redis
 
-from benchmarks.ages import age_report
+from benchmarks.ages import age_report, camera_ages_report
 from benchmarks.process_memory import RssTracker
 from visionloop.cli.service import VisionloopService
 from visionloop.core.contracts import FrameResult
@@ -22,7 +24,7 @@ from visionloop.simulation.rtsp_cameras import RtspSimulator
 # Per frame: camera decode, camera buffer wait, Detector batch wait, model, post-processing, and the remainder
 # (the hop to the Detector and back, and publishing), from what each result carries and when Redis got it.
 STAGES = ("decode", "queue", "batch", "inference", "post", "transport")
-PHASE_PREFIXES = ("p1-", "p2-", "cal-")
+PHASE_LABEL = re.compile(r"^(p1|p2|cal|n\d+|x\d+|g\d+|u\d+)-")  # the benchmark's own cameras
 
 
 def counters(api: httpx.Client, prefix: str = "") -> dict[str, dict[str, Any]]:
@@ -34,7 +36,7 @@ def clear_benchmark_cameras(service: VisionloopService, settings: Settings) -> N
     headers = {"Authorization": f"Bearer {settings.api.token.get_secret_value()}"}
     with httpx.Client(base_url=service.api_url, headers=headers, timeout=60) as api:
         for camera_id in counters(api):
-            if camera_id.startswith(PHASE_PREFIXES):
+            if PHASE_LABEL.match(camera_id):
                 api.delete(f"/v1/cameras/{camera_id}")
 
 
@@ -52,6 +54,8 @@ def _results(
 ) -> dict[str, Any]:
     added: list[float] = []
     ages: list[float] = []
+    by_camera: dict[str, list[float]] = {}
+    predictions: dict[str, dict[int, Any]] = {}  # camera -> frame number -> its detections (gating's mAP50)
     unclocked = 0
     stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
     for entry_id, fields in client.xrange(stream, min=start_id, max=end_id):
@@ -68,10 +72,21 @@ def _results(
         # capture_ts is stamped after the camera's decode: the rest is the hops there and back, and publishing.
         stages["transport"].append(total - lat.queue_ms - lat.batch_ms - lat.inference_ms - lat.post_ms)
         if clock is not None and result.source_frame is not None:
-            ages.append(clock.age_s(result.source_frame, published))  # a result is there once it is on the stream
+            age = clock.age_s(result.source_frame, published)  # a result is there once it is on the stream
+            ages.append(age)
+            by_camera.setdefault(result.camera_id, []).append(age)
+            predictions.setdefault(result.camera_id, {})[result.source_frame] = result.detections
         else:
             unclocked += 1
-    return {"added": added, "stages": stages, "ages": ages, "unclocked": unclocked}
+    return {"added": added, "stages": stages, "ages": ages, "by_camera": by_camera, "unclocked": unclocked,
+            "predictions": predictions}  # fmt: skip
+
+
+def _service_cpu(report: dict[str, Any]) -> float:
+    """Cores the service used: every process of the tree but this one (the benchmark) and the RTSP simulator."""
+    own = os.getpid()
+    rows = report["processes"]
+    return float(sum(r["cpu_cores"] or 0.0 for r in rows if r["pid"] != own and r["process"] != "rtsp_server.py"))
 
 
 def run_phase(
@@ -86,13 +101,19 @@ def run_phase(
     clock: FrameClock | None = None,
     sample_every_s: float = 5.0,
     warmup_s: float = 10.0,
+    motion: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Add ``cameras`` (as ``<label>-<name>``, with ``motion`` gating settings if given) to the running service,
+    measure ``seconds``, remove them. The returned ``predictions`` (camera -> frame number -> detections) are
+    kept out of the JSON by the caller."""
     headers = {"Authorization": f"Bearer {settings.api.token.get_secret_value()}"}
     client = redis.Redis.from_url(service.redis_url)
     stream = StreamNames(settings.redis.stream_prefix).results
     with httpx.Client(base_url=service.api_url, headers=headers, timeout=60) as api:
         for name in cameras:
-            body = {"id": f"{label}-{name}", "url": simulator.url(name), "target_fps": target_fps}
+            body: dict[str, Any] = {"id": f"{label}-{name}", "url": simulator.url(name), "target_fps": target_fps}
+            if motion is not None:
+                body["motion"] = motion
             api.post("/v1/cameras", json=body).raise_for_status()
         _streaming(api, label)
         time.sleep(3)  # settle
@@ -128,6 +149,11 @@ def run_phase(
             if v
         },
         "glass_to_result": age_report(found["ages"], elapsed, found["unclocked"]) if clock else None,
+        "per_camera": camera_ages_report(found["by_camera"], len(cameras), elapsed) if clock else None,
+        "gated_fps": delta("frames_gated"),
+        "service_cpu_cores": _service_cpu(tracker.report(skip=0)),
+        "predictions": found["predictions"],
+        "window": (start_id, end_id),
         "rss_mb_start": rss_samples[0],
         "rss_mb_end": rss_samples[-1],
         "rss_mb_samples": rss_samples,

@@ -1,78 +1,152 @@
-"""The plain loop a camera user would write without visionloop: per camera, a thread that reads the RTSP stream
-with ``cv2.VideoCapture`` and calls Ultralytics ``predict`` (fp32 torch) on every frame it reads.
+"""The loops a camera user would write without visionloop, measured on the same live cameras and weights:
 
-It is the end-to-end baseline of ``e2e_speedup``: the same simulated cameras, the same champion weights, the same
-input size, measured in the same run. With the site's frame clock it also measures each result's glass-to-result
-age, the way visionloop's results are measured: a loop that falls behind the live stream answers old frames.
+- ``threads``: per camera, a thread that reads the RTSP stream with ``cv2.VideoCapture`` and calls Ultralytics
+  ``predict`` (fp32 torch) on every frame it reads (one model per thread);
+- ``sequential``: one thread, one model, a frame from each camera in turn (the dozen lines of a first try);
+- ``streams``: Ultralytics' own multi-stream predict: a ``.streams`` source (a reader thread per stream keeping its
+  newest frame) predicted in batches of one frame per camera.
+
+Each result's glass-to-result age comes from the frame clock in its picture, as for visionloop's results, so a loop
+that falls behind the live stream is seen answering old frames. They are the baselines of ``e2e_speedup``.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
+import psutil
 
-from benchmarks.ages import age_report
+from benchmarks.ages import camera_ages_report
 from visionloop.core.frame_clock import FrameClock, read_frame_number
 
-
-@dataclass
-class LoopCounts:
-    frames: list[int] = field(default_factory=list)
-    read_failures: int = 0
-    ages_s: list[float] = field(default_factory=list)
-    unclocked: int = 0
+BASELINES = ("threads", "sequential", "streams")
 
 
-def plain_rtsp_loop_fps(
-    weights: Path, urls: list[str], imgsz: int, seconds: float, warmup_s: float = 5.0, clock: FrameClock | None = None
-) -> dict[str, Any]:
-    """Frames/s predicted by one thread per camera over ``seconds`` (after ``warmup_s``), its read failures and,
-    with the cameras' ``clock``, the ages of its results (``benchmarks.ages``)."""
+class _Recorder:
+    """Ages per camera while counting, and the CPU this process used meanwhile."""
+
+    def __init__(self, cameras: int, clock: FrameClock) -> None:
+        self.clock = clock
+        self.ages: dict[str, list[float]] = {str(i): [] for i in range(cameras)}
+        self.counting = threading.Event()
+        self.stop = threading.Event()
+        self.read_failures = 0
+        self._lock = threading.Lock()
+
+    def result(self, camera: int, image: np.ndarray[Any, Any]) -> None:
+        """A result for ``image`` of ``camera`` is there now."""
+        if not self.counting.is_set():
+            return
+        number = read_frame_number(image)
+        if number is not None:
+            with self._lock:
+                self.ages[str(camera)].append(self.clock.age_s(number, time.time()))
+
+    def measure(self, seconds: float, warmup_s: float) -> dict[str, Any]:
+        time.sleep(warmup_s)
+        process = psutil.Process()
+        cpu_start = sum(process.cpu_times()[:2])
+        self.counting.set()
+        started = time.monotonic()
+        time.sleep(seconds)
+        elapsed = time.monotonic() - started
+        self.counting.clear()
+        cpu = (sum(process.cpu_times()[:2]) - cpu_start) / elapsed
+        self.stop.set()
+        report = camera_ages_report(self.ages, len(self.ages), elapsed)
+        report.update(seconds=elapsed, cpu_cores=cpu, read_failures=self.read_failures)
+        return report
+
+
+def _threads(weights: Path, urls: list[str], imgsz: int, rec: _Recorder) -> list[threading.Thread]:
     from ultralytics import YOLO  # type: ignore[attr-defined]
-
-    counts = LoopCounts(frames=[0] * len(urls))
-    counting = threading.Event()
-    stop = threading.Event()
 
     def camera(index: int, url: str) -> None:
         model = YOLO(str(weights), task="detect")
         capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG)
         try:
-            while not stop.is_set():
+            while not rec.stop.is_set():
                 ok, frame = capture.read()
                 if not ok:
-                    counts.read_failures += 1
+                    rec.read_failures += 1
                     time.sleep(0.05)
                     continue
-                number = read_frame_number(frame) if clock is not None else None
                 model.predict(frame, imgsz=imgsz, verbose=False)
-                if counting.is_set():
-                    counts.frames[index] += 1
-                    if clock is not None and number is not None:
-                        counts.ages_s.append(clock.age_s(number, time.time()))
-                    elif clock is not None:
-                        counts.unclocked += 1
+                rec.result(index, frame)
         finally:
             capture.release()
 
-    threads = [threading.Thread(target=camera, args=(i, url), daemon=True) for i, url in enumerate(urls)]
+    return [threading.Thread(target=camera, args=(i, url), daemon=True) for i, url in enumerate(urls)]
+
+
+def _sequential(weights: Path, urls: list[str], imgsz: int, rec: _Recorder) -> list[threading.Thread]:
+    from ultralytics import YOLO  # type: ignore[attr-defined]
+
+    def loop() -> None:
+        model = YOLO(str(weights), task="detect")
+        captures = [cv2.VideoCapture(url, cv2.CAP_FFMPEG) for url in urls]
+        try:
+            while not rec.stop.is_set():
+                for index, capture in enumerate(captures):
+                    ok, frame = capture.read()
+                    if not ok:
+                        rec.read_failures += 1
+                        continue
+                    model.predict(frame, imgsz=imgsz, verbose=False)
+                    rec.result(index, frame)
+        finally:
+            for capture in captures:
+                capture.release()
+
+    return [threading.Thread(target=loop, daemon=True)]
+
+
+def _streams(weights: Path, urls: list[str], imgsz: int, rec: _Recorder, workdir: Path) -> list[threading.Thread]:
+    from ultralytics import YOLO  # type: ignore[attr-defined]
+
+    source = workdir / f"cameras-{len(urls)}.streams"
+    source.write_text("\n".join(urls) + "\n", encoding="utf-8")
+
+    def loop() -> None:
+        model = YOLO(str(weights), task="detect")
+        results = model.predict(str(source), imgsz=imgsz, stream=True, verbose=False)
+        try:
+            for number, result in enumerate(results):
+                # Each batch holds one frame per camera, in the order of the .streams file.
+                rec.result(number % len(urls), result.orig_img)
+                if rec.stop.is_set():
+                    break
+        finally:
+            dataset = getattr(model.predictor, "dataset", None)
+            if dataset is not None and hasattr(dataset, "close"):
+                dataset.close()
+
+    return [threading.Thread(target=loop, daemon=True)]
+
+
+def baseline_loop(
+    kind: str, weights: Path, urls: list[str], imgsz: int, seconds: float, clock: FrameClock, workdir: Path,
+    warmup_s: float = 10.0,
+) -> dict[str, Any]:  # fmt: skip
+    """Run baseline ``kind`` on ``urls`` and report its results' ages per camera over ``seconds`` after
+    ``warmup_s`` (models loaded, streams open), with the CPU this process used."""
+    rec = _Recorder(len(urls), clock)
+    builders: dict[str, Callable[[], list[threading.Thread]]] = {
+        "threads": lambda: _threads(weights, urls, imgsz, rec),
+        "sequential": lambda: _sequential(weights, urls, imgsz, rec),
+        "streams": lambda: _streams(weights, urls, imgsz, rec, workdir),
+    }
+    threads = builders[kind]()
     for thread in threads:
         thread.start()
-    time.sleep(warmup_s)
-    counting.set()
-    started = time.monotonic()
-    time.sleep(seconds)
-    elapsed = time.monotonic() - started
-    counted = sum(counts.frames)
-    stop.set()
+    report = rec.measure(seconds, warmup_s)
     for thread in threads:
         thread.join(30)
-    out = {"fps": counted / elapsed, "cameras": len(urls), "seconds": elapsed, "read_failures": counts.read_failures}
-    if clock is not None:
-        out.update(age_report(counts.ages_s, elapsed, counts.unclocked))
-    return out
+    report["baseline"] = kind
+    return report
