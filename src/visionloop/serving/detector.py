@@ -19,6 +19,7 @@ from ray import serve
 from visionloop.core.contracts import Detections, EncodedFrame, FrameResult, ModelRole, StageLatency
 from visionloop.core.errors import InvalidImageError
 from visionloop.core.imaging import decode_image
+from visionloop.core.priority import lower_priority
 from visionloop.core.registry import ModelRegistry, ResolvedModel
 from visionloop.core.settings import ServingSettings
 from visionloop.serving.backends import BackendOptions, InferenceBackend, create_backend
@@ -268,6 +269,7 @@ class Detector:
     def __init__(self, spec_data: dict[str, Any]) -> None:
         spec = DetectorSpec.from_dict(spec_data)
         self._spec = spec
+        lower_priority(spec.serving.inference_nice)  # before the model's threads start: they inherit it
         self._metrics = DetectorMetrics.create()
         self._core: DetectorCore | None = self._load(spec) if spec.model_path else None
         self._swap_lock = threading.Lock()
@@ -284,6 +286,7 @@ class Detector:
         if spec.follow and spec.registry_root:
             watch = PointerWatch(Path(spec.registry_root), spec.follow)
             threading.Thread(target=self._follow, args=(watch,), name="follow-pointer", daemon=True).start()
+        lower_priority(spec.serving.inference_nice)  # and the threads Serve started meanwhile
         log.info("detector ready", extra={"model_version": spec.model_version, "role": spec.role})
 
     def _load(self, spec: DetectorSpec) -> DetectorCore:

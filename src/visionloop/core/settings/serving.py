@@ -117,6 +117,14 @@ class ServingSettings(StrictModel):
         description="Threads one model call may use. With concurrent_batches > 1, one thread per call keeps every "
         "core busy without oversubscribing them.",
     )
+    inference_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Nice value of the Detector replicas' threads. When the CPU is short, the cameras' decoding, "
+        "which must keep up with the live stream or every later frame arrives old, wins the cores and the model "
+        "takes what is left (the freshest frames); with cores to spare it changes nothing. 0: same priority.",
+    )
 
     @model_validator(mode="after")
     def _batch_fits_in_flight(self) -> ServingSettings:
