@@ -44,7 +44,13 @@ def test_cameras_share_hosts_and_calls(module_var_dir: Path, tmp_path: Path) -> 
     site = RenderedSite(write_site(spec, shipped_config("domains.yaml"), tmp_path / "site"))
     # A long gathering wait: while both cameras of a host send, each call waits for the other's frame, so the
     # sharing shows in every run whatever the cameras' phases (the default waits 4 ms at most).
-    settings = make_settings(module_var_dir, cameras__cameras_per_process="2", cameras__batch_wait_ms="150")
+    # No freshness governor: the long wait is the point here, not a load to shed.
+    settings = make_settings(
+        module_var_dir,
+        cameras__cameras_per_process="2",
+        cameras__batch_wait_ms="150",
+        cameras__latency_budget_ms="0",
+    )
     with site.serve(free_port()) as simulator, VisionloopService(settings) as service:
         api = httpx.Client(base_url=service.api_url, timeout=60)
         for name in ("cam1", "cam2", "cam3"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 from typing import Any
 
@@ -24,6 +25,7 @@ from visionloop.core.frames import FrameSink
 from visionloop.core.settings import Settings
 from visionloop.core.streams import StreamNames
 from visionloop.streaming.batching import BatchingFrameSink
+from visionloop.streaming.governor import FreshnessGovernor
 from visionloop.streaming.worker import CameraReporter, CameraRuntime
 
 log = logging.getLogger(__name__)
@@ -34,12 +36,16 @@ class CameraHost:
 
     def __init__(self, host_id: str, settings: Settings, redis_url: str, sink: FrameSink, events: Any = None) -> None:
         cameras = settings.cameras
+        # Many threads share this process's GIL (each camera's capture and sender, the gathering, the publisher);
+        # Python's default 5 ms hand-off adds up to that much to each step that waits for it.
+        sys.setswitchinterval(cameras.gil_switch_ms / 1e3)
         self.host_id = host_id
         self._settings = cameras
         self._sink = BatchingFrameSink(
             sink, cameras.batch_max_frames, cameras.batch_wait_ms / 1e3, cameras.batch_in_flight
         )
         self._reporter = CameraReporter(events)
+        self._governor = FreshnessGovernor(cameras.latency_budget_ms, min_scale=cameras.min_rate_share)
         self._streams = StreamNames(settings.redis.stream_prefix)
         self._redis = redis.Redis.from_url(
             redis_url, decode_responses=True, socket_timeout=settings.redis.socket_timeout_s
@@ -63,7 +69,7 @@ class CameraHost:
 
     def _start(self, spec: CameraSpec) -> None:
         runtime = CameraRuntime(
-            spec, self._settings, self._send, self._reporter.transition, self._reporter.metrics.latency
+            spec, self._settings, self._send, self._reporter.transition, self._reporter.metrics.latency, self._governor
         )
         runtime.start()
         self._cameras[spec.id] = runtime

@@ -61,8 +61,12 @@ class CameraSupervisor:
         options: SourceOptions,
         policy: RestartPolicy,
         on_transition: Callable[[Transition], None] | None = None,
+        wanted: Callable[[float], bool] | None = None,
     ) -> None:
         self.camera_id = camera_id
+        # Whether a frame decoded at a wall-clock time will be sent (its rate, motion gating): only those are worth
+        # converting ahead of the sender.
+        self._wanted = wanted
         self._url = url
         self._buffer = buffer
         self._options = options
@@ -142,7 +146,8 @@ class CameraSupervisor:
         self.counters.last_frame_mono = now
         self._seq += 1
         frame = CapturedFrame(decoded.picture, self._seq, time.time(), decoded.decode_ms, now)
-        if not len(self._buffer):  # the next frame to go, unless the sender is behind: convert it here, off its path
+        wanted = self._wanted is None or self._wanted(frame.capture_ts)
+        if wanted and not len(self._buffer):  # the next frame to go unless the sender is behind: convert it here
             with contextlib.suppress(Exception):  # one that cannot be converted is the sender's to count
                 _ = frame.image
         self._buffer.put(frame, timeout_s=self._policy.stall_timeout_s)

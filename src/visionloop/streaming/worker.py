@@ -23,6 +23,7 @@ from visionloop.core.frames import FrameSink
 from visionloop.core.redaction import redact
 from visionloop.core.settings import CameraSettings
 from visionloop.streaming.buffers import BufferMode, CapturedFrame, FrameBuffer
+from visionloop.streaming.governor import FreshnessGovernor
 from visionloop.streaming.motion import MotionGate
 from visionloop.streaming.sources import SourceOptions
 from visionloop.streaming.state import Transition
@@ -38,9 +39,17 @@ class CameraRuntime:
     """Everything of one camera except Ray: testable with any ``send`` function."""
 
     def __init__(
-        self, spec: CameraSpec, settings: CameraSettings, send: Any, on_transition: Any = None, on_latency: Any = None
+        self,
+        spec: CameraSpec,
+        settings: CameraSettings,
+        send: Any,
+        on_transition: Any = None,
+        on_latency: Any = None,
+        governor: FreshnessGovernor | None = None,
     ) -> None:
         self.spec = spec
+        # Shared by the cameras of a host (they share its CPU and its calls); a camera on its own has its own.
+        self.governor = governor or FreshnessGovernor(settings.latency_budget_ms, min_scale=settings.min_rate_share)
         self._on_latency = on_latency
         self.settings = settings
         self._send = send
@@ -63,7 +72,9 @@ class CameraRuntime:
             failed_retry_s=settings.failed_retry_s,
         )
         self.motion = MotionGate(spec.motion)
-        self.supervisor = CameraSupervisor(spec.id, spec.url, self.buffer, options, policy, self._transition)
+        self.supervisor = CameraSupervisor(
+            spec.id, spec.url, self.buffer, options, policy, self._transition, wanted=self._will_send
+        )
         self.frames_processed = 0
         self.frames_failed = 0
         self.send_errors = 0
@@ -100,6 +111,14 @@ class CameraRuntime:
             source_frame=read_frame_number(image),
         )
 
+    def _will_send(self, capture_ts: float) -> bool:
+        """Whether a frame decoded now would be sent if nothing newer came first: due by the camera's rate, and not
+        subject to motion gating (which decides on the sender's side, before any conversion)."""
+        if self.buffer.mode is not BufferMode.LATEST:
+            return True
+        due = capture_ts - self._last_sent_capture >= 0.8 / self.governor.fps(self.spec.target_fps)
+        return due and not self.motion.spec.enabled
+
     def _due(self, frames: list[CapturedFrame]) -> list[CapturedFrame]:
         """The frames to send now. A live camera sends only its newest frame, and only once the target period has
         passed since the last one sent (by capture time, with a fifth of a period of slack for jitter): frames are
@@ -108,14 +127,24 @@ class CameraRuntime:
             return frames
         newest = frames[-1]
         self.buffer.skipped += len(frames) - 1
-        if newest.capture_ts - self._last_sent_capture < 0.8 / self.spec.target_fps:
+        if newest.capture_ts - self._last_sent_capture < 0.8 / self.governor.fps(self.spec.target_fps):
             self.buffer.skipped += 1
             return []
         self._last_sent_capture = newest.capture_ts
         return [newest]
 
+    def _until_due(self) -> float:
+        """Seconds before a live camera's next frame can be due (0: now). The sender sleeps them instead of waking
+        for every decoded frame only to skip it: at a reduced rate most frames are not due."""
+        if self.buffer.mode is not BufferMode.LATEST:
+            return 0.0
+        return max(0.0, self._last_sent_capture + 0.8 / self.governor.fps(self.spec.target_fps) - time.time())
+
     def _send_loop(self) -> None:
         while not self._stop.is_set():
+            if (wait := self._until_due()) > 0:
+                self._stop.wait(min(wait, 0.2))
+                continue
             frames = self._due(self.buffer.take(self.settings.max_frames_per_call, timeout_s=0.2))
             encoded = self._encoded([frame for frame in frames if self._moved(frame)])
             if not encoded:
@@ -161,6 +190,7 @@ class CameraRuntime:
             self.frames_processed += 1
             latency_ms = (now - result.capture_ts) * 1e3
             self._latency_ms.append(latency_ms)
+            self.governor.observe(latency_ms)
             if self._on_latency:
                 self._on_latency(self.spec.id, latency_ms)
             self._processed_at.append(time.monotonic())
@@ -180,6 +210,7 @@ class CameraRuntime:
             "frames_processed": self.frames_processed,
             "frames_skipped": self.buffer.skipped,
             "frames_gated": self.motion.gated,
+            "rate_share": self.governor.scale,
             "motion": self.motion.last_share,
             "frames_failed": self.frames_failed,
             "frames_lost": self.frames_lost,

@@ -55,6 +55,25 @@ class CameraSettings(StrictModel):
         default=2, ge=1, le=16, description="Gathered calls of one process in flight at once (one gathers while "
         "the other is answered).",
     )  # fmt: skip
+    gil_switch_ms: float = Field(
+        default=1.0,
+        gt=0,
+        le=100,
+        description="Python's thread switch interval in a camera host (Python's default is 5 ms): its cameras' "
+        "threads share one interpreter lock, and a shorter hand-off keeps each frame's steps from waiting on it.",
+    )
+    latency_budget_ms: float = Field(
+        default=80.0,
+        ge=0,
+        description="Decode-to-result time a live camera's frames should keep (p90 over a second). While a process's "
+        "frames take longer (more cameras than the CPU can infer), its cameras send fewer frames, so those sent come "
+        "back fresh instead of all coming back late; the rate recovers as the delay drops. Held-back frames count as "
+        "skipped. The default is a fresh result's 150 ms less the ~70 ms a live H.264 stream spends before its frames "
+        "are decoded. 0: always the target frame rate.",
+    )
+    min_rate_share: float = Field(
+        default=0.1, gt=0, le=1, description="The least share of its target frame rate a camera is cut to."
+    )
     worker_num_cpus: float = Field(
         default=0.0,
         ge=0,
