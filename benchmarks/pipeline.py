@@ -78,6 +78,7 @@ def parse_args() -> argparse.Namespace:
         "report each process's RSS growth after the first minute (writes pipeline_soak.json)",
     )  # fmt: skip
     parser.add_argument("--cameras", type=int, default=4, help="the soak's cameras")
+    parser.add_argument("--sweep-only", action="store_true", help="visionloop's sweep alone (no 2x, no gating)")
     return parser.parse_args()
 
 
@@ -153,7 +154,8 @@ class Phases:
             f"  visionloop {label:>4} N={count:>2}: fresh {row['fresh_fps']:6.1f}/s, worst camera "
             f"{row['worst_camera_fresh_fps']:5.1f}/s, age p99 {row.get('age_ms_p99', float('nan')):6.0f} ms, "
             f"processed {phase['processed_fps']:.1f}/s, skipped {phase['skipped_fps']:.1f}/s, "
-            f"gated {phase['gated_fps']:.1f}/s, CPU {phase['service_cpu_cores']:.2f}"
+            f"gated {phase['gated_fps']:.1f}/s, rate share {phase['rate_share_end']:.2f}, "
+            f"CPU {phase['service_cpu_cores']:.2f}"
         )
         if count != GATING_CAMERAS:
             phase.pop("predictions")  # kept for gating's accuracy only
@@ -232,6 +234,9 @@ def main() -> None:
         phases = Phases(settings, service, site, args)
         console.print("[bold]visionloop[/]")
         sweep = {count: phases.run(count, f"n{count}") for count in counts}
+        if args.sweep_only:
+            RESULTS.with_name("pipeline_sweep.json").write_text(json.dumps(sweep, indent=2, default=str))
+            return
         sustained = cameras_sustained({n: p["per_camera"] for n, p in sweep.items()})
         overload = min(len(site.cameras), 2 * max(sustained, 1))
         console.print(f"[bold]2x[/]: sustained {sustained} cameras -> {overload}")

@@ -151,6 +151,7 @@ def run_phase(
         "glass_to_result": age_report(found["ages"], elapsed, found["unclocked"]) if clock else None,
         "per_camera": camera_ages_report(found["by_camera"], len(cameras), elapsed) if clock else None,
         "gated_fps": delta("frames_gated"),
+        "rate_share_end": float(np.mean([row.get("rate_share", 1.0) for row in end_rows.values()])),
         "service_cpu_cores": _service_cpu(tracker.report(skip=0)),
         "predictions": found["predictions"],
         "window": (start_id, end_id),

@@ -37,10 +37,12 @@ class _Recorder:
         self.counting = threading.Event()
         self.stop = threading.Event()
         self.read_failures = 0
+        self.started: set[int] = set()  # cameras that gave a result (streams open, models loaded)
         self._lock = threading.Lock()
 
     def result(self, camera: int, image: np.ndarray[Any, Any]) -> None:
         """A result for ``image`` of ``camera`` is there now."""
+        self.started.add(camera)
         if not self.counting.is_set():
             return
         number = read_frame_number(image)
@@ -48,7 +50,12 @@ class _Recorder:
             with self._lock:
                 self.ages[str(camera)].append(self.clock.age_s(number, time.time()))
 
-    def measure(self, seconds: float, warmup_s: float) -> dict[str, Any]:
+    def measure(self, seconds: float, warmup_s: float, start_timeout_s: float = 90.0) -> dict[str, Any]:
+        """Count for ``seconds``, once every camera gave a result (at most ``start_timeout_s``: opening 16 streams
+        one after the other takes a while) and ``warmup_s`` more passed."""
+        deadline = time.monotonic() + start_timeout_s
+        while len(self.started) < len(self.ages) and time.monotonic() < deadline:
+            time.sleep(0.2)
         time.sleep(warmup_s)
         process = psutil.Process()
         cpu_start = sum(process.cpu_times()[:2])
