@@ -14,6 +14,7 @@ from typing import TypeVar
 import pytest
 
 from visionloop.core.config import load_settings
+from visionloop.core.offline import prepare_ultralytics
 from visionloop.core.redis_server import EmbeddedRedis
 from visionloop.core.settings import Settings
 
@@ -199,3 +200,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(_session_status[0])
+
+
+@pytest.fixture(scope="module")
+def offline_ultralytics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Ultralytics prepared offline for one module (its settings in a temporary directory); the variables it sets
+    for the process are restored afterwards."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("YOLO_CONFIG_DIR", "YOLO_OFFLINE", "YOLO_AUTOINSTALL", "YOLO_VERBOSE"):
+            patch.delenv(name, raising=False)
+        prepare_ultralytics(tmp_path_factory.mktemp("ultralytics"))
+        yield

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from visionloop.core.offline import prepare_ultralytics
 from visionloop.core.settings import ABSettings
 from visionloop.learning.ab_decision import Decision, Guards, decide, frames_to_settle, run_ab
 from visionloop.learning.ab_stats import (
@@ -29,13 +27,7 @@ CLASSES = 3
 FAST_GOLD = Guards(10.0, 11.0, 0.80, 0.81)  # guards that hold
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _offline_ultralytics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("YOLO_CONFIG_DIR", "YOLO_OFFLINE", "YOLO_AUTOINSTALL", "YOLO_VERBOSE"):
-            patch.delenv(name, raising=False)  # restored on exit: prepare_ultralytics sets them for the process
-        prepare_ultralytics(tmp_path_factory.mktemp("ultralytics"))
-        yield
+pytestmark = pytest.mark.usefixtures("offline_ultralytics")
 
 
 def world(frames: int, seed: int) -> list[Truth]:

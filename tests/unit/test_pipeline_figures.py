@@ -3,7 +3,6 @@ cameras are added, and motion gating's held mAP50 (each frame scored with the la
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -13,17 +12,9 @@ from benchmarks.ages import camera_ages_report, cameras_sustained
 from benchmarks.gating import frames_in, held_matches
 from benchmarks.pipeline_report import _never_falls
 from visionloop.core.contracts import Detections
-from visionloop.core.offline import prepare_ultralytics
 from visionloop.learning.ab_stats import map50
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _offline_ultralytics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("YOLO_CONFIG_DIR", "YOLO_OFFLINE", "YOLO_AUTOINSTALL", "YOLO_VERBOSE"):
-            patch.delenv(name, raising=False)  # restored on exit: prepare_ultralytics sets them for the process
-        prepare_ultralytics(tmp_path_factory.mktemp("ultralytics"))
-        yield
+pytestmark = pytest.mark.usefixtures("offline_ultralytics")
 
 
 def test_a_camera_count_is_sustained_only_when_every_camera_is_fresh_enough() -> None:
