@@ -111,12 +111,16 @@ class CameraRuntime:
             source_frame=read_frame_number(image),
         )
 
+    def _min_gap_s(self) -> float:
+        """Least capture-time gap between two frames sent: the period at the governed rate, less a fifth for jitter."""
+        return 0.8 / self.governor.fps(self.spec.target_fps)
+
     def _will_send(self, capture_ts: float) -> bool:
         """Whether a frame decoded now would be sent if nothing newer came first: due by the camera's rate, and not
         subject to motion gating (which decides on the sender's side, before any conversion)."""
         if self.buffer.mode is not BufferMode.LATEST:
             return True
-        due = capture_ts - self._last_sent_capture >= 0.8 / self.governor.fps(self.spec.target_fps)
+        due = capture_ts - self._last_sent_capture >= self._min_gap_s()
         return due and not self.motion.spec.enabled
 
     def _due(self, frames: list[CapturedFrame]) -> list[CapturedFrame]:
@@ -127,7 +131,7 @@ class CameraRuntime:
             return frames
         newest = frames[-1]
         self.buffer.skipped += len(frames) - 1
-        if newest.capture_ts - self._last_sent_capture < 0.8 / self.governor.fps(self.spec.target_fps):
+        if newest.capture_ts - self._last_sent_capture < self._min_gap_s():
             self.buffer.skipped += 1
             return []
         self._last_sent_capture = newest.capture_ts
@@ -138,7 +142,7 @@ class CameraRuntime:
         for every decoded frame only to skip it: at a reduced rate most frames are not due."""
         if self.buffer.mode is not BufferMode.LATEST:
             return 0.0
-        return max(0.0, self._last_sent_capture + 0.8 / self.governor.fps(self.spec.target_fps) - time.time())
+        return max(0.0, self._last_sent_capture + self._min_gap_s() - time.time())
 
     def _send_loop(self) -> None:
         while not self._stop.is_set():
