@@ -154,8 +154,8 @@ def test_monitor_windows_alarm_clear_and_reset(
     assert not seen[-1]["drifted"] and seen[-1]["model_version"] == "v2"
 
     wait_for(lambda: monitor.status()["samples_read"], lambda n: n == feeder.sampler.sampled)
-    pending = client.xpending(names.drift_samples, names.drift_group)
-    assert pending["pending"] == 0
+    # Samples are counted as read before their batch is acknowledged: wait for the acknowledgement.
+    wait_for(lambda: client.xpending(names.drift_samples, names.drift_group)["pending"], lambda n: n == 0)
     status = monitor.status()
     assert status["running"] and status["scopes"][CAMERA]["model_version"] == "v2"
     assert status["scopes"][CAMERA]["windows_evaluated"] == 1 + 2 * PERSISTENCE + 1

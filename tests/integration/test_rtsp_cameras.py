@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import psutil
 import pytest
 
@@ -76,8 +78,9 @@ def _state(runtime: CameraRuntime) -> CameraState:
     return runtime.supervisor.state.state
 
 
-def test_streams_frames_with_latency_fields(server: RtspSimulator) -> None:
-    runtime, recorder = _camera(server.url("cam"))
+@pytest.mark.parametrize("client", ["native", "ffmpeg"])
+def test_streams_frames_with_latency_fields(server: RtspSimulator, client: str) -> None:
+    runtime, recorder = _camera(server.url("cam"), FAST.model_copy(update={"rtsp_client": client}))
     try:
         assert seconds_until(lambda: runtime.frames_processed >= 15, 15)
         status = runtime.status()
@@ -89,6 +92,24 @@ def test_streams_frames_with_latency_fields(server: RtspSimulator) -> None:
     finally:
         runtime.stop()
     assert _state(runtime) is CameraState.STOPPED
+
+
+def test_a_camera_that_is_not_h264_streams_through_ffmpeg(tmp_path: Path) -> None:
+    """The native client reads H.264 only; an MJPEG camera is handed to FFmpeg and streams all the same."""
+    rng = np.random.default_rng(0)
+    pictures = [cv2.imencode(".jpg", rng.integers(0, 255, (176, 320, 3), dtype=np.uint8))[1] for _ in range(15)]
+    clip = tmp_path / "cam.mjpeg"
+    clip.write_bytes(b"".join(picture.tobytes() for picture in pictures))
+    simulator = RtspSimulator([SimulatedCamera("mjpeg", clip, 15)], free_port()).start()
+    runtime, recorder = _camera(simulator.url("mjpeg"))
+    try:
+        assert seconds_until(lambda: len(recorder.frames) >= 10, 15), runtime.status()
+        assert runtime.status()["state"] == "streaming"
+        frame = recorder.frames[-1]
+        assert frame.image is not None and frame.image.shape == (176, 320, 3)  # RTP JPEG: sides in 8s
+    finally:
+        runtime.stop()
+        simulator.stop()
 
 
 # A reconnect attempt after the server came back starts within one capped backoff (with its jitter), or within an

@@ -14,7 +14,8 @@ from visionloop.core.errors import ConfigError
 from visionloop.core.redaction import redact
 from visionloop.core.settings import CameraSettings
 from visionloop.streaming.buffers import BufferMode, CapturedFrame, FrameBuffer
-from visionloop.streaming.sources import DecodedFrame, SourceError, SourceOptions, classify, create_source
+from visionloop.streaming.opening import create_source
+from visionloop.streaming.sources import DecodedFrame, SourceError, SourceOptions, classify
 from visionloop.streaming.state import ALLOWED, CameraState, IllegalTransition, StateMachine
 from visionloop.streaming.supervisor import CameraSupervisor, RestartPolicy
 from visionloop.streaming.worker import CameraRuntime

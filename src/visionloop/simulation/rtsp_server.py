@@ -111,6 +111,11 @@ def live_factory(path: str, fps: int, epoch: float, auth_role: str | None) -> Gs
 def launch_line(path: str, fps: int) -> str:
     if path.lower().endswith(".wav"):
         return f'( filesrc location="{path}" ! wavparse ! audioconvert ! rtpL16pay name=pay0 pt=97 )'
+    if path.lower().endswith(".mjpeg"):  # concatenated JPEG pictures: a camera whose video is not H.264
+        return (
+            f'( multifilesrc location="{path}" loop=true caps=image/jpeg,framerate={fps}/1 '
+            "! jpegparse ! rtpjpegpay name=pay0 pt=26 )"
+        )
     return (
         f'( multifilesrc location="{path}" loop=true '
         f"caps=video/x-h264,stream-format=byte-stream,framerate={fps}/1 "

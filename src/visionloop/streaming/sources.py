@@ -34,6 +34,7 @@ DECODE_THREADS = 3
 # hands each frame out as its packet is decoded; a 640x360 frame decodes in about 5 ms on one core. Files, where
 # only throughput counts, keep frame threading.
 LIVE_THREAD_TYPE = "SLICE"
+LOW_DELAY_FLAG = 1 << 19  # AV_CODEC_FLAG_LOW_DELAY: the "low_delay" flag the container path sets by option
 
 
 def configure_decoder(stream: Any, threads: int, live: bool) -> None:
@@ -41,6 +42,18 @@ def configure_decoder(stream: Any, threads: int, live: bool) -> None:
     stream.thread_type = LIVE_THREAD_TYPE if live else "AUTO"
     if stream.codec_context is not None:  # None when the header names no known decoder: decode() says so
         stream.codec_context.thread_count = threads
+
+
+def live_decoder(codec: str, threads: int) -> Any:
+    """A PyAV decoder for packets read outside a container, set up as a live stream's (slice threads only, and
+    every frame handed out as soon as it is decoded)."""
+    import av
+
+    decoder = av.CodecContext.create(codec, "r")
+    decoder.thread_type = LIVE_THREAD_TYPE
+    decoder.thread_count = threads
+    decoder.flags |= LOW_DELAY_FLAG
+    return decoder
 
 
 class SourceError(VisionloopError):
@@ -59,8 +72,11 @@ class SourceOptions:
     loop_files: bool = True
     file_fps: float | None = None  # pace file reading (None: as fast as the buffer takes frames)
     decode_threads: int = DECODE_THREADS  # 0: FFmpeg's choice by core count (decodes differ between machines)
+    rtsp_client: str = "native"  # "native": H.264 over RTSP/TCP by visionloop's own client; "ffmpeg": PyAV's
 
     def __post_init__(self) -> None:
+        if self.rtsp_client not in ("native", "ffmpeg"):
+            raise ValueError(f"rtsp_client must be 'native' or 'ffmpeg', got {self.rtsp_client!r}")
         if self.decode_threads < 0:
             raise ValueError(f"decode_threads must be >= 0 (0: FFmpeg's choice), got {self.decode_threads}")
 
@@ -126,15 +142,11 @@ class FrameSource(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-
-def create_source(url: str, options: SourceOptions) -> FrameSource:
-    scheme = urlparse(url).scheme.lower()
-    try:
-        cls = FrameSource._registry[scheme]
-    except KeyError:
-        known = ", ".join(sorted(s or "(a file path)" for s in FrameSource._registry))
-        raise SourceError(f"unsupported URL scheme '{scheme}' in {redact(url)}; supported: {known}", True) from None
-    return cls(url, options)
+    def _corrupt(self, reason: str) -> None:
+        self.corrupt_packets += 1
+        self.last_corruption = redact(reason)
+        if self.corrupt_packets == 1:
+            log.warning("camera source %s: skipping corrupt data: %s", redact(self.url), self.last_corruption)
 
 
 class _Pacer:
@@ -266,12 +278,6 @@ class PyAVSource(FrameSource):
         except (av.error.FFmpegError, ValueError, MemoryError) as exc:
             self._corrupt(f"{type(exc).__name__}: {exc}")
             return None
-
-    def _corrupt(self, reason: str) -> None:
-        self.corrupt_packets += 1
-        self.last_corruption = redact(reason)
-        if self.corrupt_packets == 1:
-            log.warning("camera source %s: skipping corrupt data: %s", redact(self.url), self.last_corruption)
 
     def _check_pass(self, delivered: int, corrupt: int) -> None:
         """Stop a file that would loop on nothing: no frame at all, or fewer frames than undecodable packets (what

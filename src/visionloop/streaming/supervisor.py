@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from visionloop.core.redaction import redact
 from visionloop.streaming.buffers import CapturedFrame, FrameBuffer
-from visionloop.streaming.sources import DecodedFrame, FrameSource, SourceError, SourceOptions, create_source
+from visionloop.streaming.opening import create_source
+from visionloop.streaming.sources import DecodedFrame, FrameSource, SourceError, SourceOptions
 from visionloop.streaming.state import CameraState, StateMachine, Transition
 
 log = logging.getLogger(__name__)

@@ -64,6 +64,7 @@ class CameraRuntime:
             read_timeout_s=settings.read_timeout_s,
             loop_files=spec.loop,
             file_fps=None if live_mode else spec.target_fps,
+            rtsp_client=settings.rtsp_client,
         )
         policy = RestartPolicy(
             stall_timeout_s=settings.stall_timeout_s,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -17,6 +18,12 @@ class CameraSettings(StrictModel):
     max_cameras: int = Field(default=32, gt=0, le=1024, description="Most cameras at once; adding more is refused.")
     open_timeout_s: float = Field(default=5.0, gt=0, description="Give up opening a stream after this long.")
     read_timeout_s: float = Field(default=2.0, gt=0, description="Give up on a blocked read after this long.")
+    rtsp_client: Literal["native", "ffmpeg"] = Field(
+        default="native",
+        description="Who reads RTSP cameras over TCP. native: visionloop's own client, which hands an H.264 frame "
+        "to the decoder as soon as its last packet arrives (FFmpeg's waits for the next frame to begin: 67 ms of "
+        "every result's age at 15 fps); other codecs still go through FFmpeg. ffmpeg: FFmpeg for every stream.",
+    )
     stall_timeout_s: float = Field(default=3.0, gt=0, description="No frame for this long: the camera is STALLED.")
     backoff_initial_s: float = Field(default=0.25, gt=0, description="First wait before reconnecting.")
     backoff_max_s: float = Field(
