@@ -45,6 +45,7 @@ from benchmarks.pipeline_report import (
 )
 from benchmarks.plain_rtsp import BASELINES, baseline_loop
 from benchmarks.process_memory import RssTracker, wait_until_idle
+from benchmarks.rtsp_clients import decode_ages
 from benchmarks.serving import measure_raw
 from visionloop.cli.service import VisionloopService
 from visionloop.cli.site import render_site
@@ -119,6 +120,13 @@ def measure_baselines(
                     f"CPU {row['cpu_cores']:.2f}"
                 )
     return out
+
+
+def measure_rtsp_clients(site: RenderedSite, seconds: float = 8.0) -> dict[str, Any]:
+    """Each RTSP client's age at decode on the site's first camera, served from its first frame."""
+    with site.serve(_free_port()) as simulator:
+        camera = site.cameras[0]
+        return decode_ages(site, simulator.url(camera), camera, seconds)
 
 
 def measure_idle(seconds: float = IDLE_WINDOW_S) -> dict[str, Any]:
@@ -223,9 +231,12 @@ def main() -> None:
     height, width = settings.world.video_size
     console.print(f"[bold]raw backend[/] ({settings.serving.precision}, {args.raw_seconds:.0f} s)")
     raw = measure_raw(settings, render_clip_jpegs(frames=64, width=width, height=height, seed=5), args.raw_seconds)
+    console.print("[bold]RTSP clients[/]: age at decode, one camera")
+    clients = measure_rtsp_clients(site)
+    console.print(clients)
     console.print("[bold]baselines[/]")
     baselines = measure_baselines(settings, site, kinds, counts, args.seconds)
-    results: dict[str, Any] = {"raw": raw, "baselines": baselines, "counts": counts}
+    results: dict[str, Any] = {"raw": raw, "rtsp_clients": clients, "baselines": baselines, "counts": counts}
     with VisionloopService(settings) as service:
         clear_benchmark_cameras(service, settings)
         console.print(f"service idle (start-up work done): {wait_until_idle():.2f} cores busy")

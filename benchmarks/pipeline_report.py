@@ -95,6 +95,10 @@ def summary(results: dict[str, Any], settings: Settings) -> dict[str, Any]:
         "gating_frames_scored": gated["held"]["frames_scored"],
         "idle_cpu_cores": results["idle"]["cpu_cores"],
     }
+    clients = results.get("rtsp_clients") or {}
+    for client in ("native", "ffmpeg"):
+        if client in clients:
+            out[f"decode_age_ms_p50_{client}"] = clients[client]["age_ms_p50"]
     return out
 
 
