@@ -292,3 +292,21 @@ def test_random_windows_send_one_uniform_frame_as_the_control_arm(redis_server: 
     assert len(items) == 4 and {i.selection.sampler for i in items} == {"random"}
     assert sorted(i.result.seq // 2 for i in items) == [0, 1, 2, 3]  # one frame from each window
     client.close()
+
+
+def test_labeling_status_tallies_reasons_only_when_asked(redis_server: EmbeddedRedis) -> None:
+    """The worker exports its gauges every round: that status must not scan the review stream (it read 10,000
+    entries a second on an idle service)."""
+    from visionloop.labeling.status import labeling_status
+
+    client = redis.Redis.from_url(redis_server.url)
+    streams = StreamNames("visionloop")
+    queue = ReviewQueue(client, streams, consumer="w")
+    for n in range(3):
+        queue.put(_item(n))
+    try:
+        full, counts = labeling_status(client, streams), labeling_status(client, streams, by_reason=False)
+        assert sum(full["by_reason"].values()) == 3 and "by_reason" not in counts
+        assert {k: v for k, v in full.items() if k != "by_reason"} == counts and counts["queued_total"] == 3
+    finally:
+        client.close()

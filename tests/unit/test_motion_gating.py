@@ -56,7 +56,8 @@ def test_a_moving_object_goes_every_frame() -> None:
 def test_the_clock_strip_counts_as_motion_unless_masked() -> None:
     rng = np.random.default_rng(2)
     frames = [_scene(rng, noise=2.0, number=n * 4095) for n in range(10)]  # many of the clock's bits change
-    unmasked, masked = MotionGate(MotionGating(enabled=True)), MotionGate(MotionGating(enabled=True, mask=[CLOCK_MASK]))
+    unmasked = MotionGate(MotionGating(enabled=True, refresh_s=1.0))  # no refresh within these 10 frames
+    masked = MotionGate(MotionGating(enabled=True, refresh_s=1.0, mask=[CLOCK_MASK]))
     assert sum(_sent(unmasked, frames)) > 5
     assert sum(_sent(masked, frames)) == 1
 

@@ -193,7 +193,7 @@ class LabelingWorker:
             self._gauges = metrics.Gauge(
                 "visionloop_labeling", "Labeling queue and label counts by kind.", tag_keys=("kind",)
             )
-        report = labeling_status(self._redis, self._streams)
+        report = labeling_status(self._redis, self._streams, by_reason=False)  # no stream scan every round
         for kind in ("queued_total", "pending", "backlog", "dead_lettered", "imported", "labelled"):
             self._gauges.set(float(report[kind]), tags={"kind": kind})
 
