@@ -17,7 +17,7 @@ def labeling_status(client: redis.Redis, streams: StreamNames, by_reason: bool =
     """Queue and label counts; ``by_reason`` also tallies why the newest queued frames were chosen, which reads up to
     REASON_SCAN entries of the review stream: the metrics, exported every round, leave it out."""
     stats = ReviewQueue(client, streams, consumer="status").stats()
-    report = {
+    report: dict[str, Any] = {
         **stats,
         "imported": int(client.hlen(streams.labeling_imported)),  # type: ignore[arg-type]
         "labelled": int(client.hlen(streams.labeling_harvested)),  # type: ignore[arg-type]
