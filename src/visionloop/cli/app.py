@@ -19,6 +19,7 @@ from rich.markup import escape
 from visionloop.cli import cameras, dashboard, data, labeling, loop, models, site, training
 from visionloop.cli.context import CliContext, api_client, console, print_json, settings_of, status_console
 from visionloop.core.errors import VisionloopError
+from visionloop.core.plain_output import plain_when_not_a_terminal
 from visionloop.core.progress import working
 from visionloop.core.settings import Settings
 
@@ -172,6 +173,7 @@ def bootstrap(ctx: typer.Context) -> None:
 def main() -> None:
     """Run the command; an error visionloop raises on purpose is one message on stderr (escaped: a key or path in
     it may look like Rich markup) and exit status 2, never a traceback."""
+    plain_when_not_a_terminal()  # piped to a file: no colour codes, no bars redrawn in place
     try:
         app()
     except VisionloopError as exc:
