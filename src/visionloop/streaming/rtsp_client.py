@@ -171,15 +171,19 @@ class RtspSession:
             raise RtspError(f"{method} answered {response.status} {response.reason}", response.status)
         return response
 
-    def _exchange(self, method: str, url: str, headers: dict[str, str]) -> RtspResponse:
+    def _encode(self, method: str, url: str, headers: dict[str, str] | None = None) -> bytes:
+        """The next request on the wire: its CSeq, the session and the answer to the camera's challenge."""
         self._sequence += 1
         lines = [f"{method} {url} RTSP/1.0", f"CSeq: {self._sequence}", f"User-Agent: {USER_AGENT}"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
         if self._session:
             lines.append(f"Session: {self._session}")
         if self._challenge is not None:
             lines.append(f"Authorization: {self._challenge.header(method, url)}")
-        self._send(("\r\n".join(lines) + "\r\n\r\n").encode())
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    def _exchange(self, method: str, url: str, headers: dict[str, str]) -> RtspResponse:
+        self._send(self._encode(method, url, headers))
         while True:
             message = self._message()
             if isinstance(message, RtspResponse) and message.headers.get("cseq", "").strip() == str(self._sequence):
@@ -200,12 +204,7 @@ class RtspSession:
             # an answer to a keep-alive: nothing to do (a refusal shows up as the session ending)
 
     def _send_keepalive(self) -> None:
-        self._sequence += 1
-        lines = [f"OPTIONS {self.url} RTSP/1.0", f"CSeq: {self._sequence}", f"User-Agent: {USER_AGENT}"]
-        lines.append(f"Session: {self._session}")
-        if self._challenge is not None:
-            lines.append(f"Authorization: {self._challenge.header('OPTIONS', self.url)}")
-        self._send(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self._send(self._encode("OPTIONS", self.url))  # its answer is passed over by read()
 
     # -- the wire ----------------------------------------------------------------------------------------------
 
@@ -269,23 +268,17 @@ class RtspSession:
 
     def close(self) -> None:
         """TEARDOWN (best effort, without waiting for its answer) and close the connection."""
-        sock, self._socket = self._socket, None
+        sock, reader = self._socket, self._reader
         if sock is None:
             return
         try:
             if self._session:
-                self._socket = sock
-                self._sequence += 1
-                lines = [f"TEARDOWN {self._play_url} RTSP/1.0", f"CSeq: {self._sequence}", f"Session: {self._session}"]
-                if self._challenge is not None:
-                    lines.append(f"Authorization: {self._challenge.header('TEARDOWN', self._play_url)}")
                 sock.settimeout(0.2)
-                sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+                sock.sendall(self._encode("TEARDOWN", self._play_url))
         except OSError:
-            pass
+            pass  # the camera is gone already
         finally:
-            self._socket = None
-            reader, self._reader = self._reader, None
+            self._socket, self._reader = None, None
             if reader is not None:
                 with contextlib.suppress(OSError):
                     reader.close()
