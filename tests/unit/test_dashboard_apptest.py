@@ -174,6 +174,24 @@ def test_the_app_shows_every_page_the_token_box_and_firing_alert_banners(
     assert at.title[0].value == "Live"  # the default page
 
 
+def test_many_firing_alerts_make_one_compact_banner_worst_first(env: pytest.MonkeyPatch, client: redis.Redis) -> None:
+    now = time.time()
+    for n in range(10):
+        severity = "critical" if n in (3, 7) else "warning"
+        alert = {"name": f"alert_{n}", "state": "firing", "since": now - n, "message": f"m{n}", "severity": severity}
+        client.hset(STREAMS.alerts, f"alert_{n}", json.dumps(alert))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S).run()
+    assert not at.exception, at.exception
+    shown = [e.value for e in [*at.error, *at.warning] if "firing" in e.value]
+    assert len(shown) == 1 and not any("alert_" in w.value for w in at.warning)  # one banner, red: criticals fire
+    assert "10 alerts firing" in shown[0] and "(2 critical, 8 warning)" in shown[0]
+    assert "Worst: **alert_7** (critical" in shown[0]  # the critical firing longest
+    listed = [e for e in at.expander if "All 10 firing alerts" in e.label]
+    assert len(listed) == 1
+    lines = listed[0].markdown[0].value.splitlines()
+    assert [line.split("**")[1] for line in lines][:2] == ["alert_7", "alert_3"] and len(lines) == 10
+
+
 def test_promote_is_not_sent_without_a_token(env: pytest.MonkeyPatch, fake_api: FakeApi) -> None:
     env.setenv("VISIONLOOP_DASHBOARD__API_URL", fake_api.url)
     at = page("models")

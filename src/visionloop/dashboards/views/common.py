@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -97,17 +98,44 @@ def when(ts: Any) -> str:
     return datetime.fromtimestamp(float(ts), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+SEVERITIES = ("critical", "warning", "info")  # worst first
+
+
+def _severity(alert: dict[str, Any]) -> str:
+    return str(alert.get("severity", "warning"))
+
+
+def _rank(alert: dict[str, Any]) -> tuple[int, float]:
+    """Worst severity first; within one, the longest firing first."""
+    severity = _severity(alert)
+    since = alert.get("since")
+    order = SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
+    return order, float(since) if isinstance(since, int | float) else float("inf")
+
+
+def describe_alert(alert: dict[str, Any]) -> str:
+    return f"**{alert['name']}** ({_severity(alert)}, since {when(alert.get('since'))}): {alert.get('message', '')}"
+
+
 def banners(ctx: DashboardContext) -> None:
-    """One banner per firing alert, at the top of every page."""
+    """Every firing alert in one compact banner at the top of every page: how many by severity and the worst, the
+    whole list one click away (with the resolved ones on Drift & accuracy). A banner per alert, after a fuzz run,
+    was a screen of red before any content."""
     try:
-        entries = audit.firing(audit.alerts(ctx.redis, ctx.streams))
+        entries = sorted(audit.firing(audit.alerts(ctx.redis, ctx.streams)), key=_rank)
     except DataUnavailable as exc:
         st.warning(f"Alerts unavailable: {exc}")
         return
-    for alert in entries:
-        severity = str(alert.get("severity", "warning"))
-        text = f"**{alert['name']}** ({severity}, since {when(alert.get('since'))}): {alert.get('message', '')}"
-        (st.error if severity == "critical" else st.warning)(text, icon=":material/warning:")
+    if not entries:
+        return
+    counts = Counter(_severity(alert) for alert in entries)
+    tally = ", ".join(f"{counts[s]} {s}" for s in sorted(counts, key=lambda s: _rank({"severity": s})[0]))
+    plural = "s" if len(entries) != 1 else ""
+    summary = f"**{len(entries)} alert{plural} firing** ({tally}). Worst: {describe_alert(entries[0])}"
+    (st.error if counts.get("critical") else st.warning)(summary, icon=":material/warning:")
+    if len(entries) > 1:
+        with st.expander(f"All {len(entries)} firing alerts (their history: Drift & accuracy)"):
+            st.markdown("\n".join(f"- {describe_alert(alert)}" for alert in entries))
 
 
 def token_input() -> None:
