@@ -26,6 +26,7 @@ from visionloop.streaming.rtp_h264 import (
 from visionloop.streaming.rtsp_client import Interleaved, RtspError, RtspSession, join_control
 from visionloop.streaming.sources import (
     MAX_BAD_PACKETS_IN_A_ROW,
+    STATUS_MEANINGS,
     DecodedFrame,
     FrameSource,
     PyAVSource,
@@ -34,11 +35,6 @@ from visionloop.streaming.sources import (
 )
 
 MEDIA_CHANNEL = 0  # interleaved=0-1: RTP on 0, RTCP on 1
-STATUS_MEANINGS = {
-    401: "authentication failed (401): check the camera's user and password",
-    403: "access forbidden (403): the camera refused this user",
-    404: "stream not found (404): check the path in the camera URL",
-}
 
 
 def session_failure(exc: BaseException) -> SourceError:
@@ -124,7 +120,7 @@ class NativeRtspSource(FrameSource):
         import av
 
         begun = time.perf_counter()
-        pictures = self._decode(decoder, av.Packet(unit))
+        pictures = self._decode(av.Packet(unit), decoder)
         if pictures is None:
             self._bad_in_a_row += 1
             if self._bad_in_a_row >= MAX_BAD_PACKETS_IN_A_ROW:
@@ -144,15 +140,6 @@ class NativeRtspSource(FrameSource):
             return session.read()
         except (OSError, RtspError) as exc:
             raise SourceError(f"the stream broke off: {session_failure(exc)}", permanent=False) from None
-
-    def _decode(self, decoder: Any, packet: Any) -> list[Any] | None:
-        import av
-
-        try:
-            return list(decoder.decode(packet))
-        except (av.error.FFmpegError, ValueError, MemoryError) as exc:
-            self._corrupt(f"{type(exc).__name__}: {exc}")
-            return None
 
     def close(self) -> None:
         session, self._session = self._session, None

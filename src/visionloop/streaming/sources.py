@@ -90,15 +90,23 @@ class DecodedFrame:
     decode_ms: float
 
 
+# What a camera's refusal means, whichever client met it (FFmpeg's HTTP errors, the native client's RTSP status).
+STATUS_MEANINGS = {
+    401: "authentication failed (401): check the camera's user and password",
+    403: "access forbidden (403): the camera refused this user",
+    404: "stream not found (404): check the path in the camera URL",
+}
+
+
 def classify(exc: BaseException) -> SourceError:
     """Turn PyAV/OS errors into a SourceError saying what is wrong and whether retrying can help."""
     import av
 
     text = redact(str(exc))
     permanent_kinds: list[tuple[type[BaseException], str]] = [
-        (av.error.HTTPUnauthorizedError, "authentication failed (401): check the camera's user and password"),
-        (av.error.HTTPForbiddenError, "access forbidden (403): the camera refused this user"),
-        (av.error.HTTPNotFoundError, "stream not found (404): check the path in the camera URL"),
+        (av.error.HTTPUnauthorizedError, STATUS_MEANINGS[401]),
+        (av.error.HTTPForbiddenError, STATUS_MEANINGS[403]),
+        (av.error.HTTPNotFoundError, STATUS_MEANINGS[404]),
         (av.error.InvalidDataError, "not a video stream (the data could not be decoded)"),
         (FileNotFoundError, "file not found"),
         (IsADirectoryError, "path is a directory, not a video"),
@@ -141,6 +149,18 @@ class FrameSource(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def _decode(self, packet: Any, decoder: Any = None) -> list[Any] | None:
+        """The packet's frames (unconverted ``av.VideoFrame``), or None (counted) for corrupt data: a bad packet costs
+        its own frames (the decoder conceals until the next keyframe), never the camera. ``decoder``: a codec context
+        of one's own, for packets read outside a container."""
+        import av
+
+        try:
+            return list(packet.decode() if decoder is None else decoder.decode(packet))
+        except (av.error.FFmpegError, ValueError, MemoryError) as exc:
+            self._corrupt(f"{type(exc).__name__}: {exc}")
+            return None
 
     def _corrupt(self, reason: str) -> None:
         self.corrupt_packets += 1
@@ -266,17 +286,6 @@ class PyAVSource(FrameSource):
             if self.live:
                 raise SourceError(f"the stream broke off: {classify(exc)}", permanent=False) from None
             self._corrupt(f"the file cannot be read past this point: {type(exc).__name__}: {exc}")
-            return None
-
-    def _decode(self, packet: Any) -> list[Any] | None:
-        """The packet's frames (unconverted ``av.VideoFrame``), or None (counted) for corrupt data: a bad packet costs
-        its own frames (the decoder conceals until the next keyframe), never the camera."""
-        import av
-
-        try:
-            return list(packet.decode())
-        except (av.error.FFmpegError, ValueError, MemoryError) as exc:
-            self._corrupt(f"{type(exc).__name__}: {exc}")
             return None
 
     def _check_pass(self, delivered: int, corrupt: int) -> None:
