@@ -66,14 +66,14 @@ demo: system-deps venv
 	$(BIN)/visionloop demo
 
 up: system-deps venv
-	$(BIN)/visionloop models init
 	$(BIN)/visionloop up
 
 model: venv
 	$(BIN)/visionloop models init
 
+# Trains one from scratch (about 10 min on 2 cores); the service and the demo install the shipped one instead.
 bootstrap: venv
-	$(BIN)/visionloop bootstrap
+	$(BIN)/visionloop bootstrap --from-scratch
 
 # bandit: the project's code against security/bandit-baseline.json (accepted findings, explained in security/README.md).
 # audit_dependencies.py: pip-audit on both locks; prints NOT AUDITED and passes where the advisory service cannot be

@@ -75,6 +75,9 @@ def up(
         data = settings.model_dump(mode="python")
         data["ray"]["address"] = ray_address
         settings = Settings.model_validate(data)
+    from visionloop.cli.first_start import ensure_champion
+
+    ensure_champion(settings, console)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -157,15 +160,30 @@ def detect(
 
 
 @app.command()
-def bootstrap(ctx: typer.Context) -> None:
-    """Train the bootstrap model on the synthetic world (cached: runs once), evaluate it on gold, make it champion."""
+def bootstrap(
+    ctx: typer.Context,
+    from_scratch: Annotated[
+        bool, typer.Option(help="Train one now even when the shipped model or a registered one fits the recipe.")
+    ] = False,
+    ship: Annotated[
+        bool, typer.Option(help="Then write it as the shipped model (weights and card; for maintainers).")
+    ] = False,
+) -> None:
+    """The bootstrap champion: the shipped model (checked on gold against its card), else one trained on the
+    synthetic world; registered once per recipe, evaluated on gold, made champion."""
     from visionloop.core.model_setup import registry_for
     from visionloop.simulation.bootstrap import run_bootstrap
 
     settings = settings_of(ctx)
-    outcome = run_bootstrap(settings, console)
+    outcome = run_bootstrap(settings, console, from_scratch=from_scratch)
     champion = registry_for(settings).pointers()["champion"]
     console.print(f"{outcome.summary(settings.bootstrap.target_map50)}; champion is {champion}")
+    if ship:
+        from visionloop.simulation.shipped_model import SHIPPED_DIR
+        from visionloop.simulation.shipped_model import ship as ship_model
+
+        card = ship_model(outcome.version)
+        console.print(f"shipped as {SHIPPED_DIR} (card: gold mAP50 {card.gold.map50:.3f}, commit {card.commit})")
     if not outcome.meets(settings.bootstrap.target_map50):
         raise typer.Exit(1)  # the model is kept (better than none), but a script must see the miss
 

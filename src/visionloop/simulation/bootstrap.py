@@ -21,16 +21,19 @@ from visionloop.core.progress import progress_bar
 from visionloop.core.registry import ModelVersion, Role
 from visionloop.core.settings import Settings
 from visionloop.learning.datasets import DatasetStore, DatasetVersion, read_yolo_source, stratified_split
-from visionloop.learning.evaluation import evaluate, serving_map50
+from visionloop.learning.evaluation import EvalResult, evaluate, serving_map50
 from visionloop.learning.export import export_onnx
 from visionloop.learning.quantize import int8_for, register_int8_copy
 from visionloop.learning.training import train
 from visionloop.simulation.world import load_domains, write_yolo_dataset
 
 GOLD_SEED_OFFSET = 10_000
+# Where and how fast a model trains, not what it learns: not part of the recipe (bootstrap.epochs is).
+TRAINING_NOT_IN_RECIPE = {"epochs", "max_seconds", "device", "workers", "threads", "num_gpus", "num_cpus"}
 
 
 def recipe_of(settings: Settings) -> dict[str, Any]:
+    """Everything that decides what the bootstrap model learns: two equal recipes train the same model."""
     b, t = settings.bootstrap, settings.training
     return {
         "domain": b.domain,
@@ -42,6 +45,8 @@ def recipe_of(settings: Settings) -> dict[str, Any]:
         "imgsz": t.imgsz,
         "image_size": list(settings.world.image_size),
         "domains": hashlib.sha256(settings.domains_file().read_bytes()).hexdigest()[:12],
+        "split": list(settings.data.split),
+        "training": t.model_dump(mode="json", exclude=TRAINING_NOT_IN_RECIPE),
     }
 
 
@@ -87,13 +92,20 @@ class BootstrapOutcome:
     map50: float
     seconds: float
     reused: bool
+    shipped: bool = False
 
     def meets(self, target: float) -> bool:
         return self.map50 >= target
 
     def summary(self, target: float) -> str:
         """One line for people: the gold score against the target, and whether it was trained now or reused."""
-        how = "reused: already trained with this recipe" if self.reused else f"trained in {self.seconds / 60:.1f} min"
+        how = (
+            "reused: already registered for this recipe"
+            if self.reused
+            else f"the shipped model, installed and checked in {self.seconds / 60:.1f} min"
+            if self.shipped
+            else f"trained in {self.seconds / 60:.1f} min"
+        )
         name = f"bootstrap model {self.version.version}"
         if self.meets(target):
             return f"{name}: gold mAP50 {self.map50:.3f} meets the {target:.2f} target ({how})"
@@ -122,14 +134,9 @@ def _int8_gold(
 def _with_int8(settings: Settings, existing: ModelVersion, console: Console) -> ModelVersion:
     """A bootstrap model registered before int8 files existed gets an int8 copy (a new version; published ones never
     change), calibrated on its own training set; the champion pointer follows it when it was the champion."""
-    b = settings.bootstrap
     console.print(f"bootstrap model {existing.version} has no int8 file: quantizing a copy")
     with progress_bar(console) as progress:
-        data = world_dataset(settings, f"world-{b.domain}", b.domain, b.seed, b.images, settings.data.split, progress)
-        gold = world_dataset(
-            settings, f"world-{b.domain}-gold", b.domain, b.seed + GOLD_SEED_OFFSET, b.gold_images, (0.0, 1.0, 0.0),
-            progress,
-        )  # fmt: skip
+        data, gold = bootstrap_datasets(settings, progress)
     copy = register_int8_copy(settings, existing, data.data_yaml, gold.data_yaml)
     registry = registry_for(settings)
     if registry.pointers()["champion"] == existing.version:
@@ -137,38 +144,97 @@ def _with_int8(settings: Settings, existing: ModelVersion, console: Console) -> 
     return copy
 
 
-def run_bootstrap(settings: Settings, console: Console | None = None) -> BootstrapOutcome:
+def run_bootstrap(settings: Settings, console: Console | None = None, from_scratch: bool = False) -> BootstrapOutcome:
+    """The bootstrap champion: one already registered for this recipe, else the shipped model when its card's recipe
+    is this one (checked on gold), else one trained now. ``from_scratch`` always trains (``make bootstrap``)."""
+    from visionloop.simulation.shipped_model import install_shipped, shipped_card
+
     console = console or Console()
     recipe = recipe_of(settings)
     key = recipe_hash(recipe)
-    existing = _find_existing(settings, key)
     registry = registry_for(settings)
+    existing = None if from_scratch else _find_existing(settings, key)
     if existing is not None and not existing.int8_path.is_file():
         existing = _with_int8(settings, existing, console)
     if existing is not None:
         if registry.pointers()["champion"] is None or registry.champion().meta.get("source") == "untrained":
             registry.set_pointer(Role.CHAMPION, existing.version, force=True)  # even one rejected since
         return BootstrapOutcome(existing, float(existing.meta["metrics"]["map50"]), 0.0, True)
+    card = shipped_card()
+    if not from_scratch and settings.bootstrap.use_shipped and card is not None:
+        if card.recipe_hash == key:
+            return install_shipped(settings, card, console)
+        console.print(
+            f"the shipped bootstrap model was trained on recipe {card.recipe_hash}; these settings ask for {key} "
+            f"({', '.join(card.recipe_differences(recipe))}): training one for them"
+        )
+    return _train(settings, console, recipe, key)
+
+
+def bootstrap_datasets(settings: Settings, progress: Progress) -> tuple[DatasetVersion, DatasetVersion]:
+    """The bootstrap's training data set and its gold set, generated from the recipe (or the cached versions)."""
+    b = settings.bootstrap
+    data = world_dataset(settings, f"world-{b.domain}", b.domain, b.seed, b.images, settings.data.split, progress)
+    gold = world_dataset(
+        settings, f"world-{b.domain}-gold", b.domain, b.seed + GOLD_SEED_OFFSET, b.gold_images, (0.0, 1.0, 0.0),
+        progress,
+    )  # fmt: skip
+    return data, gold
+
+
+def export_and_score(
+    settings: Settings, weights: Path, data: DatasetVersion, gold: DatasetVersion, run_dir: Path, progress: Progress
+) -> tuple[Path, Path | None, EvalResult]:
+    """What the service serves from ``weights`` (ONNX, int8 calibrated on the training set) and its gold score."""
+    onnx = export_onnx(weights, settings.serving.imgsz, run_dir / "model.onnx")
+    int8 = int8_for(settings, onnx, data.data_yaml, run_dir)
+    eval_task = progress.add_task("gold evaluation", total=gold.manifest["counts"]["val"]["images"], status="")
+    metrics = evaluate(
+        onnx,
+        gold.data_yaml,
+        "val",
+        settings.serving.conf_threshold,
+        settings.serving.imgsz,
+        ultralytics_config_dir(settings),
+        plots_dir=run_dir / "gold-eval",
+        progress=lambda n: progress.advance(eval_task, n),
+    )
+    return onnx, int8, metrics
+
+
+def bootstrap_meta(
+    settings: Settings, data: DatasetVersion, gold: DatasetVersion, metrics: EvalResult, int8: Path | None
+) -> dict[str, Any]:
+    """What every bootstrap version records, trained here or shipped."""
+    recipe = recipe_of(settings)
+    names = list(data.manifest["class_names"])
+    return {
+        "source": "bootstrap",
+        "recipe": recipe,
+        "recipe_hash": recipe_hash(recipe),
+        "architecture": settings.model.architecture,
+        "class_names": names,
+        "imgsz": settings.serving.imgsz,
+        "parent": None,
+        "dataset_version": data.ref,
+        "gold_dataset": gold.ref,
+        "metrics": {k: v for k, v in metrics.to_dict().items() if k not in ("plots",)},
+        **_int8_gold(settings, metrics.map50, int8, gold.data_yaml, names),
+    }
+
+
+def _train(settings: Settings, console: Console, recipe: dict[str, Any], key: str) -> BootstrapOutcome:
     b = settings.bootstrap
     started = time.monotonic()
     with progress_bar(console) as progress:
-        data = world_dataset(settings, f"world-{b.domain}", b.domain, b.seed, b.images, settings.data.split, progress)
-        gold = world_dataset(
-            settings,
-            f"world-{b.domain}-gold",
-            b.domain,
-            b.seed + GOLD_SEED_OFFSET,
-            b.gold_images,
-            (0.0, 1.0, 0.0),
-            progress,
-        )
+        data, gold = bootstrap_datasets(settings, progress)
         train_task = progress.add_task("training", total=b.epochs, status="")
 
         def on_epoch(epoch: int, total: int, row: dict[str, float]) -> None:
             if epoch <= total:
                 progress.update(train_task, completed=epoch, status=f"val mAP50 {row['map50']:.3f}")
 
-        run_dir = settings.var.runs / f"bootstrap-{key}"
+        run_dir = settings.var.runs / f"bootstrap-{key}-{time.strftime('%Y%m%d-%H%M%S')}"
         training = settings.training.model_copy(update={"epochs": b.epochs})
         result = train(
             settings.model.architecture,
@@ -179,40 +245,13 @@ def run_bootstrap(settings: Settings, console: Console | None = None) -> Bootstr
             on_epoch=on_epoch,
             overrides={"cache": "ram"},
         )
-        onnx = export_onnx(result.weights, settings.serving.imgsz, run_dir / "model.onnx")
-        int8 = int8_for(settings, onnx, data.data_yaml, run_dir)
-        eval_task = progress.add_task("gold evaluation", total=gold.manifest["counts"]["val"]["images"], status="")
-        metrics = evaluate(
-            onnx,
-            gold.data_yaml,
-            "val",
-            settings.serving.conf_threshold,
-            settings.serving.imgsz,
-            ultralytics_config_dir(settings),
-            plots_dir=run_dir / "gold-eval",
-            progress=lambda n: progress.advance(eval_task, n),
-        )
+        onnx, int8, metrics = export_and_score(settings, result.weights, data, gold, run_dir, progress)
     seconds = time.monotonic() - started
-    version = registry.register(
-        onnx,
-        result.weights,
-        {
-            "source": "bootstrap",
-            "recipe": recipe,
-            "recipe_hash": key,
-            "architecture": settings.model.architecture,
-            "class_names": list(data.manifest["class_names"]),
-            "imgsz": settings.serving.imgsz,
-            "parent": None,
-            "dataset_version": data.ref,
-            "gold_dataset": gold.ref,
-            "epochs_run": result.epochs_run,
-            "train_seconds": round(result.seconds, 1),
-            "bootstrap_seconds": round(seconds, 1),
-            "metrics": {k: v for k, v in metrics.to_dict().items() if k not in ("plots",)},
-            **_int8_gold(settings, metrics.map50, int8, gold.data_yaml, list(data.manifest["class_names"])),
-        },
-        int8_file=int8,
+    registry = registry_for(settings)
+    meta = bootstrap_meta(settings, data, gold, metrics, int8)
+    meta.update(
+        epochs_run=result.epochs_run, train_seconds=round(result.seconds, 1), bootstrap_seconds=round(seconds, 1)
     )
+    version = registry.register(onnx, result.weights, meta, int8_file=int8)
     registry.set_pointer(Role.CHAMPION, version.version)
     return BootstrapOutcome(registry.get(version.version), metrics.map50, seconds, False)

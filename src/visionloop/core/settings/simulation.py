@@ -25,3 +25,14 @@ class BootstrapSettings(StrictModel):
     gold_images: int = Field(default=200, gt=0, description="Images in the gold holdout set (never trained on).")
     epochs: int = Field(default=30, gt=0, description="Bootstrap training epochs.")
     target_map50: float = Field(default=0.80, ge=0, le=1, description="mAP50 the bootstrap must reach on gold.")
+    use_shipped: bool = Field(
+        default=True,
+        description="Install the bootstrap model shipped with visionloop (checked against its card on the gold set "
+        "regenerated from its recipe) instead of training one, when its recipe is this one.",
+    )
+    card_tolerance: float = Field(
+        default=0.01,
+        gt=0,
+        le=0.2,
+        description="Largest gold mAP50 difference from its card the shipped model may show; beyond it, start fails.",
+    )
