@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from visionloop.core.model_setup import registry_for, ultralytics_config_dir
+from visionloop.core.offline import prepare_ultralytics
 from visionloop.core.progress import progress_bar
 from visionloop.core.registry import ModelVersion, Role
 from visionloop.core.settings import Settings
@@ -25,6 +26,8 @@ from visionloop.learning.evaluation import EvalResult, evaluate, serving_map50
 from visionloop.learning.export import export_onnx
 from visionloop.learning.quantize import int8_for, register_int8_copy
 from visionloop.learning.training import train
+from visionloop.simulation.model_card import ModelCard
+from visionloop.simulation.shipped_model import SHIPPED_DIR, WEIGHTS_FILE, check_score, check_weights, shipped_card
 from visionloop.simulation.world import load_domains, write_yolo_dataset
 
 GOLD_SEED_OFFSET = 10_000
@@ -147,8 +150,6 @@ def _with_int8(settings: Settings, existing: ModelVersion, console: Console) -> 
 def run_bootstrap(settings: Settings, console: Console | None = None, from_scratch: bool = False) -> BootstrapOutcome:
     """The bootstrap champion: one already registered for this recipe, else the shipped model when its card's recipe
     is this one (checked on gold), else one trained now. ``from_scratch`` always trains (``make bootstrap``)."""
-    from visionloop.simulation.shipped_model import install_shipped, shipped_card
-
     console = console or Console()
     recipe = recipe_of(settings)
     key = recipe_hash(recipe)
@@ -186,6 +187,7 @@ def export_and_score(
     settings: Settings, weights: Path, data: DatasetVersion, gold: DatasetVersion, run_dir: Path, progress: Progress
 ) -> tuple[Path, Path | None, EvalResult]:
     """What the service serves from ``weights`` (ONNX, int8 calibrated on the training set) and its gold score."""
+    prepare_ultralytics(ultralytics_config_dir(settings))  # the shipped model's path exports before any training
     onnx = export_onnx(weights, settings.serving.imgsz, run_dir / "model.onnx")
     int8 = int8_for(settings, onnx, data.data_yaml, run_dir)
     eval_task = progress.add_task("gold evaluation", total=gold.manifest["counts"]["val"]["images"], status="")
@@ -255,3 +257,29 @@ def _train(settings: Settings, console: Console, recipe: dict[str, Any], key: st
     version = registry.register(onnx, result.weights, meta, int8_file=int8)
     registry.set_pointer(Role.CHAMPION, version.version)
     return BootstrapOutcome(registry.get(version.version), metrics.map50, seconds, False)
+
+
+def install_shipped(
+    settings: Settings, card: ModelCard, console: Console, directory: Path = SHIPPED_DIR
+) -> BootstrapOutcome:
+    """Export, quantize and score the shipped weights; registered as champion when they score what the card says."""
+    weights = directory / WEIGHTS_FILE
+    check_weights(card, weights)
+    console.print(f"installing the shipped bootstrap model (its card: gold mAP50 {card.gold.map50:.3f}); checking it")
+    started = time.monotonic()
+    run_dir = settings.var.runs / f"bootstrap-{card.recipe_hash}-shipped"
+    with progress_bar(console) as progress:
+        data, gold = bootstrap_datasets(settings, progress)
+        onnx, int8, metrics = export_and_score(settings, weights, data, gold, run_dir, progress)
+    check_score(card, metrics.map50, settings.bootstrap.card_tolerance)
+    meta = bootstrap_meta(settings, data, gold, metrics, int8)
+    meta.update(
+        shipped={"card_map50": card.gold.map50, "commit": card.commit, "sha256": card.weights_sha256},
+        epochs_run=card.epochs_run,
+        train_seconds=card.train_seconds,
+        bootstrap_seconds=round(time.monotonic() - started, 1),
+    )
+    registry = registry_for(settings)
+    version = registry.register(onnx, weights, meta, int8_file=int8)
+    registry.set_pointer(Role.CHAMPION, version.version)
+    return BootstrapOutcome(registry.get(version.version), metrics.map50, time.monotonic() - started, False, True)

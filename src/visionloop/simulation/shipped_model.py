@@ -1,4 +1,5 @@
-"""The bootstrap model shipped with visionloop: installed at first start instead of training one for ten minutes.
+"""The bootstrap model shipped with visionloop (installed at first start by simulation.bootstrap instead of training
+one for ten minutes): where it lies, its checks, and how a maintainer ships a new one.
 
 Installing checks it twice: the weights against the card's sha256 (a damaged file is never loaded), and their gold
 mAP50 on the gold set regenerated from the card's recipe against the card's figure (the world generator, the export
@@ -8,22 +9,11 @@ or the evaluation changed since it was trained). Either failing is a clear error
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
-from rich.console import Console
-
 from visionloop.core.errors import VisionloopError
-from visionloop.core.model_setup import registry_for
-from visionloop.core.progress import progress_bar
-from visionloop.core.registry import TORCH_FILE, ModelVersion, Role
-from visionloop.core.settings import PROJECT_ROOT, Settings
-from visionloop.simulation.bootstrap import (
-    BootstrapOutcome,
-    bootstrap_datasets,
-    bootstrap_meta,
-    export_and_score,
-)
+from visionloop.core.registry import TORCH_FILE, ModelVersion
+from visionloop.core.settings import PROJECT_ROOT
 from visionloop.simulation.model_card import ModelCard, card_of, read_card, sha256_of, write_card
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
@@ -62,32 +52,6 @@ def check_score(card: ModelCard, map50: float, tolerance: float) -> None:
             "since it was trained: run 'make bootstrap' to train one for this code (and 'visionloop bootstrap "
             "--ship' to renew the shipped one), or set bootstrap.use_shipped: false"
         )
-
-
-def install_shipped(
-    settings: Settings, card: ModelCard, console: Console, directory: Path = SHIPPED_DIR
-) -> BootstrapOutcome:
-    """Export, quantize and score the shipped weights; registered as champion when they score what the card says."""
-    weights = directory / WEIGHTS_FILE
-    check_weights(card, weights)
-    console.print(f"installing the shipped bootstrap model (its card: gold mAP50 {card.gold.map50:.3f}); checking it")
-    started = time.monotonic()
-    run_dir = settings.var.runs / f"bootstrap-{card.recipe_hash}-shipped"
-    with progress_bar(console) as progress:
-        data, gold = bootstrap_datasets(settings, progress)
-        onnx, int8, metrics = export_and_score(settings, weights, data, gold, run_dir, progress)
-    check_score(card, metrics.map50, settings.bootstrap.card_tolerance)
-    meta = bootstrap_meta(settings, data, gold, metrics, int8)
-    meta.update(
-        shipped={"card_map50": card.gold.map50, "commit": card.commit, "sha256": card.weights_sha256},
-        epochs_run=card.epochs_run,
-        train_seconds=card.train_seconds,
-        bootstrap_seconds=round(time.monotonic() - started, 1),
-    )
-    registry = registry_for(settings)
-    version = registry.register(onnx, weights, meta, int8_file=int8)
-    registry.set_pointer(Role.CHAMPION, version.version)
-    return BootstrapOutcome(registry.get(version.version), metrics.map50, time.monotonic() - started, False, True)
 
 
 def ship(version: ModelVersion, directory: Path = SHIPPED_DIR) -> ModelCard:
