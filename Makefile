@@ -21,18 +21,20 @@ APT_PACKAGES := redis-server python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad chromium prometheus docker-compose
 PYTEST_ARGS ?=
 
-.PHONY: help system-deps venv demo up test lint typecheck unit integration model bootstrap bench-serving bench-pipeline bench-al bench-loop bench-recipe bench-explain bench-site gpu-check cluster-demo lock lock-label-studio check-lock clean
+.PHONY: help system-deps venv demo up test docs lint typecheck unit integration model bootstrap bench-serving bench-pipeline bench-al bench-loop bench-recipe bench-bootstrap bench-explain bench-site gpu-check cluster-demo lock lock-label-studio check-lock clean
 
 help:
 	@echo "make demo           run the whole loop on embedded defaults"
-	@echo "make test           lint, type-check and run every test"
-	@echo "make bootstrap      train the bootstrap model on the synthetic world (once; cached under var/)"
+	@echo "make test           lint, type-check, build the docs (--strict) and run every test"
+	@echo "make docs           the documentation site, references generated from the code (build/site)"
+	@echo "make bootstrap      train a bootstrap model from scratch (the service installs the shipped one)"
 	@echo "make up             run the service in the foreground (Ctrl-C stops it)"
 	@echo "make bench-serving  serving benchmark (writes benchmarks/results/serving.json)"
 	@echo "make bench-pipeline simulated RTSP cameras end to end vs a plain RTSP+Ultralytics loop (benchmarks/results/pipeline.json)"
 	@echo "make bench-al       active learning vs random on shifts B and C, 3 seeds (benchmarks/results/active_learning.json)"
 	@echo "make bench-loop     one loop cycle after a domain shift, and A/B decision trials (benchmarks/results/loop.json)"
 	@echo "make bench-recipe   challenger recipes side by side on a shifted site, offline (benchmarks/results/loop_recipe.json)"
+	@echo "make bench-bootstrap the bootstrap recipe with 3 other seeds against its target and the shipped card"
 	@echo "make bench-explain  seconds per SHAP explanation and the pointing game (benchmarks/results/explain.json)"
 	@echo "make bench-site     a simulated site's rendering and serving costs, and its truth against gold (benchmarks/results/site.json)"
 	@echo "make cluster-demo   two Ray nodes (ray start: edge + infer), cameras across them, the inference node lost and back"
@@ -96,7 +98,13 @@ unit: system-deps venv
 integration: system-deps venv
 	$(BIN)/python -m pytest -q tests/integration $(PYTEST_ARGS)
 
-test: system-deps venv lint typecheck
+# The documentation site: the reference pages generated from the code, then mkdocs --strict (into build/site).
+docs: venv
+	$(BIN)/python -m visionloop.cli.reference docs/reference
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	@echo "built build/site/index.html"
+
+test: system-deps venv lint typecheck docs
 	PYTHONFAULTHANDLER=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench-serving: system-deps venv
@@ -105,6 +113,11 @@ bench-serving: system-deps venv
 # BENCH_PIPELINE_ARGS="--soak 600": four cameras for ten minutes, memory of every process after warm-up.
 bench-pipeline: system-deps venv
 	$(BIN)/python -m benchmarks.pipeline $(BENCH_PIPELINE_ARGS)
+
+# BENCH_BOOTSTRAP_ARGS="--seeds 4,5,6 --fresh": other training seeds; retrain ones cached in var/bench/bootstrap.
+BENCH_BOOTSTRAP_ARGS ?=
+bench-bootstrap: venv
+	$(BIN)/python -m benchmarks.bootstrap $(BENCH_BOOTSTRAP_ARGS)
 
 bench-explain: system-deps venv
 	$(BIN)/python -m benchmarks.explain
