@@ -48,8 +48,8 @@ class ModelCard(BaseModel):
     commit: str
     trained_at: str
     intended_use: str = (
-        "A starting champion for the synthetic world's domain A: the demo, the tests' trained fixtures and the "
-        "benchmarks. It knows five drawn shapes, not real objects; real cameras need real weights or the loop."
+        "A starting champion for the synthetic world's domain A: the demo, the benchmarks and the tests that need a "
+        "trained model. It knows five drawn shapes, not real objects; real cameras need real weights or the loop."
     )
 
     def recipe_differences(self, recipe: dict[str, Any]) -> list[str]:
