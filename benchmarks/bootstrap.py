@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from visionloop.core.config import load_settings
+from visionloop.core.plain_output import plain_when_not_a_terminal
 from visionloop.core.settings import Settings
 from visionloop.simulation.bootstrap import recipe_hash, recipe_of, run_bootstrap
 from visionloop.simulation.model_card import ModelCard, machine_description
@@ -86,6 +87,7 @@ def plot(rows: list[dict[str, Any]], card: ModelCard | None, band: float, target
 
 
 def main() -> None:
+    plain_when_not_a_terminal()  # a log of three trainings, piped: plain lines, not redrawn bars
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1,2,3", help="training seeds, comma separated (the card's is 0)")
     parser.add_argument("--band", type=float, default=0.02, help="how far from the card a seed may land")
