@@ -146,6 +146,6 @@ def test_pages_are_written_and_every_page_is_in_the_nav(tmp_path: Path) -> None:
 
 def test_table_cells_survive_pipes_brackets_and_line_breaks() -> None:
     assert cell("a | b\n<prefix>") == "a \\| b &lt;prefix&gt;"
-    assert code("x`y") == "`x'y`" and code("") == ""
+    assert code("x`y | z") == "`x'y | z`" and code("") == ""
     assert table(("a", "b"), [("1", "2")]).splitlines() == ["| a | b |", "|---|---|", "| 1 | 2 |"]
     assert type_name(int | None) == "int | None"

@@ -6,16 +6,16 @@ from collections.abc import Iterable, Sequence
 
 
 def _one_line(text: object) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
+    return " ".join(str(text).split())
 
 
 def cell(text: object) -> str:
     """One table cell: pipes and angle brackets escaped (``<prefix>`` is not HTML), line breaks folded."""
-    return _one_line(text).replace("<", "&lt;").replace(">", "&gt;")
+    return _one_line(text).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def code(text: object) -> str:
-    """Inline code in a table cell (backticks inside become quotes); empty text stays empty."""
+    """Inline code in a table cell (a pipe inside backticks splits no cell; backticks become quotes)."""
     value = _one_line(text).replace("`", "'")
     return f"`{value}`" if value else ""
 
