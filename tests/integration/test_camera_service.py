@@ -18,6 +18,7 @@ import redis
 
 from tests.conftest import free_port, make_settings, wait_for
 from visionloop.cli.service import VisionloopService
+from visionloop.core.cameras import CameraSpec
 from visionloop.core.contracts import FrameResult
 from visionloop.core.layout import shipped_config
 from visionloop.core.streams import StreamNames
@@ -125,6 +126,21 @@ def test_cameras_through_the_api_cli_and_a_restart(module_var_dir: Path, tmp_pat
             client.close()
             invalid = api.post("/v1/cameras", json={"id": "bad id!", "url": url, "fps": 1}, headers=AUTH)
             assert invalid.status_code == 422 and "pa55" not in invalid.text and "id" in invalid.text
+            # A local file (any file the service can read, as video) is refused while cameras.allow_files is off,
+            # and so is a URL no source can ever open: refused when added, never stored to fail at every start.
+            for refused_url, says in [
+                (str(tmp_path / "site" / "site.json"), "cameras.allow_files is off"),
+                ("uD@o", "cameras.allow_files is off"),
+                ("gopher://127.0.0.1/cam", "unsupported URL scheme 'gopher'"),
+            ]:
+                refused = api.post("/v1/cameras", json={"id": "odd", "url": refused_url}, headers=AUTH)
+                assert refused.status_code == 422 and says in refused.json()["detail"], refused.text
+            assert [row["id"] for row in api.get("/v1/cameras").json()] == ["gate"]
+            # One stored before the check existed (a fuzz run left such cameras) is dropped at the next start.
+            stale = CameraSpec(id="stale", url="uD@o").model_dump_json()
+            redis.Redis.from_url(service.redis_url).hset(
+                StreamNames(settings.redis.stream_prefix).cameras, "stale", stale
+            )
             # Nothing the run wrote holds a credential: every Ray process's log and output, and var/ except
             # Redis's own data (the camera list must keep the URL to reconnect).
             leaks = files_containing(
@@ -139,6 +155,8 @@ def test_cameras_through_the_api_cli_and_a_restart(module_var_dir: Path, tmp_pat
                 lambda rows: [r["id"] for r in rows] == ["gate"] and rows[0]["frames_processed"] > 0,
                 60,
             )
+            stored = redis.Redis.from_url(service.redis_url).hkeys(StreamNames(settings.redis.stream_prefix).cameras)
+            assert stored == [b"gate"]
             removed = api.delete("/v1/cameras/gate", headers=AUTH)
             assert removed.status_code == 200 and removed.json()["id"] == "gate"
             assert api.get("/v1/cameras").json() == []

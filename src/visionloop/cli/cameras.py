@@ -6,6 +6,7 @@ import signal
 import threading
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlparse
 
 import typer
 from rich.table import Table
@@ -50,13 +51,15 @@ def camera_table(rows: list[dict[str, Any]], title: str = "cameras") -> Table:
 def cameras_add(
     ctx: typer.Context,
     camera_id: Annotated[str, typer.Argument(help="Camera id (letters, digits, _ . : @ -).")],
-    url: Annotated[str, typer.Argument(help="rtsp://user:pass@host/path, http(s)://..., or a video file.")],
+    url: Annotated[
+        str, typer.Argument(help="rtsp://user:pass@host/path, http(s)://..., or a video file (cameras.allow_files).")
+    ],
     fps: Annotated[float, typer.Option(help="Target frames per second.")] = 15.0,
     transport: Annotated[str, typer.Option(help="RTSP transport: tcp or udp.")] = "tcp",
     mode: Annotated[str, typer.Option(help="auto, latest (live) or every (files).")] = "auto",
 ) -> None:
     """Add a camera to the running service (kept in Redis, so it survives restarts)."""
-    if not url.startswith(("rtsp://", "rtsps://", "http://", "https://", "file://")):
+    if not urlparse(url).scheme:  # a file path, sent absolute (the service may run elsewhere; it decides)
         url = str(Path(url).resolve())
     body = {"id": camera_id, "url": url, "target_fps": fps, "transport": transport, "mode": mode}
     with api_client(ctx) as client:

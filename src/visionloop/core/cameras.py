@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -25,6 +26,32 @@ class CameraExists(VisionloopError):
 
 class CameraLimitReached(VisionloopError):
     """As many cameras run as cameras.max_cameras allows."""
+
+
+class CameraUrlRefused(VisionloopError):
+    """A camera URL that can never be opened (an unknown scheme), or a local file while files are not allowed."""
+
+
+NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
+FILE_SCHEMES = ("file", "")
+
+
+def check_camera_url(url: str, allow_files: bool) -> None:
+    """Refuse, when a camera is added, a URL that would be stored and fail at every start: an unknown scheme, or a
+    local file (any file the service can read, opened as video) unless ``allow_files``."""
+    scheme = urlparse(url).scheme.lower()
+    if scheme in NETWORK_SCHEMES:
+        return
+    if scheme not in FILE_SCHEMES:
+        raise CameraUrlRefused(
+            f"unsupported URL scheme '{scheme}' in {redact(url)}: a camera is rtsp://, rtsps://, http:// or "
+            "https://, or a video file where cameras.allow_files is on"
+        )
+    if not allow_files:
+        raise CameraUrlRefused(
+            f"{redact(url)} is a local file path: cameras added through the API or the CLI may not read files while "
+            "cameras.allow_files is off (files listed in cameras.config_file are always allowed)"
+        )
 
 
 Region = tuple[float, float, float, float]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from visionloop.core.cameras import CameraExists, CameraLimitReached, CameraNotFound
+from visionloop.core.cameras import CameraExists, CameraLimitReached, CameraNotFound, CameraUrlRefused
 from visionloop.core.errors import ComponentDisabled, InvalidImageError, NotReadyError, RegistryError, VisionloopError
 from visionloop.core.explanations import ExplanationNotFound
 from visionloop.core.promotion import PromotionRefused
@@ -58,6 +58,7 @@ STATUS: dict[type[BaseException], int] = {
     RegistryError: 404,
     PayloadTooLarge: 413,
     ValidationError: 422,
+    CameraUrlRefused: 422,
     TooManyRequests: 429,
     NotReadyError: 503,
 }

@@ -13,7 +13,15 @@ from typing import Any
 
 import redis
 
-from visionloop.core.cameras import CameraExists, CameraLimitReached, CameraNotFound, CameraSpec, load_camera_file
+from visionloop.core.cameras import (
+    CameraExists,
+    CameraLimitReached,
+    CameraNotFound,
+    CameraSpec,
+    CameraUrlRefused,
+    check_camera_url,
+    load_camera_file,
+)
 from visionloop.core.frames import FrameSink
 from visionloop.core.redaction import redact
 from visionloop.core.settings import Settings
@@ -58,9 +66,17 @@ class CameraManager:
             self._redis.hset(self._streams.cameras_meta, SEEDED_FLAG, "1")
             stored = self._redis.hgetall(self._streams.cameras)
         self._redis.delete(self._streams.camera_hosts)  # no host runs yet: placements start over
+        configured = {spec.id: spec.url for spec in load_camera_file(self._settings.cameras_file())}
         for camera_id, raw in sorted(stored.items()):
             try:
-                self._start(CameraSpec(**json.loads(raw)))
+                spec = CameraSpec(**json.loads(raw))
+                check_camera_url(spec.url, self._settings.cameras.allow_files or configured.get(spec.id) == spec.url)
+                self._start(spec)
+            except CameraUrlRefused as exc:  # stored before this check existed: it would fail at every start
+                self._redis.hdel(self._streams.cameras, camera_id)
+                log.error("camera %s was removed from the camera list, it can never start: %s", camera_id, exc)
+                self._event("camera_removed", camera_id=camera_id, reason=str(exc))
+                continue
             except (ValueError, TypeError) as exc:
                 log.error("camera %s in Redis is invalid and was not started: %s", camera_id, exc)
         return sorted(self._camera_ids())
@@ -152,6 +168,7 @@ class CameraManager:
 
     def add(self, spec_data: dict[str, Any]) -> dict[str, Any]:
         spec = CameraSpec(**spec_data)
+        check_camera_url(spec.url, self._settings.cameras.allow_files)
         with self._lock:
             if spec.id in self._camera_ids():
                 raise CameraExists(f"camera '{spec.id}' already exists; remove it first to change it")

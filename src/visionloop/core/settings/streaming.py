@@ -16,6 +16,11 @@ class CameraSettings(StrictModel):
         description="Cameras to start with when the camera list in Redis is empty (relative: to the project root).",
     )
     max_cameras: int = Field(default=32, gt=0, le=1024, description="Most cameras at once; adding more is refused.")
+    allow_files: bool = Field(
+        default=False,
+        description="Let cameras added through the API or the CLI read local files as video. Off, anyone holding "
+        "the API token could read any file the service can read; files listed in config_file are always allowed.",
+    )
     open_timeout_s: float = Field(default=5.0, gt=0, description="Give up opening a stream after this long.")
     read_timeout_s: float = Field(default=2.0, gt=0, description="Give up on a blocked read after this long.")
     rtsp_client: Literal["native", "ffmpeg"] = Field(
