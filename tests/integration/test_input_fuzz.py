@@ -388,6 +388,7 @@ class Upload:
     filename: str = "image.jpg"
     content_type: str = "image/jpeg"
     maybe_valid: bool = False
+    claims: tuple[int, int] | None = None  # the (width, height) its header claims, where the test set one
 
 
 def png_chunk(kind: bytes, payload: bytes) -> bytes:
@@ -402,10 +403,13 @@ def png_of_zeros(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
 
+BOMB_SIZES = ((20_000, 20_000), (7_000, 7_000), (100_000, 1))
+
+
 @cache
 def bombs() -> tuple[bytes, ...]:
     """Decompression bombs: over MAX_PIXELS, and a valid 1-row image of absurd aspect."""
-    return png_of_zeros(20_000, 20_000), png_of_zeros(7_000, 7_000), png_of_zeros(100_000, 1)
+    return tuple(png_of_zeros(*size) for size in BOMB_SIZES)
 
 
 @cache
@@ -486,12 +490,16 @@ def broken_images() -> st.SearchStrategy[Upload]:
             )
         ),
         st.tuples(st.sampled_from(pngs), absurd_sizes(2**31 - 1), st.booleans()).map(
-            lambda t: Upload("png_absurd_size", with_png_size(t[0], *t[1], fix_crc=t[2]), "x.png", "image/png")
+            lambda t: Upload(
+                "png_absurd_size", with_png_size(t[0], *t[1], fix_crc=t[2]), "x.png", "image/png", claims=t[1]
+            )
         ),
         st.tuples(st.sampled_from(jpegs), absurd_sizes(65_535)).map(
-            lambda t: Upload("jpeg_absurd_size", with_jpeg_size(t[0], *t[1]))
+            lambda t: Upload("jpeg_absurd_size", with_jpeg_size(t[0], *t[1]), claims=t[1])
         ),
-        st.sampled_from(bombs()).map(lambda b: Upload("png_bomb", b, "bomb.png", "image/png")),
+        st.sampled_from(list(zip(bombs(), BOMB_SIZES, strict=True))).map(
+            lambda t: Upload("png_bomb", t[0], "bomb.png", "image/png", claims=t[1])
+        ),
         st.tuples(
             st.sampled_from(jpegs),
             st.sampled_from(["zero_length", "length_past_end", "scan_first", "end_first", "no_frame_header"]),
@@ -579,8 +587,13 @@ def raw_forms() -> st.SearchStrategy[RawForm]:
 
 
 def expected(upload: Upload) -> tuple[int, ...]:
+    """413 for a body over the limit and for a header claiming more than MAX_PIXELS (a bomb, by its type, checked
+    after a zero side); 400 for every other refusal."""
     if len(upload.data) > UPLOAD_LIMIT:
         return (413,)
+    if upload.claims is not None:
+        width, height = upload.claims
+        return (413,) if width > 0 and height > 0 and width * height > MAX_PIXELS else (400,)
     return (200, 400) if upload.maybe_valid else (400,)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from visionloop.core.errors import InvalidImageError
+from visionloop.core.errors import ImageTooLarge, InvalidImageError
 from visionloop.core.imaging import decode_image, encode_jpeg
 
 
@@ -110,6 +110,9 @@ def _refusal(data: bytes) -> tuple[str, float, int]:
 def test_bombs_are_refused_from_the_header(data: bytes, message: str) -> None:
     text, seconds, peak = _refusal(data)
     assert message in text
+    with pytest.raises(InvalidImageError) as refused:
+        decode_image(data, name="bomb")
+    assert isinstance(refused.value, ImageTooLarge) == ("too large" in message)  # 413 by type, never by text
     assert seconds < 0.05 and peak < 1_000_000, (seconds, peak)
 
 
@@ -174,3 +177,23 @@ def test_an_opencv_exception_is_an_invalid_image(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(imaging, "MAX_PIXELS", 10**12)  # past our guard, OpenCV's own limit raises cv2.error
     with pytest.raises(InvalidImageError, match="corrupt or truncated JPEG"):
         decode_image(_with_jpeg_size(_jpeg(), 60_000, 60_000))
+
+
+def test_a_frame_error_keeps_its_kind_through_pickling_and_maps_to_its_status() -> None:
+    """Ray carries a frame's error between processes: the kind (not the text) decides 413 against 400."""
+    import pickle
+
+    from visionloop.core.contracts import FrameError
+    from visionloop.core.http_errors import http_error
+
+    bomb = _png_of_zeros(20_000, 20_000)
+    with pytest.raises(ImageTooLarge) as too_large:
+        decode_image(bomb, name="bomb")
+    with pytest.raises(InvalidImageError) as broken:
+        decode_image(b"not an image", name="notes")
+    for exc, kind, status in [(too_large.value, "too_large", 413), (broken.value, "invalid", 400)]:
+        error = pickle.loads(pickle.dumps(FrameError.of(exc)))
+        assert isinstance(error, FrameError) and error.kind == kind and error == str(exc)
+        assert http_error(error.exception("upload.png")).status == status
+    assert FrameError.read("not processed: RayActorError").kind == "invalid"  # a plain string: not a bomb
+    assert http_error(FrameError("pixels refused: too large (more than 40000000 pixels)").exception("x")).status == 400

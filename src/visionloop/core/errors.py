@@ -17,6 +17,10 @@ class InvalidImageError(VisionloopError):
     """An uploaded or received frame could not be decoded as an image."""
 
 
+class ImageTooLarge(InvalidImageError):
+    """A frame whose header claims more pixels than any camera makes (a decompression bomb): refused unread."""
+
+
 class RedisUnavailableError(VisionloopError):
     """Redis could not be reached or started."""
 

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from visionloop.core.cameras import CameraExists, CameraLimitReached, CameraNotFound, CameraUrlRefused
-from visionloop.core.errors import ComponentDisabled, InvalidImageError, NotReadyError, RegistryError, VisionloopError
+from visionloop.core.errors import (
+    ComponentDisabled,
+    ImageTooLarge,
+    InvalidImageError,
+    NotReadyError,
+    RegistryError,
+    VisionloopError,
+)
 from visionloop.core.explanations import ExplanationNotFound
 from visionloop.core.promotion import PromotionRefused
 from visionloop.core.redaction import redact
@@ -57,6 +64,7 @@ STATUS: dict[type[BaseException], int] = {
     PromotionRefused: 409,
     RegistryError: 404,
     PayloadTooLarge: 413,
+    ImageTooLarge: 413,
     ValidationError: 422,
     CameraUrlRefused: 422,
     TooManyRequests: 429,

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from visionloop.core.errors import InvalidImageError
+from visionloop.core.errors import ImageTooLarge, InvalidImageError
 
 _SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
 MAX_PIXELS = 40_000_000  # a decompression bomb guard: a 8K frame is 33 M pixels
@@ -65,7 +65,7 @@ def check_frame_size(width: int, height: int, name: str = "frame", kind: str = "
     if width <= 0 or height <= 0:
         raise InvalidImageError(f"{name}: {kind} of {width}x{height} pixels refused: a side is zero")
     if width * height > MAX_PIXELS:
-        raise InvalidImageError(
+        raise ImageTooLarge(
             f"{name}: {kind} of {width}x{height} pixels refused: too large (more than {MAX_PIXELS} pixels)"
         )
     if max(width, height) > MAX_ASPECT * min(width, height):

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from ray import serve
 
-from visionloop.core.contracts import Detections, EncodedFrame, FrameResult, ModelRole, StageLatency
+from visionloop.core.contracts import Detections, EncodedFrame, FrameError, FrameResult, ModelRole, StageLatency
 from visionloop.core.errors import InvalidImageError
 from visionloop.core.imaging import decode_image
 from visionloop.core.priority import lower_priority
@@ -157,7 +157,7 @@ class DetectorCore:
             try:
                 frames.append(data if isinstance(data, np.ndarray) else decode_image(data))
             except InvalidImageError as exc:
-                errors[i] = str(exc)
+                errors[i] = FrameError.of(exc)
             decode_ms.append((time.perf_counter() - t0) * 1e3)
         prediction = self.backend.predict(frames)
         replies, valid = [], iter(zip(frames, prediction.detections, strict=True))

@@ -8,9 +8,8 @@ from fastapi import APIRouter, File, HTTPException, Query, UploadFile, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials
 
 from visionloop.core.cameras import CAMERA_ID_PATTERN
-from visionloop.core.contracts import EncodedFrame
-from visionloop.core.errors import InvalidImageError
-from visionloop.core.http_errors import PayloadTooLarge
+from visionloop.core.contracts import EncodedFrame, FrameError
+from visionloop.core.http_errors import PayloadTooLarge, http_error
 from visionloop.serving.api.deps import Credentials, Replica, authorize
 from visionloop.serving.http_errors import http_exception
 from visionloop.serving.metrics import RouterMetrics
@@ -42,9 +41,10 @@ async def detect(
     data = await _read_upload(image)
     (result,) = await replica.process_frames([EncodedFrame(camera_id, data)])
     if isinstance(result, str):
+        refused = FrameError.read(result).exception(image.filename or "upload")
         replica.metrics.errors.inc(tags={"kind": "invalid_image"})
-        _observe(replica.metrics, "detect", 400, started)
-        raise http_exception(InvalidImageError(f"image '{image.filename}': {result}"))
+        _observe(replica.metrics, "detect", http_error(refused).status, started)
+        raise http_exception(refused)
     _observe(replica.metrics, "detect", 200, started)
     return result.to_dict(await replica.class_names_for(result.model_version))
 
@@ -91,14 +91,17 @@ async def detect_batch(
     frames = [await _read_upload(upload) for upload in images]
     results = await replica.process_frames([EncodedFrame(camera_id, data) for data in frames])
     out: list[dict[str, Any]] = []
+    statuses = []
     for i, result in enumerate(results):
         if isinstance(result, str):
-            out.append({"index": i, "error": f"image '{images[i].filename}': {result}"})
+            refused = FrameError.read(result).exception(images[i].filename or f"upload {i}")
+            statuses.append(http_error(refused).status)
+            out.append({"index": i, "error": str(refused), "status": statuses[-1]})
         else:
             out.append({"index": i, **result.to_dict(await replica.class_names_for(result.model_version))})
-    errors = sum(1 for r in results if isinstance(r, str))
-    status = 400 if errors == len(results) else 200
+    # Every image refused: the request fails, with 413 when every one was too large, else 400.
+    status = (413 if set(statuses) == {413} else 400) if len(statuses) == len(results) else 200
     _observe(replica.metrics, "detect_batch", status, started)
-    if status == 400:
-        raise HTTPException(400, {"message": "no image in the request could be decoded", "results": out})
-    return {"results": out, "errors": errors}
+    if status != 200:
+        raise HTTPException(status, {"message": "no image in the request could be decoded", "results": out})
+    return {"results": out, "errors": len(statuses)}

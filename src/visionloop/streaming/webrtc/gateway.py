@@ -25,7 +25,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiortc import VideoStreamTrack
 
-from visionloop.core.contracts import EncodedFrame, FrameResult
+from visionloop.core.contracts import EncodedFrame, FrameError, FrameResult
 from visionloop.core.errors import InvalidImageError
 from visionloop.core.http_errors import BadRequest, PayloadTooLarge, TooManyRequests, Unauthorized, http_error
 from visionloop.core.imaging import check_frame_size
@@ -201,7 +201,7 @@ class WebRTCGateway:
             return error_response(BadRequest("send the image as multipart field 'image'"))
         (result,) = await self._detect([EncodedFrame("webrtc:upload", upload.file.read())])
         if isinstance(result, str):
-            return error_response(InvalidImageError(f"image '{upload.filename}': {result}"))
+            return error_response(FrameError.read(result).exception(upload.filename or "upload"))
         return web.json_response(result.to_dict(await self._names_for(result)))
 
     def _authorized(self, request: web.Request) -> bool:
