@@ -14,7 +14,7 @@ from ray.exceptions import RayError, RayTaskError
 
 from visionloop.core.cameras import CameraExists, CameraNotFound, CameraSpec
 from visionloop.core.contracts import EncodedFrame, FrameResult
-from visionloop.core.errors import InvalidImageError, ModelLoadError, NotReadyError
+from visionloop.core.errors import InvalidImageError, ModelLoadError, NotReadyError, VisionloopError
 from visionloop.core.http_errors import (
     BadRequest,
     PayloadTooLarge,
@@ -194,3 +194,72 @@ async def test_gateway_invalid_upload_is_400_with_the_file_name(gateway: TestCli
     response = await gateway.post("/v1/detect", data=form, headers=AUTH)
     assert response.status == 400
     assert await response.json() == {"detail": "image 'bad.jpg': not a JPEG or PNG image"}
+
+
+# -- an upstream's failure (Label Studio, Redis, a Ray worker) is a 502/503 with its reason, never a 500 ------------
+
+
+def _upstream_cases() -> list[tuple[BaseException, int, str]]:
+    import redis.exceptions
+    from ray.exceptions import GetTimeoutError, RayActorError
+
+    from visionloop.labeling.label_studio_client import LabelStudioRejected, LabelStudioUnavailable
+
+    return [
+        (LabelStudioRejected("Label Studio answered 404 to GET /api/tasks: Invalid page", 404), 502, "Invalid page"),
+        (LabelStudioUnavailable("Label Studio at http://127.0.0.1:1 did not answer: timed out"), 503, "timed out"),
+        (redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6390. Connection refused."), 503,
+         "Connection refused"),
+        (redis.exceptions.TimeoutError("Timeout reading from socket"), 503, "Timeout"),
+        (redis.exceptions.ResponseError("OOM command not allowed"), 502, "OOM"),
+        (RayActorError(), 503, ""),
+        (GetTimeoutError("Get timed out: some object(s) not ready."), 503, "timed out"),
+        (_ray_wrapped(LabelStudioRejected("project 3 does not exist", 404)), 502, "project 3 does not exist"),
+        (_ray_wrapped(LabelStudioUnavailable("connection refused")), 503, "connection refused"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", range(9))
+def test_an_upstreams_failure_is_502_or_503_with_its_reason(case: int) -> None:
+    exc, status, fragment = _upstream_cases()[case]
+    error = http_error(_raised(exc))
+    assert (error.status, is_client_error(exc)) == (status, True)
+    assert fragment in error.message and "Traceback" not in error.message
+
+
+def test_a_bug_behind_a_ray_call_stays_a_500() -> None:
+    assert status_of(_ray_wrapped(RuntimeError("a bug"))) == 500
+    assert status_of(KeyError("x")) == 500
+
+
+def test_the_router_answers_upstream_failures_that_escape_a_route() -> None:
+    """Routes need no try/except of their own: the app maps an escaped upstream error, and a bug is still a 500."""
+    import redis.exceptions
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from visionloop.labeling.label_studio_client import LabelStudioRejected
+    from visionloop.serving.http_errors import mapped_error_response
+    from visionloop.serving.router import app as router_app
+
+    for kind in (VisionloopError, redis.exceptions.RedisError, RayError):
+        assert router_app.exception_handlers.get(kind) is mapped_error_response, kind
+    app = FastAPI()
+    for kind in (VisionloopError, redis.exceptions.RedisError, RayError):
+        app.add_exception_handler(kind, mapped_error_response)
+    raised: dict[str, BaseException] = {
+        "refused": LabelStudioRejected("Label Studio answered 400: bad filter", 400),
+        "redis": redis.exceptions.ConnectionError("Connection refused"),
+        "bug": RuntimeError("a bug"),
+    }
+
+    @app.get("/{name}")
+    def fail(name: str) -> None:
+        raise raised[name]
+
+    client = TestClient(app, raise_server_exceptions=False)
+    assert (client.get("/refused").status_code, client.get("/refused").json()) == (
+        502, {"detail": "Label Studio answered 400: bad filter"}
+    )  # fmt: skip
+    assert client.get("/redis").status_code == 503
+    assert client.get("/bug").status_code == 500

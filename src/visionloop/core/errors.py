@@ -21,7 +21,16 @@ class ImageTooLarge(InvalidImageError):
     """A frame whose header claims more pixels than any camera makes (a decompression bomb): refused unread."""
 
 
-class RedisUnavailableError(VisionloopError):
+class UpstreamUnavailable(VisionloopError):
+    """A service visionloop depends on (Label Studio, Redis, a worker) cannot be reached, timed out or failed:
+    HTTP 503, with its reason; the request can be repeated later."""
+
+
+class UpstreamRefused(VisionloopError):
+    """A service visionloop depends on answered, but refused the request: HTTP 502, with its answer."""
+
+
+class RedisUnavailableError(UpstreamUnavailable):
     """Redis could not be reached or started."""
 
 

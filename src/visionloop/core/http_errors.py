@@ -10,6 +10,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import redis.exceptions
 from pydantic import ValidationError
 
 from visionloop.core.cameras import CameraExists, CameraLimitReached, CameraNotFound, CameraUrlRefused
@@ -19,6 +20,8 @@ from visionloop.core.errors import (
     InvalidImageError,
     NotReadyError,
     RegistryError,
+    UpstreamRefused,
+    UpstreamUnavailable,
     VisionloopError,
 )
 from visionloop.core.explanations import ExplanationNotFound
@@ -68,8 +71,15 @@ STATUS: dict[type[BaseException], int] = {
     ValidationError: 422,
     CameraUrlRefused: 422,
     TooManyRequests: 429,
+    UpstreamRefused: 502,
+    redis.exceptions.RedisError: 502,  # Redis answered with an error (out of memory, a wrong type...)
     NotReadyError: 503,
+    UpstreamUnavailable: 503,
+    redis.exceptions.ConnectionError: 503,
+    redis.exceptions.TimeoutError: 503,
 }
+# Ray's errors for a worker that is gone or did not answer in time (looked up only where Ray is imported).
+RAY_UNAVAILABLE = ("RayActorError", "GetTimeoutError", "ActorHandleNotFoundError")
 INTERNAL_ERROR = 500
 
 
@@ -124,9 +134,15 @@ def status_of(exc: BaseException) -> int:
     Ray cannot always re-raise a remote error as its own type (pydantic's ValidationError it cannot subclass),
     so the error it carries decides.
     """
-    for cls in (*type(_unwrap(exc)[0]).__mro__, *type(exc).__mro__):
+    inner = _unwrap(exc)[0]
+    for cls in (*type(inner).__mro__, *type(exc).__mro__):
         if cls in STATUS:
             return STATUS[cls]
+    module = sys.modules.get("ray.exceptions")
+    if module is not None:
+        gone = tuple(getattr(module, name) for name in RAY_UNAVAILABLE if hasattr(module, name))
+        if isinstance(inner, gone) or isinstance(exc, gone):
+            return 503
     return INTERNAL_ERROR
 
 

@@ -13,14 +13,14 @@ from xml.sax.saxutils import quoteattr
 
 import httpx
 
-from visionloop.core.errors import VisionloopError
+from visionloop.core.errors import UpstreamRefused, UpstreamUnavailable
 
 
-class LabelStudioUnavailable(VisionloopError):
+class LabelStudioUnavailable(UpstreamUnavailable):
     """Label Studio could not be reached, timed out, or answered 5xx: worth retrying later."""
 
 
-class LabelStudioRejected(VisionloopError):
+class LabelStudioRejected(UpstreamRefused):
     """Label Studio refused the request (4xx): retrying the same request will not help."""
 
     def __init__(self, message: str, status: int = 400) -> None:

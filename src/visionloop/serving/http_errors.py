@@ -4,6 +4,7 @@ a plain ASGI answer for the middlewares that refuse a request before FastAPI see
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,6 +16,8 @@ from starlette.types import Send
 from visionloop.core.http_errors import http_error, is_client_error
 from visionloop.core.redaction import redact
 
+log = logging.getLogger(__name__)
+
 
 def http_exception(exc: BaseException) -> HTTPException:
     """``exc`` as the HTTPException FastAPI answers ``{"detail": message}`` with (status and headers mapped)."""
@@ -24,8 +27,9 @@ def http_exception(exc: BaseException) -> HTTPException:
 
 @contextmanager
 def client_errors(*only: type[BaseException]) -> Iterator[None]:
-    """A client's error raised inside becomes its 4xx (or 503); any other error raises unchanged, traceback and
-    all, to be the 500 it is. ``only`` narrows which errors count as the client's (default: all the mapping knows)."""
+    """A client's error raised inside becomes its 4xx (502/503 for an upstream's); any other error raises
+    unchanged, traceback and all, to be the 500 it is. ``only`` narrows which errors count as the client's
+    (default: all the mapping knows)."""
     try:
         yield
     except Exception as exc:
@@ -52,3 +56,15 @@ def validation_error_response(_: Request, exc: Exception) -> JSONResponse:
         {"loc": list(e.get("loc", ())), "msg": redact(str(e.get("msg", ""))), "type": e.get("type")} for e in errors
     ]
     return JSONResponse({"detail": detail}, status_code=422)
+
+
+def mapped_error_response(request: Request, exc: Exception) -> JSONResponse:
+    """The app-wide answer for an error that escaped a route but has a status of its own: an upstream's outage
+    (Label Studio, Redis, a Ray worker gone) is a 502/503 with its reason, never a 500. Anything else is raised
+    again, to be the 500 (with its traceback in the log) that it is."""
+    if not is_client_error(exc):
+        raise exc
+    error = http_error(exc)
+    if error.status >= 500:
+        log.warning("%s %s answered %d: %s", request.method, request.url.path, error.status, error.message)
+    return JSONResponse({"detail": error.message}, status_code=error.status, headers=dict(error.headers) or None)

@@ -16,11 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import ray.exceptions
+import redis.exceptions
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from ray import serve
 
 from visionloop.core.contracts import EncodedFrame, FrameResult
+from visionloop.core.errors import VisionloopError
 from visionloop.core.frames import FrameObserverFactory, ResultTarget, kept_frames
 from visionloop.core.registry import ModelRegistry
 from visionloop.core.results import ResultPublisher
@@ -31,7 +34,7 @@ from visionloop.serving.api import AREAS
 from visionloop.serving.api.labeling import WEBHOOK_PATH
 from visionloop.serving.auth import AuthMiddleware, TokenBook
 from visionloop.serving.detector import ModelInfo
-from visionloop.serving.http_errors import validation_error_response
+from visionloop.serving.http_errors import mapped_error_response, validation_error_response
 from visionloop.serving.limits import BodySizeLimitMiddleware, UploadLimit
 from visionloop.serving.metrics import RouterMetrics
 from visionloop.serving.model_source import PointerWatch
@@ -55,6 +58,8 @@ SHADOW_POLL_S = 0.5  # how stale the Router's idea of "is there a shadow" may be
 
 app.add_middleware(BodySizeLimitMiddleware, limit=UploadLimit.get)
 app.add_exception_handler(RequestValidationError, validation_error_response)
+for mapped in (VisionloopError, redis.exceptions.RedisError, ray.exceptions.RayError):  # upstream outages: 502/503
+    app.add_exception_handler(mapped, mapped_error_response)
 app.add_middleware(AuthMiddleware)  # added last, so it runs first: no body is read for an anonymous client
 # Before @serve.ingress below: it freezes a copy of the app as it is then, and that copy is what replicas serve.
 for area in AREAS:
