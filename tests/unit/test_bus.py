@@ -212,3 +212,30 @@ async def test_real_aiokafka_without_a_broker_is_a_transient_outage() -> None:
     publisher.publish([_result(0)])
     assert not await publisher.shutdown(timeout_s=0.5)
     assert publisher.dropped == 1 and time.monotonic() - started < 15  # bounded by our timeouts, not aiokafka's
+
+
+async def test_a_stream_with_a_retention_keeps_only_recent_entries(redis_server: EmbeddedRedis) -> None:
+    """MINID ~ trims by age: entries written before the retention window leave, whatever their number; the length
+    cap still bounds the stream above it."""
+    client = redis.Redis.from_url(redis_server.url)
+    old_ms = int((time.time() - 600) * 1000)
+    for i in range(2000):  # ten minutes old, written with explicit ids as a busy past would have left them
+        client.xadd("aged", {"n": str(i)}, id=f"{old_ms}-{i}")
+    bus = RedisStreamsBus(redis_server.url, caps={"aged": 100_000}, retention={"aged": 60.0})
+    await bus.publish("aged", [{"n": "new"}] * 5)
+    capped = RedisStreamsBus(redis_server.url, caps={"capped": 50}, retention={"capped": 60.0})
+    await capped.publish("capped", [{"n": str(i)} for i in range(2000)])
+    await bus.close()
+    await capped.close()
+    left = client.xrange("aged")
+    assert [f[b"n"] for _, f in left[-5:]] == [b"new"] * 5
+    assert len(left) <= 5 + 100  # at most one macro-node (100 entries) of old ones, where new ones share it
+    assert client.xlen("capped") < 2000
+    client.close()
+
+
+def test_the_results_retention_reaches_the_bus() -> None:
+    settings = Settings(redis=RedisSettings(stream_prefix="p", results_retention_s=90))
+    spec = BusSpec.from_settings(settings, "redis://127.0.0.1:1/0")
+    assert (spec.results_retention_s, spec.results_maxlen) == (90, 100_000)
+    assert Settings().redis.results_retention_s == 300

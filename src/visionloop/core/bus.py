@@ -9,6 +9,7 @@ on Redis, whose consumer groups (acknowledge, reclaim, dead-letter) the labeling
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -41,23 +42,39 @@ class Bus(Protocol):
 
 
 class RedisStreamsBus:
-    """Entries to Redis streams with one pipelined XADD each (MAXLEN ~ where ``caps`` names the stream's cap):
-    exactly the entries the dashboard, the benchmarks and the demo read."""
+    """Entries to Redis streams with one pipelined XADD each: exactly the entries the dashboard, the benchmarks and
+    the demo read. A stream ``retention`` names is trimmed by age (XADD MINID ~: entries older than that many
+    seconds go), so its memory is rate x retention; ``caps`` bounds a stream's length (MAXLEN ~) as well, the
+    ceiling where the rate is higher than planned. Trimming is approximate: Redis drops whole macro-nodes."""
 
     name = "Redis"
     transient_errors: tuple[type[Exception], ...] = (RedisError, OSError)
 
-    def __init__(self, redis_url: str, socket_timeout_s: float = 2.0, caps: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        socket_timeout_s: float = 2.0,
+        caps: Mapping[str, int] | None = None,
+        retention: Mapping[str, float] | None = None,
+    ) -> None:
         self._redis = aioredis.Redis.from_url(
             redis_url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
         )
         self._caps = dict(caps or {})
+        self._retention = {topic: seconds for topic, seconds in (retention or {}).items() if seconds > 0}
 
     async def publish(self, topic: str, entries: Sequence[Mapping[str, str]]) -> None:
-        maxlen = self._caps.get(topic)  # None: never trimmed
+        maxlen = self._caps.get(topic)  # None: never trimmed by length
+        retention = self._retention.get(topic)
+        minid = None if retention is None else f"{int((time.time() - retention) * 1000)}-0"
         async with self._redis.pipeline(transaction=False) as pipe:
             for fields in entries:
-                pipe.xadd(topic, dict(fields), maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+                if minid is None:
+                    pipe.xadd(topic, dict(fields), maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+                else:
+                    pipe.xadd(topic, dict(fields), minid=minid, approximate=True)  # type: ignore[arg-type]
+            if minid is not None and maxlen is not None:
+                pipe.xtrim(topic, maxlen=maxlen, approximate=True)  # XADD takes one trim rule; the cap is the other
             await pipe.execute()
 
     async def ping(self) -> bool:
@@ -86,6 +103,7 @@ class BusSpec:
     redis_url: str
     socket_timeout_s: float
     results_maxlen: int  # Redis only: Kafka trims by the topic's retention, which the broker's operator sets
+    results_retention_s: float = 0.0  # Redis only; 0: by length alone
     bootstrap_servers: tuple[str, ...] = ()
     request_timeout_s: float = 5.0
 
@@ -104,6 +122,7 @@ class BusSpec:
             redis_url=redis_url or settings.redis_url(),
             socket_timeout_s=settings.redis.socket_timeout_s,
             results_maxlen=settings.redis.results_maxlen,
+            results_retention_s=settings.redis.results_retention_s,
             bootstrap_servers=tuple(settings.bus.bootstrap_servers),
             request_timeout_s=settings.bus.request_timeout_s,
         )
@@ -114,7 +133,12 @@ class BusSpec:
             from visionloop.core.kafka_bus import KafkaBus
 
             return KafkaBus(self.bootstrap_servers, self.request_timeout_s)
-        return RedisStreamsBus(self.redis_url, self.socket_timeout_s, {self.results: self.results_maxlen})
+        return RedisStreamsBus(
+            self.redis_url,
+            self.socket_timeout_s,
+            {self.results: self.results_maxlen},
+            {self.results: self.results_retention_s},
+        )
 
 
 def bus_for(settings: Settings, redis_url: str | None = None) -> Bus:

@@ -28,8 +28,16 @@ class RedisSettings(StrictModel):
     stream_prefix: str = Field(
         default="visionloop", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Prefix of every stream key."
     )
+    results_retention_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="Age beyond which results leave the results stream (XADD MINID ~), so its memory is results/s x "
+        "this; consumers that need history keep their own. 0: trimmed by results_maxlen alone.",
+    )
     results_maxlen: int = Field(
-        default=100_000, gt=0, description="Approximate cap (XADD MAXLEN ~) of the results stream."
+        default=100_000,
+        gt=0,
+        description="Approximate cap (MAXLEN ~) of the results stream, the ceiling above the retention.",
     )
     result_buffer_size: int = Field(
         default=10_000,
