@@ -60,6 +60,27 @@ def _importer(
     return LabelStudioImporter(queue, client, project, server.files_root, store, StreamNames("t"), NAMES), project
 
 
+def test_paging_ends_at_exactly_100_and_200_annotated_tasks(label_studio: LabelStudioServer) -> None:
+    """Label Studio answers 404 "Invalid page" for the page after a full last one: with exactly 100 and then 200
+    annotated tasks (one and two full default pages), every reconcile read must still end with all of them."""
+    client = LabelStudioClient(label_studio.url, label_studio.account.token)
+    frames = label_studio.files_root / "frames"
+    frames.mkdir(parents=True, exist_ok=True)
+    project = client.ensure_project("paging", NAMES, str(frames))
+    tasks = [{"data": {"frame_id": f"f{i}", "image": f"/data/local-files/?d=frames/f{i}.jpg"}} for i in range(250)]
+    client._call("POST", f"/api/projects/{project}/import", json=tasks)
+    ids = sorted(t["id"] for t in client._query(project, []))
+    assert len(ids) == client.count_tasks(project) == 250
+    box = {"x": 10.0, "y": 20.0, "width": 30.0, "height": 40.0, "rotation": 0, "rectanglelabels": ["star"]}
+    result = [{"from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": 320,
+               "original_height": 180, "value": box}]  # fmt: skip
+    for done in (100, 200):
+        for task_id in ids[done - 100 : done]:
+            client.annotate(task_id, result)
+        annotated = client.annotated_tasks(project)
+        assert sorted(t["id"] for t in annotated) == ids[:done]
+
+
 def test_full_round_trip_gives_yolo_labels_equal_to_the_annotations(
     label_studio: LabelStudioServer, redis_server: EmbeddedRedis, tmp_path: Path
 ) -> None:

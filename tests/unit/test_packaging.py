@@ -40,6 +40,8 @@ def test_the_wheel_holds_one_top_level_package_and_its_data(tmp_path: Path) -> N
         "visionloop/streaming/webrtc/page/index.html",
         "visionloop/dashboards/alerts.yml",
         "visionloop/dashboards/app.py",
+        "visionloop/simulation/shipped/bootstrap.pt",  # the shipped bootstrap model and its card
+        "visionloop/simulation/shipped/bootstrap-card.json",
     ):
         assert data in names, data
     assert any(n.endswith("share/visionloop/configs/default.yaml") for n in names)
