@@ -42,5 +42,5 @@ async def labeling_sync(
 ) -> dict[str, Any]:
     authorize(credentials)
     worker = component(replica.settings, LABELING)
-    with client_errors(NotReadyError):  # still starting; any other failure of the worker is a 500
+    with client_errors(NotReadyError):  # still starting; an upstream's failure is mapped app-wide (502/503)
         return dict(await worker.sync_once.remote(True, cut))
