@@ -126,4 +126,4 @@ def test_the_card_page_shows_scores_per_class_and_the_recipe(shipped: Path) -> N
     page = card_markdown(card)
     assert "Gold mAP50 **0.820** (int8 file: 0.817)" in page
     assert "| circle | 0.900 |" in page and "| square | 0.740 |" in page
-    assert f"`{card.recipe_hash}`" in page and "| `epochs` | `30` |" in page
+    assert f"`{card.recipe_hash}`" in page and "| `epochs` | `50` |" in page

@@ -23,7 +23,12 @@ class BootstrapSettings(StrictModel):
     seed: int = Field(default=1, description="Seed of the bootstrap world.")
     images: int = Field(default=800, gt=0, description="Images generated for the bootstrap data set.")
     gold_images: int = Field(default=200, gt=0, description="Images in the gold holdout set (never trained on).")
-    epochs: int = Field(default=30, gt=0, description="Bootstrap training epochs.")
+    epochs: int = Field(
+        default=50,
+        gt=0,
+        description="Bootstrap training epochs. 30 met the 0.80 gold target by luck: training seed 0 gave 0.820, seed "
+        "1 0.757; 50 gave seed 1 0.851.",
+    )
     target_map50: float = Field(default=0.80, ge=0, le=1, description="mAP50 the bootstrap must reach on gold.")
     use_shipped: bool = Field(
         default=True,
