@@ -106,8 +106,9 @@ def git_commit(root: Path) -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def card_of(meta: dict[str, Any], weights: Path, project_root: Path) -> ModelCard:
-    """The card of a registered bootstrap version's weights (``meta`` is its registry meta)."""
+def card_of(meta: dict[str, Any], weights: Path, commit: str) -> ModelCard:
+    """The card of a registered bootstrap version's weights (``meta`` is its registry meta; ``commit`` the checkout
+    it was trained from)."""
     metrics = meta["metrics"]
     int8 = meta.get("int8_gold_map50", {}).get("int8")
     return ModelCard(
@@ -130,7 +131,7 @@ def card_of(meta: dict[str, Any], weights: Path, project_root: Path) -> ModelCar
         epochs_run=int(meta["epochs_run"]),
         train_seconds=float(meta["train_seconds"]),
         machine=machine_description(),
-        commit=git_commit(project_root),
+        commit=commit,
         trained_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(meta["created"])),
     )
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from visionloop.core.errors import VisionloopError
 from visionloop.core.registry import TORCH_FILE, ModelVersion
 from visionloop.core.settings import PROJECT_ROOT
-from visionloop.simulation.model_card import ModelCard, card_of, read_card, sha256_of, write_card
+from visionloop.simulation.model_card import ModelCard, card_of, git_commit, read_card, sha256_of, write_card
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
 WEIGHTS_FILE = "bootstrap.pt"
@@ -58,9 +58,10 @@ def ship(version: ModelVersion, directory: Path = SHIPPED_DIR) -> ModelCard:
     """Write a registered bootstrap version's weights and card as the shipped model (a maintainer's step)."""
     if version.meta.get("source") != "bootstrap" or "shipped" in version.meta:
         raise VisionloopError(f"{version.version} is not a bootstrap model trained here: only those are shipped")
+    commit = git_commit(PROJECT_ROOT)  # before the shipped files change (they are tracked: it would read dirty)
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / WEIGHTS_FILE
     shutil.copyfile(version.path / TORCH_FILE, weights)
-    card = card_of(version.meta, weights, PROJECT_ROOT)
+    card = card_of(version.meta, weights, commit)
     write_card(card, directory / CARD_FILE)
     return card
