@@ -73,7 +73,7 @@ up: system-deps venv
 model: venv
 	$(BIN)/visionloop models init
 
-# Trains one from scratch (about 10 min on 2 cores); the service and the demo install the shipped one instead.
+# Trains one from scratch (about 16 min on 2 cores); the service and the demo install the shipped one instead.
 bootstrap: venv
 	$(BIN)/visionloop bootstrap --from-scratch
 
