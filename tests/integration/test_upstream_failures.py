@@ -6,7 +6,6 @@ and loop route is driven through each failure: a refusal is a 502, an outage a 5
 from __future__ import annotations
 
 import http.server
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import pytest
 import ray
 
 from tests.conftest import free_port, make_settings
+from tests.reliability import record_reliability
 from visionloop.cli.service import VisionloopService
 from visionloop.core.streams import LABELING_WORKER_ACTOR, LOOP_WORKER_ACTOR
 from visionloop.labeling.label_studio_server import LabelStudioServer
@@ -83,8 +83,10 @@ class SwitchedUpstream:
 
 
 @pytest.fixture
-def label_studio(tmp_path: Path) -> Iterator[LabelStudioServer]:
-    server = LabelStudioServer(tmp_path / "ls-data", free_port(), tmp_path / "files").start()
+def label_studio(tmp_path: Path, module_var_dir: Path) -> Iterator[LabelStudioServer]:
+    """A Label Studio of its own whose local-files root is where the service's labeling worker writes frames."""
+    files_root = make_settings(module_var_dir).var.label_studio_files
+    server = LabelStudioServer(tmp_path / "ls-data", free_port(), files_root).start()
     yield server
     server.stop()
 
@@ -103,9 +105,7 @@ def _routes(api: httpx.Client, secret: str) -> dict[str, httpx.Response]:
     }
 
 
-def test_no_route_answers_500_when_an_upstream_fails(
-    module_var_dir: Path, label_studio: LabelStudioServer, tmp_path: Path
-) -> None:
+def test_no_route_answers_500_when_an_upstream_fails(module_var_dir: Path, label_studio: LabelStudioServer) -> None:
     switch = SwitchedUpstream(label_studio.url)
     settings = make_settings(
         module_var_dir,
@@ -142,7 +142,7 @@ def test_no_route_answers_500_when_an_upstream_fails(
         seen["redis down"] = {route: r.status_code for route, r in _routes(api, secret).items()}
         assert seen["redis down"]["POST /v1/labeling/webhook"] == 503
         api.close()
-    (tmp_path / "statuses.json").write_text(json.dumps(seen, indent=1))
+    record_reliability("upstream_failures", seen)  # every route's status in each failure, for the notes
     server_errors = {f"{when}: {route}": status for when, answers in seen.items()
                      for route, status in answers.items() if status >= 500 and status not in (502, 503)}  # fmt: skip
     assert server_errors == {}, seen
