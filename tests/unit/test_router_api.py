@@ -12,7 +12,6 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
-import redis
 from ray import serve
 
 from visionloop.core.config import load_settings
@@ -76,8 +75,10 @@ async def test_a_stranger_is_refused_before_any_handler(api: httpx.AsyncClient) 
     assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
 
 
-async def test_any_other_error_raises_as_it_is(tmp_path: Path) -> None:
-    """Redis away is the server's trouble, not the client's: the error reaches Serve (a 500), traceback and all."""
+async def test_redis_away_is_a_503_with_its_reason(tmp_path: Path) -> None:
+    """Redis away is an upstream's outage, not a server fault: 503 with Redis's own reason, never a 500 (a bug in
+    a route still raises: tests/unit/test_router_http_errors.py)."""
     async for client in _client(tmp_path, "redis://127.0.0.1:9"):
-        with pytest.raises(redis.ConnectionError):
-            await client.get("/v1/explain")
+        response = await client.get("/v1/explain")
+        assert response.status_code == 503, response.text
+        assert "127.0.0.1:9" in response.json()["detail"] and "Traceback" not in response.text
