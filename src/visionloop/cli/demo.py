@@ -241,7 +241,7 @@ def run_demo(
 
     console = Console()
     settings = demo_settings(settings)
-    console.print("Bootstrap model (trained once on the synthetic world, then cached under var/)...")
+    console.print("Bootstrap model (the shipped one, checked on gold once, then cached under var/)...")
     outcome = run_bootstrap(settings, console)
     console.print(outcome.summary(settings.bootstrap.target_map50))
     console.print("The simulated site (rendered once, then cached under var/simulator)...")
