@@ -4,8 +4,9 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
+from fastapi.exceptions import RequestValidationError
 
-from visionloop.core.cameras import CAMERA_ID_PATTERN, CameraSpec
+from visionloop.core.cameras import CAMERA_ID_PATTERN, CameraSpec, CameraUrlRefused, check_camera_url
 from visionloop.core.settings import Settings
 from visionloop.serving.api.components import CAMERA_MANAGER, component
 from visionloop.serving.api.deps import Credentials, Replica, authorize
@@ -33,6 +34,10 @@ async def camera_status(replica: Replica, camera_id: Annotated[str, Path(pattern
 @router.post("/v1/cameras", status_code=201, summary="Add a camera (RTSP/HTTP URL or file) and start it")
 async def add_camera(replica: Replica, credentials: Credentials, spec: CameraSpec) -> dict[str, Any]:
     authorize(credentials)
+    try:  # refused here as a 422 naming the field, like any other invalid field (the manager checks it again)
+        check_camera_url(spec.url, replica.settings.cameras.allow_files)
+    except CameraUrlRefused as exc:
+        raise RequestValidationError([{"loc": ("body", "url"), "msg": str(exc), "type": "value_error"}]) from None
     return dict(await _ask_manager(replica.settings, "add", spec.model_dump()))
 
 
