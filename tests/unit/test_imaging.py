@@ -183,7 +183,7 @@ def test_a_frame_error_keeps_its_kind_through_pickling_and_maps_to_its_status() 
     """Ray carries a frame's error between processes: the kind (not the text) decides 413 against 400."""
     import pickle
 
-    from visionloop.core.contracts import FrameError
+    from visionloop.core.frame_errors import FrameError
     from visionloop.core.http_errors import http_error
 
     bomb = _png_of_zeros(20_000, 20_000)

@@ -11,8 +11,9 @@ import pytest
 
 from visionloop.core.config import load_settings
 from visionloop.core.settings import Settings
+from visionloop.learning.datasets import sha256_of
 from visionloop.simulation.bootstrap import recipe_hash, recipe_of
-from visionloop.simulation.model_card import GoldScore, ModelCard, card_markdown, read_card, sha256_of, write_card
+from visionloop.simulation.model_card import GoldScore, ModelCard, card_markdown, read_card, write_card
 from visionloop.simulation.shipped_model import (
     CARD_FILE,
     WEIGHTS_FILE,

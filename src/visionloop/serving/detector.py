@@ -16,8 +16,9 @@ import numpy as np
 import numpy.typing as npt
 from ray import serve
 
-from visionloop.core.contracts import Detections, EncodedFrame, FrameError, FrameResult, ModelRole, StageLatency
+from visionloop.core.contracts import Detections, EncodedFrame, FrameResult, ModelRole, StageLatency
 from visionloop.core.errors import InvalidImageError
+from visionloop.core.frame_errors import FrameError
 from visionloop.core.imaging import decode_image
 from visionloop.core.priority import lower_priority
 from visionloop.core.registry import ModelRegistry, ResolvedModel

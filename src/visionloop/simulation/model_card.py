@@ -7,7 +7,6 @@ service scores the weights again and refuses them when the score moved more than
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from visionloop.learning.datasets import sha256_of
 
 
 class GoldScore(BaseModel):
@@ -56,14 +57,6 @@ class ModelCard(BaseModel):
         """The recipe keys where ``recipe`` differs from the card's, for a message."""
         keys = sorted(set(self.recipe) | set(recipe))
         return [key for key in keys if self.recipe.get(key) != recipe.get(key)] or ["none"]
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def machine_description() -> dict[str, Any]:

@@ -14,7 +14,8 @@ from pathlib import Path
 from visionloop.core.errors import VisionloopError
 from visionloop.core.registry import TORCH_FILE, ModelVersion
 from visionloop.core.settings import PROJECT_ROOT
-from visionloop.simulation.model_card import ModelCard, card_of, git_commit, read_card, sha256_of, write_card
+from visionloop.learning.datasets import sha256_of
+from visionloop.simulation.model_card import ModelCard, card_of, git_commit, read_card, write_card
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
 WEIGHTS_FILE = "bootstrap.pt"

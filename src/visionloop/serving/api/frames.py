@@ -8,7 +8,8 @@ from fastapi import APIRouter, File, HTTPException, Query, UploadFile, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials
 
 from visionloop.core.cameras import CAMERA_ID_PATTERN
-from visionloop.core.contracts import EncodedFrame, FrameError
+from visionloop.core.contracts import EncodedFrame
+from visionloop.core.frame_errors import FrameError
 from visionloop.core.http_errors import PayloadTooLarge, http_error
 from visionloop.serving.api.deps import Credentials, Replica, authorize
 from visionloop.serving.http_errors import http_exception

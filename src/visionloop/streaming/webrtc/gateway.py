@@ -25,8 +25,9 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiortc import VideoStreamTrack
 
-from visionloop.core.contracts import EncodedFrame, FrameError, FrameResult
+from visionloop.core.contracts import EncodedFrame, FrameResult
 from visionloop.core.errors import InvalidImageError
+from visionloop.core.frame_errors import FrameError
 from visionloop.core.http_errors import BadRequest, PayloadTooLarge, TooManyRequests, Unauthorized, http_error
 from visionloop.core.imaging import check_frame_size
 from visionloop.core.redaction import redact
