@@ -14,11 +14,10 @@ def ensure_champion(settings: Settings, console: Console) -> ModelVersion:
     registry = registry_for(settings)
     if registry.pointers()["champion"] is not None:
         return registry.champion()
-    from visionloop.simulation.bootstrap import recipe_hash, recipe_of, run_bootstrap
+    from visionloop.simulation.bootstrap import run_bootstrap, shipped_fits
     from visionloop.simulation.shipped_model import shipped_card
 
-    card = shipped_card()
-    if settings.bootstrap.use_shipped and card is not None and card.recipe_hash == recipe_hash(recipe_of(settings)):
+    if shipped_fits(settings, shipped_card()):
         outcome = run_bootstrap(settings, console)
         console.print(outcome.summary(settings.bootstrap.target_map50))
         return outcome.version

@@ -163,13 +163,18 @@ def run_bootstrap(settings: Settings, console: Console | None = None, from_scrat
         return BootstrapOutcome(existing, float(existing.meta["metrics"]["map50"]), 0.0, True)
     card = shipped_card()
     if not from_scratch and settings.bootstrap.use_shipped and card is not None:
-        if card.recipe_hash == key:
+        if shipped_fits(settings, card):
             return install_shipped(settings, card, console)
         console.print(
             f"the shipped bootstrap model was trained on recipe {card.recipe_hash}; these settings ask for {key} "
             f"({', '.join(card.recipe_differences(recipe))}): training one for them"
         )
     return _train(settings, console, recipe, key)
+
+
+def shipped_fits(settings: Settings, card: ModelCard | None) -> bool:
+    """Whether ``settings`` ask for the shipped model: it is wanted and its card's recipe is theirs."""
+    return settings.bootstrap.use_shipped and card is not None and card.recipe_hash == recipe_hash(recipe_of(settings))
 
 
 def bootstrap_datasets(settings: Settings, progress: Progress) -> tuple[DatasetVersion, DatasetVersion]:
