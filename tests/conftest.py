@@ -84,16 +84,23 @@ async def settled_count_async(read: Callable[[], float], at_most: float | None =
     return lowest
 
 
-def assert_no_leak(what: str, counts: Sequence[float], slack: float, noise: float) -> None:
-    """``counts`` taken after N0, N0 + N and N0 + 2N cycles. A leak grows by about the same over every N cycles;
-    warm-up grows over the first N only, and noise does not grow at all. So the growth over the second N must stay
-    within ``slack`` and not pass the first N's growth by more than ``noise``. A count that grew by no more than
-    ``noise`` over both (a CI run saw file descriptors 46, 45, 47) did not grow at all."""
-    first, second = counts[1] - counts[0], counts[2] - counts[1]
+def leak_found(what: str, counts: Sequence[float], slack: float, noise: float) -> str | None:
+    """Why ``counts`` look like a leak, or None. ``counts`` are taken after N0, N0 + N and N0 + 2N cycles. A leak
+    grows by about the same over every N cycles; warm-up grows over the first N only, and noise does not grow at all.
+    So the growth over the second N must stay within ``slack`` and not pass the first N's growth by more than
+    ``noise``. A count that grew by no more than ``noise`` over both (a CI run saw file descriptors 46, 45, 47) did
+    not grow at all."""
+    first, second = counts[-2] - counts[-3], counts[-1] - counts[-2]
     steady = second <= slack and second <= max(first, 0) + noise
-    assert steady or counts[2] - counts[0] <= noise, (
-        f"{what} grew by {first:g}, then by {second:g} over as many cycles (snapshots {list(counts)})"
-    )
+    if steady or counts[-1] - counts[-3] <= noise:
+        return None
+    return f"{what} grew by {first:g}, then by {second:g} over as many cycles (snapshots {list(counts)})"
+
+
+def assert_no_leak(what: str, counts: Sequence[float], slack: float, noise: float) -> None:
+    """Fails with :func:`leak_found`'s reason."""
+    reason = leak_found(what, counts, slack, noise)
+    assert reason is None, reason
 
 
 def free_port() -> int:
