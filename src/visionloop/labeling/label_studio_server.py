@@ -162,7 +162,11 @@ class LabelStudioServer:
             raise LabelStudioError(f"port {self.port} on 127.0.0.1 is taken; choose another for Label Studio")
         self.files_root.mkdir(parents=True, exist_ok=True)
         args = [str(executable), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(self.port)]
-        process = ChildProcess(args, data_dir / "label-studio.log", env=self.environment(data_dir))
+        # Dies with its parent: a labeling worker killed unstopped (its actor's process lost) leaves no Label Studio
+        # holding the port, and the worker started again in its place can start its own. (The kernel watches the
+        # thread that started it: a Ray actor's method threads live as long as the actor.)
+        log = data_dir / "label-studio.log"
+        process = ChildProcess(args, log, env=self.environment(data_dir), die_with_parent=True)
         self._process = process.start()
         try:
             process.wait_ready(self._healthy, timeout_s, interval_s=0.5)
