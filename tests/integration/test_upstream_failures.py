@@ -114,6 +114,8 @@ def test_no_route_answers_500_when_an_upstream_fails(module_var_dir: Path, label
         labeling__label_studio_token=label_studio.account.token,
         labeling__reconcile_interval_s="3600",  # the routes drive Label Studio, not the worker's own rounds
         loop__enabled="true",
+        ray__workers_check_s="3600",  # killed workers stay gone while the routes are asked (the test of their return
+        # is in test_composition.py)
     )
     secret = settings.labeling.webhook_secret.get_secret_value()
     seen: dict[str, dict[str, int]] = {}

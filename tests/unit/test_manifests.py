@@ -570,7 +570,10 @@ def test_the_manifests_import_path_builds_the_serve_app(built_app: Obj) -> None:
     config = the_object("ConfigMap", "visionloop-config")["data"]
     assert built_app["type"] == "Application" and built_app["ingress"] == "Router"
     deployments = built_app["deployments"]
-    assert set(deployments) == {"Router", "ChampionDetector", "ShadowDetector"}
+    # The whole product: the Workers deployment owns the background workers (labeling, loop, drift, cameras...),
+    # so the RayService runs what `visionloop up` runs.
+    assert set(deployments) == {"Router", "ChampionDetector", "ShadowDetector", "Workers"}
+    assert deployments["Workers"]["replicas"] == 1 and deployments["Workers"]["options"]["num_cpus"] == 0
     champion = deployments["ChampionDetector"]
     assert champion["replicas"] == int(config["VISIONLOOP_SERVING__REPLICAS"])
     assert champion["options"]["num_gpus"] == float(config["VISIONLOOP_SERVING__NUM_GPUS"]) > 0

@@ -1,4 +1,5 @@
-"""Run the whole service in one process tree: Redis (when embedded), Ray, the Serve app."""
+"""Run the whole service in one process tree: Redis (when embedded), Ray, the product's Serve application (the
+same composition a cluster deploys: :mod:`visionloop.cli.composition`), the dashboard."""
 
 from __future__ import annotations
 
@@ -11,21 +12,13 @@ from typing import Any
 import httpx
 import redis
 
-from visionloop.cli.plugins import frame_observer
+from visionloop.cli.composition import build_product, stop_workers, workers_status
 from visionloop.core.errors import VisionloopError
 from visionloop.core.exposure import check_exposure
-from visionloop.core.frames import DetectorFrameSink, ResultTarget, ServeFrameSink
 from visionloop.core.ray_runtime import init_ray, shutdown_ray
 from visionloop.core.redaction import redact
 from visionloop.core.redis_server import EmbeddedRedis
 from visionloop.core.settings import Settings
-from visionloop.core.streams import (
-    DRIFT_MONITOR_ACTOR,
-    EXPLAIN_WORKER_ACTOR,
-    LABELING_WORKER_ACTOR,
-    LOOP_WORKER_ACTOR,
-    WEBRTC_GATEWAY_ACTOR,
-)
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +50,12 @@ class VisionloopService:
         self.redis_url = settings.redis.url or ""
         self.redis_problem: str | None = None
         self.endpoints: list[Endpoint] = []
-        self.camera_manager: Any = None
-        self.webrtc_gateway: Any = None
         self.webrtc_url: str | None = None
-        self.labeling_worker: Any = None
-        self.loop_worker: Any = None
-        self.drift_monitor: Any = None
-        self.explain_worker: Any = None
         self.dashboard: Any = None
         self.dashboard_url: str | None = None
         self.label_studio_url: str | None = None
         self._ray_started = False
+        self._serving = False
 
     @property
     def api_url(self) -> str:
@@ -81,14 +69,11 @@ class VisionloopService:
             self._ray_started = True
             from visionloop.serving.app import start_serving
 
-            start_serving(self.settings, self.redis_url, frame_observer(self.settings))
+            start_serving(self.settings, build_product(self.settings, self.redis_url))
+            self._serving = True
             self._wait_healthy()
             self._deliver_pending_events()
-            self._start_cameras()
-            self._start_webrtc()
-            self._start_labeling()
-            self._start_loop()
-            self._start_monitoring()
+            self._report_workers()
             self._start_dashboard()
             self._check_training_fits()
         except BaseException:
@@ -108,100 +93,15 @@ class VisionloopService:
             self.endpoints.append(Endpoint("Dashboard", self.dashboard_url))
         return self
 
-    def _start_cameras(self) -> None:
-        if self.redis_problem:
-            log.error("camera list lives in Redis, which is unreachable: cameras not started")
-            return
-        from visionloop.streaming.manager import start_manager
-
-        self.camera_manager = start_manager(
-            self.settings,
-            self.redis_url,
-            DetectorFrameSink(
-                ResultTarget.from_settings(self.settings, self.redis_url), tracking=self.settings.tracking
-            ),
-        )
-
-    def _start_webrtc(self) -> None:
-        if not self.settings.webrtc.enabled:
-            return
-        import ray
-
-        from visionloop.streaming.webrtc.actor import GatewayActor
-
-        remote_class: Any = ray.remote(GatewayActor)
-        self.webrtc_gateway = remote_class.options(name=WEBRTC_GATEWAY_ACTOR, num_cpus=0).remote()
-        self.webrtc_url = ray.get(self.webrtc_gateway.start.remote(self.settings, ServeFrameSink()), timeout=60)
-
-    @staticmethod
-    def _stop_actor(actor: Any, method: str, timeout_s: float, what: str) -> None:
-        """Ask an actor to wind down, then end it; a failure is logged, the shutdown goes on."""
-        if actor is None:
-            return
-        import ray
-
-        try:
-            ray.get(getattr(actor, method).remote(), timeout=timeout_s)
-        except Exception as exc:  # shutting down anyway; say what went wrong
-            log.error("stopping the %s failed: %s", what, exc)
-        ray.kill(actor)
-
-    def _start_labeling(self) -> None:
-        if not self.settings.labeling.enabled or self.redis_problem:
-            return
-        import ray
-
-        from visionloop.core.model_setup import registry_for
-        from visionloop.labeling.worker import LabelingWorker
-
-        try:
-            names = registry_for(self.settings).champion().class_names or list(self.settings.model.class_names)
-        except VisionloopError:
-            names = list(self.settings.model.class_names)
-        remote_class: Any = ray.remote(LabelingWorker)
-        self.labeling_worker = remote_class.options(name=LABELING_WORKER_ACTOR, num_cpus=0, max_concurrency=4).remote(
-            self.settings, self.redis_url, names
-        )
-        started = ray.get(self.labeling_worker.start.remote(), timeout=600)
-        self.label_studio_url = started["label_studio"]
-
-    def _start_loop(self) -> None:
-        """The learning loop's worker: reacts to new data set versions (it needs Redis for the events stream)."""
-        if not self.settings.loop.enabled or self.redis_problem:
-            return
-        import ray
-
-        from visionloop.learning.loop import LoopWorker
-
-        remote_class: Any = ray.remote(LoopWorker)
-        self.loop_worker = remote_class.options(name=LOOP_WORKER_ACTOR, num_cpus=0, max_concurrency=4).remote(
-            self.settings, self.redis_url
-        )
-        ray.get(self.loop_worker.start.remote(), timeout=60)
-
-    def _start_monitoring(self) -> None:
-        """The drift monitor (which also evaluates accuracy and the alert conditions) and the explanation worker:
-        both read Redis streams the Router's observers fill."""
-        if self.redis_problem:
-            return
-        import ray
-
-        if self.settings.drift.enabled:
-            from visionloop.monitoring.drift_monitor import DriftMonitor
-
-            monitor: Any = ray.remote(DriftMonitor)
-            self.drift_monitor = monitor.options(name=DRIFT_MONITOR_ACTOR, num_cpus=0, max_concurrency=4).remote(
-                self.settings, self.redis_url, watch_accuracy_and_alerts=True
-            )
-            ray.get(self.drift_monitor.start.remote(), timeout=60)
-        if self.settings.explain.enabled:
-            from visionloop.explaining.worker import ExplainWorker
-
-            worker: Any = ray.remote(ExplainWorker)
-            self.explain_worker = worker.options(
-                name=EXPLAIN_WORKER_ACTOR, num_cpus=self.settings.explain.num_cpus, max_concurrency=4
-            ).remote(self.settings, self.redis_url)
-            ray.get(self.explain_worker.start.remote(), timeout=60)
+    def _report_workers(self) -> None:
+        """Read the URLs the workers serve (browser cameras, Label Studio) and say which did not start: the
+        watchdog keeps trying those (Redis or Label Studio still away)."""
+        workers = workers_status()
+        for key, worker in workers.items():
+            if not worker["running"]:
+                log.error("the %s worker did not start: %s (retrying in the background)", key, worker["last_error"])
+        self.webrtc_url = workers.get("webrtc", {}).get("url")
+        self.label_studio_url = workers.get("labeling", {}).get("label_studio")
 
     def _check_training_fits(self) -> None:
         """Say so at start when what the service reserved leaves too few CPUs for a fine-tuning task: it would wait
@@ -228,12 +128,6 @@ class VisionloopService:
 
         self.dashboard, self.dashboard_url = start_dashboard(self.settings, self.redis_url)
 
-    def _stop_monitoring(self) -> None:
-        monitor, self.drift_monitor = self.drift_monitor, None
-        self._stop_actor(monitor, "stop", 30, "drift monitor")
-        worker, self.explain_worker = self.explain_worker, None
-        self._stop_actor(worker, "stop", 30, "explanation worker")
-
     def _stop_dashboard(self) -> None:
         process, self.dashboard = self.dashboard, None
         if process is not None:
@@ -241,21 +135,15 @@ class VisionloopService:
 
             stop_dashboard(process)
 
-    def _stop_loop(self) -> None:
-        worker, self.loop_worker = self.loop_worker, None
-        self._stop_actor(worker, "stop", 30, "learning loop")
-
-    def _stop_labeling(self) -> None:
-        worker, self.labeling_worker = self.labeling_worker, None
-        self._stop_actor(worker, "stop", 60, "labeling worker")
-
-    def _stop_webrtc(self) -> None:
-        gateway, self.webrtc_gateway = self.webrtc_gateway, None
-        self._stop_actor(gateway, "stop", 30, "WebRTC gateway")
-
-    def _stop_cameras(self) -> None:
-        manager, self.camera_manager = self.camera_manager, None
-        self._stop_actor(manager, "stop_all", 60, "cameras")
+    def _stop_workers(self) -> None:
+        """Wind the workers down in order while Serve still runs (Label Studio stops cleanly, cameras close)."""
+        if not self._serving:
+            return
+        self._serving = False
+        try:
+            stop_workers()
+        except Exception as exc:  # shutting down anyway; Serve's shutdown ends the actors it owns
+            log.error("stopping the background workers failed: %s", exc)
 
     def _deliver_pending_events(self) -> None:
         from visionloop.core.events import EventLog
@@ -298,11 +186,7 @@ class VisionloopService:
     def stop(self) -> None:
         self._stop_dashboard()
         if self._ray_started:
-            self._stop_monitoring()
-            self._stop_loop()
-            self._stop_labeling()
-            self._stop_webrtc()
-            self._stop_cameras()
+            self._stop_workers()
             shutdown_ray()
             self._ray_started = False
         if self.redis is not None:

@@ -22,6 +22,7 @@ __all__ = [
 # Ray names: the Serve application, and the named actors the parts find each other by.
 SERVE_APP_NAME = "visionloop"
 CHAMPION_DEPLOYMENT = "ChampionDetector"  # camera workers call it by this name (one hop, no Router)
+WORKERS_DEPLOYMENT = "Workers"  # owns the background workers (visionloop.cli.composition)
 CAMERA_MANAGER_ACTOR = "visionloop-camera-manager"
 LABELING_WORKER_ACTOR = "visionloop-labeling"
 WEBRTC_GATEWAY_ACTOR = "visionloop-webrtc-gateway"

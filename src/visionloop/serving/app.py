@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from visionloop.core.contracts import ModelRole
@@ -61,9 +62,15 @@ def shadow_spec(settings: Settings) -> DetectorSpec:
     return _spec(settings, ModelRole.SHADOW, "shadow").with_model(resolved)
 
 
-def build_app(settings: Settings, redis_url: str, observer: FrameObserverFactory | None = None) -> Any:
+def build_app(
+    settings: Settings,
+    redis_url: str,
+    observer: FrameObserverFactory | None = None,
+    companions: Sequence[Any] = (),
+) -> Any:
     """The bound application: Router ingress -> champion Detector (and the shadow Detector when enabled);
-    ``observer`` sees every answered frame."""
+    ``observer`` sees every answered frame; ``companions`` (bound deployments this part does not know, such as the
+    background workers) deploy and stop with the application."""
     serving = settings.serving
     champion = Detector.options(  # type: ignore[attr-defined]
         name=CHAMPION_DEPLOYMENT,
@@ -91,16 +98,17 @@ def build_app(settings: Settings, redis_url: str, observer: FrameObserverFactory
         num_replicas=serving.router_replicas,
         max_ongoing_requests=max(64, 4 * serving.max_ongoing_requests),
         ray_actor_options={"num_cpus": 0.1},
-    ).bind(settings, champion, redis_url, observer, shadow)
+    ).bind(settings, champion, redis_url, observer, shadow, tuple(companions))
 
 
-def start_serving(settings: Settings, redis_url: str, observer: FrameObserverFactory | None = None) -> Any:
-    """Start Serve's HTTP proxy on the configured address and deploy the app; returns the Router's handle."""
+def start_serving(settings: Settings, app: Any) -> Any:
+    """Start Serve's HTTP proxy on the configured address and deploy ``app`` (see :func:`build_app`); returns the
+    Router's handle."""
     from ray import serve
 
     serve.start(http_options={"host": settings.api.host, "port": settings.api.port})
     return serve.run(
-        build_app(settings, redis_url, observer),
+        app,
         name=SERVE_APP_NAME,
         route_prefix="/",
         logging_config={"enable_access_log": False, "log_level": "WARNING"},

@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -78,10 +79,13 @@ class Router:
         redis_url: str,
         observer: FrameObserverFactory | None = None,
         shadow: Any = None,
+        companions: Sequence[Any] = (),
     ) -> None:
         """``observer`` builds what is told about every answered frame (the face passes the labeling selector);
-        ``shadow`` is the shadow Detector's handle (None when shadow mode is off)."""
+        ``shadow`` is the shadow Detector's handle (None when shadow mode is off); ``companions`` are deployments
+        bound into the application so that they deploy and stop with it (the background workers)."""
         self.settings = settings
+        self.companions = tuple(companions)
         tokens = {"operator": settings.api.token.get_secret_value()}
         tokens.update({name: t.get_secret_value() for name, t in settings.api.named_tokens.items()})
         TokenBook.configure(tokens, settings.labeling.webhook_secret.get_secret_value(), frozenset({WEBHOOK_PATH}))

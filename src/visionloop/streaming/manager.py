@@ -39,7 +39,7 @@ SEEDED_FLAG = "seeded"
 
 
 class CameraManager:
-    """Add, remove, list and inspect cameras at runtime (wrapped with ``ray.remote`` by :func:`start_manager`)."""
+    """Add, remove, list and inspect cameras at runtime (wrapped with ``ray.remote`` by :func:`manager_actor`)."""
 
     def __init__(self, settings: Settings, redis_url: str, sink: FrameSink) -> None:
         self._settings = settings
@@ -261,16 +261,14 @@ class CameraManager:
             log.error("could not record event %s: %s", kind, exc)
 
 
-def start_manager(settings: Settings, redis_url: str, sink: FrameSink) -> Any:
-    """Create the manager actor and resume the stored cameras; returns its handle."""
+def manager_actor(settings: Settings, redis_url: str, sink: FrameSink) -> Any:
+    """Create the manager actor (named, so the API finds it); :meth:`CameraManager.resume` then starts the cameras."""
     import ray
 
     remote_class: Any = ray.remote(CameraManager)
-    actor: Any = remote_class.options(  # on the cameras' nodes: it lives and dies with them, not with the model's
+    return remote_class.options(  # on the cameras' nodes: it lives and dies with them, not with the model's
         name=CAMERA_MANAGER_ACTOR,
         num_cpus=0,
         max_concurrency=8,
         resources=dict(settings.cameras.worker_resources),
     ).remote(settings, redis_url, sink)
-    ray.get(actor.resume.remote(), timeout=120)
-    return actor

@@ -87,6 +87,12 @@ class RaySettings(StrictModel):
     metrics_export_port: int = Field(
         default=8081, gt=0, lt=65536, description="Port where Ray exports Prometheus metrics of in-Ray code."
     )
+    workers_check_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often the application checks its background workers (cameras, labeling, loop, drift, "
+        "explanations) and starts again one that is gone.",
+    )
 
 
 class LoggingSettings(StrictModel):
