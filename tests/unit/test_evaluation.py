@@ -126,3 +126,19 @@ def test_evaluate_end_to_end_writes_metrics_and_plots(var_dir: Path, tmp_path: P
     assert result.images == 10 and result.instances > 0
     assert {"BoxPR_curve", "confusion_matrix"} <= set(result.plots)
     assert all(Path(p).stat().st_size > 1000 for p in result.plots.values())
+
+
+def test_evaluate_a_split_without_a_single_box(var_dir: Path, tmp_path: Path) -> None:
+    """A short site clip can hold no object at all: Ultralytics then answers lists, not arrays."""
+    from visionloop.core.config import PACKAGE_ROOT
+    from visionloop.simulation.world import load_domains, write_yolo_dataset
+
+    domain = load_domains(PACKAGE_ROOT / "configs" / "domains.yaml")["A"]
+    data_yaml = write_yolo_dataset(domain, 4, 4, tmp_path / "data")
+    labels = list((tmp_path / "data").rglob("labels/**/*.txt"))
+    assert labels
+    for label in labels:
+        label.write_text("")
+    result = evaluate(var_dir / "models" / "v1" / "model.onnx", data_yaml, "val", 0.25, 320, var_dir / "ultralytics")
+    assert result.map50 == 0.0 and result.instances == 0
+    assert all(row["ap50"] == 0.0 and row["instances"] == 0 for row in result.to_dict()["per_class"].values())

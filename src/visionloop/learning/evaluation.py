@@ -251,8 +251,10 @@ def evaluate(
     metrics, matrix = ultralytics_metrics(truths, predictions, names, operating_threshold, plots_dir)
     precision, recall, f1, mean_iou = operating_point(truths, predictions, operating_threshold)
     per_class: dict[str, dict[str, float]] = {}
-    ap50 = dict(zip(metrics.ap_class_index.tolist(), metrics.box.ap50.tolist(), strict=True))
-    ap = dict(zip(metrics.ap_class_index.tolist(), metrics.box.ap.tolist(), strict=True))
+    # Ultralytics answers plain empty lists instead of arrays when the split has no box at all (a short site clip)
+    classes = np.asarray(metrics.ap_class_index).tolist()
+    ap50 = dict(zip(classes, np.asarray(metrics.box.ap50).tolist(), strict=True))
+    ap = dict(zip(classes, np.asarray(metrics.box.ap).tolist(), strict=True))
     counts = np.bincount(np.concatenate([t.class_id for t in truths]).astype(int), minlength=len(names))
     for index, name in enumerate(names):
         per_class[name] = {
