@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.al_stats import cost_saving, label_saving, mean_and_ci, saving_ci
-from visionloop.core.config import load_settings
+from benchmarks.own_var import benchmark_settings
 from visionloop.core.contracts import Detections, FrameResult
 from visionloop.core.errors import ConfigError
 from visionloop.core.model_setup import registry_for, ultralytics_config_dir
@@ -322,7 +322,7 @@ def main() -> None:
     args = parser.parse_args()
     domains = args.domains or ["B", "C"]
     recipe = Recipe([int(s) for s in args.steps.split(",")], args.iterations, args.replay)
-    settings = load_settings()
+    settings = benchmark_settings("active-learning")
     prepare_ultralytics(ultralytics_config_dir(settings))
     from visionloop.simulation.bootstrap import run_bootstrap
 

@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from visionloop.core.config import load_settings
+from benchmarks.own_var import moved_to, own_var_dir, service_settings
 from visionloop.core.plain_output import plain_when_not_a_terminal
 from visionloop.core.settings import Settings
 from visionloop.simulation.bootstrap import recipe_hash, recipe_of, run_bootstrap
@@ -34,8 +34,7 @@ console = Console()
 
 def seed_settings(settings: Settings, seed: int, var_dir: Path) -> Settings:
     """The service's settings with another training seed, in the benchmark's own var/, never the shipped model."""
-    data = settings.model_dump(mode="python")
-    data["paths"]["var_dir"] = var_dir
+    data = moved_to(settings, var_dir).model_dump(mode="python")
     data["training"]["seed"] = seed
     data["bootstrap"]["use_shipped"] = False
     return Settings.model_validate(data)
@@ -93,8 +92,8 @@ def main() -> None:
     parser.add_argument("--band", type=float, default=0.02, help="how far from the card a seed may land")
     parser.add_argument("--fresh", action="store_true", help="retrain seeds already cached in the bench's var/")
     args = parser.parse_args()
-    settings = load_settings()
-    var_dir = settings.resolved_var_dir() / "bench" / "bootstrap"
+    settings = service_settings()
+    var_dir = own_var_dir(settings, "bootstrap")
     card = shipped_card()
     if card is not None and card.recipe_hash != recipe_hash(recipe_of(settings)):
         console.print(f"[yellow]these settings' recipe differs from the shipped card's ({card.recipe_hash}): "

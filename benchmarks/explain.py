@@ -32,7 +32,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from visionloop.core.config import load_settings
+from benchmarks.own_var import moved_to, own_var_dir, service_settings
 from visionloop.core.settings import AugmentationSettings, ExplainSettings, Settings, TrainingSettings
 from visionloop.explaining.explainer import RawDetector, explain_box, load_detector
 from visionloop.simulation.world import Domain, load_domains, write_yolo_dataset
@@ -204,10 +204,11 @@ def main() -> None:
     parser.add_argument("--max-evals", type=int, default=None, help="default: explain.max_evals")
     parser.add_argument("--recipe", action="store_true", help="train the test's recipe even if var/ has a model")
     args = parser.parse_args()
-    settings = load_settings()
+    service = service_settings()  # its champion is read, if make bootstrap trained one
+    settings = moved_to(service, own_var_dir(service, "explain"))
     explain = settings.explain.model_copy(update={"max_evals": args.max_evals or settings.explain.max_evals})
     threads = settings.serving.intra_op_threads
-    found = None if args.recipe else _bootstrap_model(settings)
+    found = None if args.recipe else _bootstrap_model(service)
     with tempfile.TemporaryDirectory(prefix="bench-explain-") as tmp:
         started = time.perf_counter()
         if found is None:

@@ -25,8 +25,8 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+from benchmarks.own_var import benchmark_settings
 from visionloop.core.cameras import MotionGating
-from visionloop.core.config import load_settings
 from visionloop.core.contracts import Detections
 from visionloop.core.frame_clock import strip_height
 from visionloop.core.model_setup import ultralytics_config_dir
@@ -111,8 +111,11 @@ def replay(
 
 def main() -> None:
     args = parse_args()
-    settings = load_settings(environ=dict(os.environ))
+    settings = benchmark_settings("gating")
     prepare_ultralytics(ultralytics_config_dir(settings))
+    from visionloop.simulation.bootstrap import run_bootstrap
+
+    run_bootstrap(settings, console)  # the bootstrap champion, in this benchmark's own var/ (installed once)
     from visionloop.cli.site import render_site
 
     shifts = tuple(Shift(camera=f"cam{i}", at_s=0.0, domain=args.shift_domain) for i in range(2, args.cameras + 1, 2))

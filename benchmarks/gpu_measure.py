@@ -31,10 +31,10 @@ def cuda_overrides(batch: int, precision: str) -> dict[str, str]:
 
 
 def cuda_settings(environ: Mapping[str, str], batch: int, precision: str) -> Settings:
+    from benchmarks.own_var import benchmark_settings
     from benchmarks.serving import BENCH_PORTS
-    from visionloop.core.config import load_settings
 
-    return load_settings(environ={**environ, **BENCH_PORTS, **cuda_overrides(batch, precision)})
+    return benchmark_settings("gpu", {**environ, **BENCH_PORTS, **cuda_overrides(batch, precision)})
 
 
 def prepare_model(settings: Settings, existing: bool) -> str:

@@ -40,7 +40,7 @@ from benchmarks.loop_trials import (
     oracle,
     shift_sets,
 )
-from visionloop.core.config import load_settings
+from benchmarks.own_var import benchmark_settings
 from visionloop.core.layout import VarLayout
 from visionloop.core.model_setup import ultralytics_config_dir
 from visionloop.core.offline import prepare_ultralytics
@@ -83,7 +83,7 @@ def recovery(score: float, shifted: float, oracle: float) -> float | None:
 
 def main() -> None:
     args = parse_args()
-    base = load_settings()
+    base = benchmark_settings("loop")
     prepare_ultralytics(ultralytics_config_dir(base))
     epochs = args.epochs or base.loop.epochs
     console.print("Bootstrap champion (trained once, cached under var/)...")

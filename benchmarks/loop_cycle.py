@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 from rich.console import Console
 
+from benchmarks.own_var import moved_to, service_settings
 from visionloop.cli.service import VisionloopService
-from visionloop.core.config import load_settings
 from visionloop.core.layout import VarLayout
 from visionloop.core.progress import progress_bar
 from visionloop.core.redis_server import port_is_free
@@ -46,7 +46,6 @@ def link_tree(source: Path, target: Path) -> None:
 def bench_settings(base: Settings, var: Path, args: argparse.Namespace, gold_ref: str) -> Settings:
     """The service for the cycle: private var and ports, labeling and the loop on, auto-promotion on."""
     overrides = {
-        "VISIONLOOP_PATHS__VAR_DIR": str(var),
         "VISIONLOOP_API__PORT": str(free_port(18100)),
         "VISIONLOOP_REDIS__EMBEDDED_PORT": str(free_port(18400)),
         "VISIONLOOP_RAY__METRICS_EXPORT_PORT": str(free_port(18700)),
@@ -63,7 +62,7 @@ def bench_settings(base: Settings, var: Path, args: argparse.Namespace, gold_ref
     if args.random_rate is not None:
         overrides["VISIONLOOP_LABELING__RANDOM_RATE"] = str(args.random_rate)
     environ = {k: v for k, v in os.environ.items() if k.startswith("VISIONLOOP_")}
-    return load_settings(environ={**environ, **overrides})
+    return moved_to(service_settings({**environ, **overrides}), var)
 
 
 def seed_var(

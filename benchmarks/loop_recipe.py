@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.loop_cycle import FUTURE_S, cycle_site
-from visionloop.core.config import load_settings
+from benchmarks.own_var import benchmark_settings
 from visionloop.core.model_setup import ultralytics_config_dir
 from visionloop.core.offline import prepare_ultralytics
 from visionloop.core.settings import Settings
@@ -116,7 +116,7 @@ def measure(settings: Settings, weights: Path, sets: dict[str, DatasetVersion], 
 
 def main() -> None:
     args = parse_args()
-    settings = load_settings()
+    settings = benchmark_settings("recipe")
     prepare_ultralytics(ultralytics_config_dir(settings))
     epochs = args.epochs or settings.loop.epochs
     champion = run_bootstrap(settings, console).version

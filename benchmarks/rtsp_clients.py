@@ -56,12 +56,12 @@ def decode_ages(site: RenderedSite, url: str, camera: str, seconds: float) -> di
 def main() -> None:
     from rich.console import Console
 
+    from benchmarks.own_var import benchmark_settings
     from visionloop.cli.site import render_site
-    from visionloop.core.config import load_settings
     from visionloop.simulation.ray_cluster import free_port
     from visionloop.simulation.site import SiteSpec
 
-    settings = load_settings()
+    settings = benchmark_settings("rtsp-clients")
     site = RenderedSite(render_site(settings, SiteSpec(seed=200, cameras=4, seconds=30.0)))
     with site.serve(free_port()) as simulator:
         time.sleep(2.0)

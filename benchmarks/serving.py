@@ -30,9 +30,9 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.own_var import benchmark_settings
 from benchmarks.process_memory import wait_until_idle
 from visionloop.cli.stream_client import run_stream_clients
-from visionloop.core.config import load_settings
 from visionloop.core.contracts import EncodedFrame
 from visionloop.core.imaging import decode_image
 from visionloop.core.model_setup import ultralytics_config_dir
@@ -207,7 +207,7 @@ def main() -> None:
     overrides = dict(BENCH_PORTS)
     if args.device:
         overrides["VISIONLOOP_SERVING__DEVICE"] = args.device
-    settings = load_settings(environ={**os.environ, **overrides})
+    settings = benchmark_settings("serving", {**os.environ, **overrides})
     from visionloop.simulation.bootstrap import run_bootstrap
 
     run_bootstrap(settings, console)  # the trained champion (cached): int8 accuracy means nothing untrained

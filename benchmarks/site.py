@@ -23,8 +23,8 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.own_var import benchmark_settings
 from visionloop.cli.site import render_site
-from visionloop.core.config import load_settings
 from visionloop.core.redis_server import port_is_free
 from visionloop.learning.datasets import DatasetStore
 from visionloop.learning.evaluation import serving_map50
@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--domain", default="A")
     parser.add_argument("--seed", type=int, default=900)
     args = parser.parse_args()
-    settings = load_settings()
+    settings = benchmark_settings("site")
     boot = run_bootstrap(settings, console).version
     spec = SiteSpec(seed=args.seed, cameras=args.cameras, domain=args.domain, seconds=args.seconds)
     started = time.monotonic()
