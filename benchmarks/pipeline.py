@@ -14,7 +14,8 @@ its best N over the raw backend's frames/s, measured in the same run), the laten
 twice the sustained load (age p99 against the sustained p99, skips counted), motion gating at 4 cameras
 (``gating_calls_saved``, ``gating_map50_cost``: mAP50 over every frame, each holding the last result, ungated minus
 gated), and the idle service's CPU per process (``idle_cpu_cores``). Figures in ``results/pipeline.json`` and a plot.
-``--soak 600`` instead runs 4 cameras for ten minutes and reports each process's RSS growth after warm-up.
+``--soak 1800`` instead runs 4 cameras for thirty minutes and reports each process's memory growth from minute 5
+(``--soak-warmup``) to the end; ``--trace-labeling`` adds where the labeling worker's Python memory grew.
 
 Usage: python -m benchmarks.pipeline [--seconds 20] [--counts 1,2,4,8,12,16] [--baselines threads,sequential,streams]
        [--shift-domain B] [--soak 600]
@@ -32,8 +33,10 @@ from typing import Any
 
 from rich.console import Console
 
+from benchmarks import memory_trace
 from benchmarks.ages import cameras_sustained
 from benchmarks.gating import frames_in, held_map50
+from benchmarks.own_var import benchmark_settings
 from benchmarks.pipeline_phase import clear_benchmark_cameras, run_phase
 from benchmarks.pipeline_report import (
     RedisKeyCounter,
@@ -49,7 +52,6 @@ from benchmarks.rtsp_clients import decode_ages
 from benchmarks.serving import measure_raw
 from visionloop.cli.service import VisionloopService
 from visionloop.cli.site import render_site
-from visionloop.core.config import load_settings
 from visionloop.core.frame_clock import strip_height
 from visionloop.core.model_setup import registry_for, ultralytics_config_dir
 from visionloop.core.offline import prepare_ultralytics
@@ -76,9 +78,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--shift-domain", default="B", help="half the site's cameras show this domain")
     parser.add_argument(
         "--soak", type=float, default=0.0, help="instead of the sweep: run --cameras for this many seconds and "
-        "report each process's RSS growth after the first minute (writes pipeline_soak.json)",
+        "report each process's RSS growth after --soak-warmup (writes pipeline_soak.json)",
     )  # fmt: skip
     parser.add_argument("--cameras", type=int, default=4, help="the soak's cameras")
+    parser.add_argument(
+        "--soak-warmup", type=float, default=300.0, help="memory growth is counted from here to the soak's end"
+    )
+    parser.add_argument(
+        "--trace-labeling",
+        action="store_true",
+        help="tracemalloc in the labeling worker after the warm-up: "
+        "the allocation sites that grew, in pipeline_soak.json",
+    )
     parser.add_argument("--sweep-only", action="store_true", help="visionloop's sweep alone (no 2x, no gating)")
     return parser.parse_args()
 
@@ -186,28 +197,52 @@ def gating_mask(settings: Settings) -> list[list[float]]:
     return [[0.0, 1.0 - strip_height(height) / height, 1.0, 1.0]]
 
 
+def _labeling_worker() -> Any:
+    import ray
+
+    from visionloop.core.streams import LABELING_WORKER_ACTOR
+
+    try:
+        return ray.get_actor(LABELING_WORKER_ACTOR)
+    except ValueError:
+        return None
+
+
 def run_soak(settings: Settings, args: argparse.Namespace, site: RenderedSite) -> None:
+    import ray
+
     with VisionloopService(settings) as service:
         clear_benchmark_cameras(service, settings)
         console.print(f"service idle (start-up work done): {wait_until_idle():.2f} cores busy")
-        console.print(f"[bold]soak[/]: {args.cameras} cameras at {args.fps} fps for {args.soak:.0f} s")
+        console.print(f"[bold]soak[/]: {args.cameras} cameras at {args.fps} fps for {args.soak:.0f} s, memory "
+                      f"growth counted after {args.soak_warmup:.0f} s")  # fmt: skip
         keys = RedisKeyCounter(service.redis_url)
-        timer = threading.Timer(60.0, keys.sample)  # the warm-up the memory figures skip too
+        labeling = _labeling_worker() if args.trace_labeling else None
+
+        def after_warmup() -> None:
+            keys.sample()
+            if labeling is not None:
+                memory_trace.by_value()
+                ray.get(labeling.__ray_call__.remote(memory_trace.start_tracing), timeout=60)
+
+        timer = threading.Timer(args.soak_warmup, after_warmup)  # the warm-up the memory figures skip too
         timer.start()
         try:
             with site.serve(_free_port()) as simulator:
                 cameras = site.cameras[: args.cameras]
                 clock = site.clock(cameras[0])
                 soak = run_phase(settings, service, simulator, cameras, args.fps, args.fps, args.soak, "p1", clock,
-                                 10.0, 60.0)  # fmt: skip
+                                 10.0, args.soak_warmup)  # fmt: skip
                 soak.pop("predictions")
         finally:
             timer.cancel()
         soak["redis_keys"] = keys.report()
+        if labeling is not None:
+            soak["labeling_tracemalloc"] = ray.get(labeling.__ray_call__.remote(memory_trace.top_growth), timeout=120)
     record_soak(soak, args.soak)
     out = RESULTS.with_name("pipeline_soak.json")
     out.write_text(json.dumps(soak, indent=2))
-    print_soak(console, soak, args.soak)
+    print_soak(console, soak, args.soak, args.soak_warmup)
     console.print(f"wrote {out}")
 
 
@@ -218,7 +253,7 @@ def main() -> None:
         "VISIONLOOP_REDIS__EMBEDDED_PORT": "16393",
         "VISIONLOOP_RAY__METRICS_EXPORT_PORT": "18134",
     }
-    settings = load_settings(environ={**os.environ, **overrides})
+    settings = benchmark_settings("pipeline", {**os.environ, **overrides})
     from visionloop.simulation.bootstrap import run_bootstrap
 
     run_bootstrap(settings, console)

@@ -185,6 +185,7 @@ def record_soak(soak: dict[str, Any], seconds: float) -> None:
     figures = {
         "seconds": seconds,
         "rss_growth_pct": {f"{r['process']}[{r['pid']}]": r["growth_pct"] for r in rows},
+        "private_growth_pct": {f"{r['process']}[{r['pid']}]": r["anon_growth_pct"] for r in rows},
         "threads": {f"{r['process']}[{r['pid']}]": [r["threads_start"], r["threads_end"]] for r in rows},
         "fds": {f"{r['process']}[{r['pid']}]": [r["fds_start"], r["fds_end"]] for r in rows},
         "redis_keys": soak["redis_keys"],
@@ -192,8 +193,8 @@ def record_soak(soak: dict[str, Any], seconds: float) -> None:
     record_reliability("soak", figures)
 
 
-def print_soak(console: Console, soak: dict[str, Any], seconds: float) -> None:
-    table = Table(title=f"memory per process over {seconds:.0f} s, after a minute of warm-up")
+def print_soak(console: Console, soak: dict[str, Any], seconds: float, warmup_s: float) -> None:
+    table = Table(title=f"memory per process, from {warmup_s:.0f} s to {seconds:.0f} s (anon: private memory)")
     for column in ("process", "pid", "RSS start MB", "RSS end MB", "RSS growth %", "anon start MB", "anon growth %"):
         table.add_column(column, justify="right")
     for row in soak["rss_per_process"]["processes"]:
@@ -202,3 +203,8 @@ def print_soak(console: Console, soak: dict[str, Any], seconds: float) -> None:
             f"{row['growth_pct']:.2f}", f"{row['anon_mb_start'] or 0:.0f}", f"{row['anon_growth_pct'] or 0:.2f}",
         )  # fmt: skip
     console.print(table)
+    traced = soak.get("labeling_tracemalloc")
+    if traced and "top" in traced:
+        console.print(f"labeling worker, Python allocations after the warm-up: net {traced['net_kb']:+.0f} KB")
+        for site in traced["top"][:5]:
+            console.print(f"  {site['kb']:+9.1f} KB {site['blocks']:+7d} blocks  {' | '.join(site['where'][-2:])}")
