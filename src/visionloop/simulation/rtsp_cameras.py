@@ -116,7 +116,8 @@ class RtspSimulator:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
         fd, log = tempfile.mkstemp(prefix=f"visionloop-rtsp-{self.port}-", suffix=".log")
         os.close(fd)
-        self._process = ChildProcess(args, Path(log), env=env).start()
+        # Dies with its parent: a benchmark or test killed unstopped (a timeout's SIGTERM) leaves no server behind.
+        self._process = ChildProcess(args, Path(log), env=env, die_with_parent=True).start()
         self._wait_ready(self._process)
         return self
 
