@@ -38,9 +38,9 @@ FPS = 10
 WINDOW_S = 8.0  # measured after each kill: long enough for a replacement process to start
 MAX_LOST_S = 2.0  # the bound for a replica, beyond the baseline's gap
 # A camera worker's own restart (a new actor, the RTSP session opened again) is measured over a longer window and
-# bounded generously: the assertion is that the camera comes back by itself; its exact cost is recorded.
+# bounded at 3 s, above the 2 s goal by a margin for a busy machine (one kill, one figure): measured 1.2 s here.
 WORKER_WINDOW_S = 20.0
-WORKER_MAX_LOST_S = 15.0
+WORKER_MAX_LOST_S = 3.0
 # Per kill: the request in flight on the dying replica, and one that reached it while it was dying (Serve retries
 # the later ones on a live replica). Any failure away from a kill is a defect.
 MAX_FAILED_PER_KILL = 2
