@@ -26,6 +26,9 @@ def test_two_nodes_place_the_parts_and_survive_losing_the_inference_node(module_
     cameras = [p for p in report.placement if "CameraHost" in p.actor or "CameraWorker" in p.actor]
     assert detectors and all(p.node_resources == (INFER,) for p in detectors), report.placement
     assert cameras and all(p.node_resources == (EDGE,) for p in cameras), report.placement
+    # The Workers replica owns the camera manager: on the inference node, losing it would take the cameras along.
+    workers = [p for p in report.placement if "Workers" in p.actor]
+    assert workers and all(p.node_resources == (EDGE,) for p in workers), report.placement
     assert len({p.node_id for p in report.placement}) == 2, report.placement  # two nodes really ran actors
     assert report.health_while_down == "degraded"
     assert set(report.cameras_while_down) == {"cam1", "cam2"}  # the cameras kept their state

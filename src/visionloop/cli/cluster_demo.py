@@ -28,7 +28,7 @@ from visionloop.core.settings import Settings
 from visionloop.core.streams import StreamNames
 
 EDGE, INFER = "edge", "infer"
-WATCHED_ACTORS = ("Detector", "CameraHost", "CameraWorker", "Router")
+WATCHED_ACTORS = ("Detector", "CameraHost", "CameraWorker", "Router", "Workers")
 
 
 @dataclass

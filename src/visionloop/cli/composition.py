@@ -250,7 +250,9 @@ class Workers:
 
 
 def workers_deployment(settings: Settings, redis_url: str) -> Any:
-    """The bound ``Workers`` deployment: one replica, no CPU of its own (its workers reserve theirs)."""
+    """The bound ``Workers`` deployment: one replica, no CPU of its own (its workers reserve theirs), on the
+    cameras' nodes (``cameras.worker_resources``): the camera manager it owns dies with it, so it must live and
+    die with the cameras, not with a node the model runs on."""
     from ray import serve
 
     deployment: Any = serve.deployment(Workers)
@@ -259,7 +261,7 @@ def workers_deployment(settings: Settings, redis_url: str) -> Any:
         num_replicas=1,
         max_ongoing_requests=8,
         graceful_shutdown_timeout_s=120,  # Label Studio's stop included
-        ray_actor_options={"num_cpus": 0},
+        ray_actor_options={"num_cpus": 0, "resources": dict(settings.cameras.worker_resources)},
     ).bind(settings, redis_url)
 
 
