@@ -21,6 +21,15 @@ from visionloop.simulation.clips import render_clip
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": "Bearer test-token-123"}
+# One star box in the middle of a 320x180 frame, as Label Studio's rectangle tool sends it.
+REGION = {
+    "from_name": "label",
+    "to_name": "image",
+    "type": "rectanglelabels",
+    "original_width": 320,
+    "original_height": 180,
+    "value": {"x": 25.0, "y": 25.0, "width": 50.0, "height": 50.0, "rotation": 0, "rectanglelabels": ["star"]},
+}
 
 
 def test_frames_to_label_studio_and_back_as_a_data_set_version(module_var_dir: Path) -> None:
@@ -49,16 +58,8 @@ def test_frames_to_label_studio_and_back_as_a_data_set_version(module_var_dir: P
         assert all(t["data"]["image"].startswith("/data/local-files/?d=frames/") for t in tasks)
         assert all(t["predictions"][0]["model_version"] == "v1" for t in tasks)
         assert {t["data"]["sampler"] for t in tasks} == {"random"}
-        region = {
-            "from_name": "label",
-            "to_name": "image",
-            "type": "rectanglelabels",
-            "original_width": 320,
-            "original_height": 180,
-            "value": {"x": 25.0, "y": 25.0, "width": 50.0, "height": 50.0, "rotation": 0, "rectanglelabels": ["star"]},
-        }
         for task in tasks[:2]:
-            client.annotate(task["id"], [region])
+            client.annotate(task["id"], [REGION])
         incoming = module_var_dir / "labels" / "incoming" / "labels"
         wait_for(lambda: incoming.is_dir() and len(list(incoming.glob("*.txt"))) == 2, timeout_s=60, interval_s=0.5)
         for label in incoming.glob("*.txt"):

@@ -23,6 +23,7 @@ import redis
 import yaml
 
 from tests.conftest import free_port, wait_for
+from tests.integration.test_labeling_service import REGION
 from tests.integration.test_loop_worker import TINY_LOOP
 from tests.unit.test_manifests import serve_config
 from visionloop.core.redis_server import EmbeddedRedis
@@ -34,14 +35,6 @@ from visionloop.simulation.clips import render_clip
 pytestmark = pytest.mark.integration
 TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-REGION = {
-    "from_name": "label",
-    "to_name": "image",
-    "type": "rectanglelabels",
-    "original_width": 320,
-    "original_height": 180,
-    "value": {"x": 25.0, "y": 25.0, "width": 50.0, "height": 50.0, "rotation": 0, "rectanglelabels": ["star"]},
-}
 
 
 class ServeRun:
