@@ -36,6 +36,8 @@ def init_ray(settings: Settings) -> None:
             _temp_dir=str(temp_dir),
             _metrics_export_port=settings.ray.metrics_export_port,
         )
+        if settings.ray.malloc_arena_max:  # read by glibc in each process Ray starts from here, Serve's included
+            os.environ.setdefault("MALLOC_ARENA_MAX", str(settings.ray.malloc_arena_max))
     # ray.init installs a native SIGTERM handler that aborts the process; keep the caller's handlers instead so
     # `visionloop up` can stop Redis and Ray in order.
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -93,6 +93,12 @@ class RaySettings(StrictModel):
         description="How often the application checks its background workers (cameras, labeling, loop, drift, "
         "explanations) and starts again one that is gone.",
     )
+    malloc_arena_max: int = Field(
+        default=2,
+        ge=0,
+        description="glibc malloc arenas per process of a local Ray (MALLOC_ARENA_MAX); a few keep the long-running "
+        "threaded workers from growing by fragmentation. 0 keeps glibc's default (8 per core).",
+    )
 
 
 class LoggingSettings(StrictModel):
