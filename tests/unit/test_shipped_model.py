@@ -12,7 +12,7 @@ import pytest
 from visionloop.core.config import load_settings
 from visionloop.core.settings import Settings
 from visionloop.learning.datasets import sha256_of
-from visionloop.simulation.bootstrap import recipe_hash, recipe_of
+from visionloop.simulation.bootstrap import bootstrap_training, recipe_hash, recipe_of
 from visionloop.simulation.model_card import GoldScore, ModelCard, card_markdown, read_card, write_card
 from visionloop.simulation.shipped_model import (
     CARD_FILE,
@@ -111,6 +111,16 @@ def test_the_recipe_holds_what_changes_the_weights_only() -> None:
     for key, value in [("TRAINING__SEED", "7"), ("TRAINING__LR0", "0.01"), ("BOOTSTRAP__EPOCHS", "5"),
                        ("BOOTSTRAP__SEED", "2"), ("MODEL__ARCHITECTURE", "yolov8s.yaml")]:  # fmt: skip
         assert recipe_hash(recipe_of(_settings(**{key: value}))) != base, key
+
+
+def test_the_bootstrap_runs_every_epoch_whatever_the_loop_stops_early_on() -> None:
+    """Early stopping made the card's run (36 epochs) and the seeds' (46, 49) different recipes in effect."""
+    for patience in ("10", "0", "3"):
+        settings = _settings(TRAINING__PATIENCE=patience, BOOTSTRAP__EPOCHS="7")
+        training = bootstrap_training(settings)
+        assert (training.patience, training.epochs) == (0, 7)
+        assert recipe_of(settings)["training"]["patience"] == 0
+    assert recipe_hash(recipe_of(_settings(TRAINING__PATIENCE="3"))) == recipe_hash(recipe_of(_settings()))
 
 
 def test_recipe_differences_name_the_keys(shipped: Path) -> None:
