@@ -25,6 +25,23 @@ SHIFT_AT = 0.4  # share of the camera demo after which cam2 moves from world A t
 CAMERAS_CONNECT_S = 10.0  # from the site's first frame until the service's cameras stream (registration, RTSP)
 
 
+class PhaseClock:
+    """Seconds per demo phase, printed at the end: where a user's minutes went (and what to shorten)."""
+
+    def __init__(self) -> None:
+        self.started = self.mark = time.monotonic()
+        self.phases: list[tuple[str, float]] = []
+
+    def lap(self, phase: str) -> None:
+        now = time.monotonic()
+        self.phases.append((phase, now - self.mark))
+        self.mark = now
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{phase} {seconds:.0f} s" for phase, seconds in self.phases)
+        return f"demo took {time.monotonic() - self.started:.0f} s: {parts}"
+
+
 def _report_table(report: LoadReport, clients: int, frames_per_request: int) -> Table:
     table = Table(title=f"{clients} camera-like clients, {frames_per_request} frames per request")
     table.add_column("measure")
@@ -240,14 +257,18 @@ def run_demo(
     from visionloop.simulation.clips import render_clip_jpegs
 
     console = Console()
+    clock = PhaseClock()
     settings = demo_settings(settings)
     console.print("Bootstrap model (the shipped one, checked on gold once, then cached under var/)...")
     outcome = run_bootstrap(settings, console)
     console.print(outcome.summary(settings.bootstrap.target_map50))
+    clock.lap("bootstrap model")
     console.print("The simulated site (rendered once, then cached under var/simulator)...")
     site = demo_site(settings, camera_seconds)
+    clock.lap("site")
     with working(console, "Starting Redis, Ray and the Serve app (about 20-30 s)..."):
         service = VisionloopService(settings).start()
+    clock.lap("start")
     try:
         for endpoint in service.endpoints:
             console.print(f"  {endpoint.name:<20} {endpoint.url}")
@@ -264,6 +285,7 @@ def run_demo(
             frames_per_request=frames_per_request,
         )
         console.print(_report_table(report, clients, frames_per_request))
+        clock.lap("API clients")
         if service.label_studio_url and settings.labeling.label_studio_url is None:
             import httpx
 
@@ -277,6 +299,7 @@ def run_demo(
             labeler = contextlib.nullcontext()
         with labeler:
             _camera_demo(service, console, camera_seconds, site)
+        clock.lap("cameras")
         if hasattr(labeler, "answered"):
             console.print(f"the SIMULATED labeler answered {labeler.answered} Label Studio tasks from ground truth")
         streams = StreamNames(settings.redis.stream_prefix)
@@ -300,11 +323,14 @@ def run_demo(
             )
             if queue["labelled"] and settings.loop.enabled:
                 _loop_demo(service, console, loop_seconds)
+                clock.lap("learning loop")
         client.close()
     finally:
         with working(console, "Shutting down..."):
             service.stop()
     console.print("[green]demo finished; everything stopped.[/]")
+    clock.lap("stop")
+    console.print(clock.summary(), highlight=False)
     return 0 if report.frames and not report.errors else 1
 
 
