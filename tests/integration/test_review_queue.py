@@ -12,7 +12,7 @@ import redis
 from tests.conftest import wait_for
 from visionloop.core.contracts import Detections, FrameResult
 from visionloop.core.redis_server import EmbeddedRedis
-from visionloop.core.streams import StreamNames
+from visionloop.core.streams import StreamNames, review_selected
 from visionloop.labeling.gates import ClassQuota, DuplicateFilter, RateLimiter, hamming, perceptual_hash
 from visionloop.labeling.review_queue import ReviewItem, ReviewQueue
 from visionloop.labeling.samplers import Selection
@@ -50,7 +50,37 @@ def test_entries_stay_until_acknowledged_and_dead_workers_are_reclaimed(redis_se
     assert all(d.deliveries == 2 for d in again)
     for delivery in again:
         rescuer.ack(delivery)
-    assert rescuer.stats() == {"queued_total": 3, "pending": 0, "backlog": 0, "dead_lettered": 0}
+    assert rescuer.stats() == {"queued_total": 3, "waiting": 0, "pending": 0, "backlog": 0, "dead_lettered": 0}
+    client.close()
+
+
+def test_an_imported_frame_leaves_the_stream_and_stays_counted(redis_server: EmbeddedRedis) -> None:
+    """Each entry carries a JPEG: a stream that kept imported ones grew for ever (3.5 MB a minute at 4 cameras)."""
+    client = redis.Redis.from_url(redis_server.url)
+    streams = StreamNames("forget")
+    queue = ReviewQueue(client, streams, consumer="w", min_idle_ms=60_000)
+    ids = [queue.put(_item(n)) for n in range(5)]
+    taken = queue.take(count=3, block_ms=50)
+    queue.ack(taken[0])
+    queue.dead_letter(taken[1], "refused")
+    assert [e.decode() for e, _ in client.xrange(streams.review)] == ids[2:]  # one pending, two never delivered
+    stats = queue.stats()
+    assert stats == {"queued_total": 5, "waiting": 3, "pending": 1, "backlog": 2, "dead_lettered": 1}
+    assert review_selected(client, streams) == {"margin": 5}
+    client.close()
+
+
+def test_a_stream_kept_by_an_older_version_forgets_only_what_was_acknowledged(redis_server: EmbeddedRedis) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    streams = StreamNames("older")
+    queue = ReviewQueue(client, streams, consumer="w", min_idle_ms=60_000)
+    ids = [queue.put(_item(n)) for n in range(7)]
+    taken = queue.take(count=5, block_ms=50)
+    for delivery in taken[:4]:  # acknowledged the old way: the entries stayed
+        client.xack(streams.review, "labeling", delivery.entry_id)
+    assert queue.forget_acknowledged(batch=2) == 4
+    assert [e.decode() for e, _ in client.xrange(streams.review)] == ids[4:]  # pending ids[4], undelivered 5 and 6
+    assert queue.forget_acknowledged() == 0 and queue.stats()["queued_total"] == 7
     client.close()
 
 
@@ -67,6 +97,7 @@ def test_too_many_deliveries_go_to_the_dead_letter_stream(redis_server: Embedded
         queue.dead_letter(delivery, "Label Studio answered 500 three times")
     stats = queue.stats()
     assert stats["pending"] == 0 and stats["dead_lettered"] == 2 and stats["queued_total"] == 2
+    assert stats["waiting"] == 0  # dead-lettered entries leave the stream: their frame is in the dead-letter one
     dead = client.xrange(streams.review_dead_letter)
     assert dead[0][1][b"dead_reason"] == b"Label Studio answered 500 three times"
     assert dead[0][1][b"frame_id"] == b"cam-7"  # the frame itself is kept

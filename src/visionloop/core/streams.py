@@ -46,8 +46,9 @@ def camera_host_actor(number: int) -> str:
 class StreamNames:
     """Every Redis key visionloop writes, under one prefix.
 
-    ``results`` is capped (approximate MAXLEN); ``review`` is never trimmed silently; ``events`` is the audit log
-    (promotions, rollbacks, camera state changes).
+    ``results`` is trimmed by age; ``review`` holds the frames still on their way to Label Studio (an imported or
+    dead-lettered entry leaves it, ``review_selected`` keeps the counts); ``events`` is the audit log (promotions,
+    rollbacks, camera state changes).
     """
 
     prefix: str = "visionloop"
@@ -63,6 +64,11 @@ class StreamNames:
     @property
     def review_dead_letter(self) -> str:
         return f"{self.prefix}:review:dead"
+
+    @property
+    def review_selected(self) -> str:
+        """Hash: frames ever queued for review, per sampler (the review stream itself forgets imported ones)."""
+        return f"{self.prefix}:review:selected"
 
     @property
     def labels(self) -> str:
@@ -211,3 +217,23 @@ def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
+
+
+def text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def review_queued_total(client: redis.Redis, streams: StreamNames) -> int:
+    """Frames ever queued for review: the stream's own count of added entries (Redis 7), which deleting keeps."""
+    try:
+        info: Any = client.xinfo_stream(streams.review)
+    except redis.ResponseError:  # no stream yet
+        return 0
+    added = info.get("entries-added")
+    return int(added) if added is not None else int(info.get("length", 0))
+
+
+def review_selected(client: redis.Redis, streams: StreamNames) -> dict[str, int]:
+    """Frames ever queued for review, per sampler (``random`` is the control arm)."""
+    counts: Any = client.hgetall(streams.review_selected)
+    return dict(sorted((text(k), int(v)) for k, v in (counts or {}).items()))

@@ -1,8 +1,7 @@
 """Where frames stand on their way to labels, read from Redis without touching anything.
 
 ``labeling.status`` creates the review queue's consumer group when missing; a dashboard only reads, so it has its
-own read-only counts. Review and dead-letter entries carry frame JPEGs, so only the latest few are scanned for the
-arm mix and the dead-letter reasons.
+own read-only counts. Dead-letter entries carry frame JPEGs, so only the latest few are scanned for the reasons.
 """
 
 from __future__ import annotations
@@ -14,10 +13,10 @@ from typing import Any
 import pandas as pd  # type: ignore[import-untyped]
 import redis
 
-from visionloop.core.streams import StreamNames
+from visionloop.core.streams import StreamNames, review_queued_total, review_selected
 from visionloop.dashboards.errors import reading, text
 
-SCANNED = 200  # latest review / dead-letter entries read for the arm mix and the reasons
+SCANNED = 200  # latest dead-letter entries read for the reasons
 REVIEW_GROUP = "labeling"  # labeling.review_queue.GROUP: the import worker's consumer group
 
 
@@ -33,10 +32,10 @@ def _group_lag(client: redis.Redis, stream: str) -> int | None:
 
 
 def queue_counts(client: redis.Redis, streams: StreamNames) -> dict[str, int | None]:
-    """queued (review stream length), backlog (not yet read by the worker), dead-lettered, imported, labelled."""
+    """queued (frames ever queued), backlog (not yet read by the worker), dead-lettered, imported, labelled."""
     with reading("labeling counts"):
         return {
-            "queued": int(client.xlen(streams.review)),  # type: ignore[arg-type]
+            "queued": review_queued_total(client, streams),
             "backlog": _group_lag(client, streams.review),
             "dead_lettered": int(client.xlen(streams.review_dead_letter)),  # type: ignore[arg-type]
             "imported": int(client.hlen(streams.labeling_imported)),  # type: ignore[arg-type]
@@ -52,8 +51,9 @@ def _field_counts(client: redis.Redis, stream: str, field: bytes, what: str) -> 
 
 
 def arm_mix(client: redis.Redis, streams: StreamNames) -> dict[str, int]:
-    """Sampler (arm) of the latest queued frames: ``random`` is the control arm, the others the uncertainty arm."""
-    return _field_counts(client, streams.review, b"sampler", "review queue")
+    """Sampler (arm) of the frames ever queued: ``random`` is the control arm, the others the uncertainty arm."""
+    with reading("review queue"):
+        return review_selected(client, streams)
 
 
 def dead_letter_reasons(client: redis.Redis, streams: StreamNames) -> dict[str, int]:

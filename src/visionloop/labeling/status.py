@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 import redis
 
-from visionloop.core.streams import StreamNames
+from visionloop.core.streams import StreamNames, review_selected
 from visionloop.labeling.review_queue import ReviewQueue
-
-REASON_SCAN = 10_000
 
 
 def labeling_status(client: redis.Redis, streams: StreamNames, by_reason: bool = True) -> dict[str, Any]:
-    """Queue and label counts; ``by_reason`` also tallies why the newest queued frames were chosen, which reads up to
-    REASON_SCAN entries of the review stream: the metrics, exported every round, leave it out."""
+    """Queue and label counts; ``by_reason`` also gives the frames ever queued per sampler."""
     stats = ReviewQueue(client, streams, consumer="status").stats()
     report: dict[str, Any] = {
         **stats,
@@ -23,10 +19,5 @@ def labeling_status(client: redis.Redis, streams: StreamNames, by_reason: bool =
         "labelled": int(client.hlen(streams.labeling_harvested)),  # type: ignore[arg-type]
     }
     if by_reason:
-        reasons: Counter[str] = Counter()
-        entries: Any = client.xrevrange(streams.review, count=REASON_SCAN)
-        for _, fields in entries or []:
-            sampler = (fields or {}).get(b"sampler")
-            reasons[sampler.decode() if isinstance(sampler, bytes) else "?"] += 1
-        report["by_reason"] = dict(sorted(reasons.items()))
+        report["by_reason"] = review_selected(client, streams)
     return report

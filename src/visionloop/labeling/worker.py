@@ -87,6 +87,9 @@ class LabelingWorker:
             max_deliveries=labeling.max_deliveries,
             min_idle_ms=int(labeling.reclaim_idle_s * 1000),
         )
+        forgotten = queue.forget_acknowledged()
+        if forgotten:
+            log.info("review queue: %d entries imported earlier deleted (their frames are in Label Studio)", forgotten)
         self._importer = LabelStudioImporter(
             queue, self._client, self.project_id, self._files_root, self._redis, self._streams, self._class_names
         )
@@ -193,8 +196,8 @@ class LabelingWorker:
             self._gauges = metrics.Gauge(
                 "visionloop_labeling", "Labeling queue and label counts by kind.", tag_keys=("kind",)
             )
-        report = labeling_status(self._redis, self._streams, by_reason=False)  # no stream scan every round
-        for kind in ("queued_total", "pending", "backlog", "dead_lettered", "imported", "labelled"):
+        report = labeling_status(self._redis, self._streams, by_reason=False)
+        for kind in ("queued_total", "waiting", "pending", "backlog", "dead_lettered", "imported", "labelled"):
             self._gauges.set(float(report[kind]), tags={"kind": kind})
 
     def status(self) -> dict[str, Any]:
