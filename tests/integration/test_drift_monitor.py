@@ -4,6 +4,7 @@ stream, state hash, alarm and cleared events, a reference reset when the champio
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,22 @@ def test_sampler_keeps_one_frame_per_interval_and_a_compact_summary(
     assert sample.latency_ms == {"decode": 1.0, "queue": 2.0, "batch": 0.0, "inference": 10.0, "post": 0.5}
     assert sample.total_ms == 13.5
     assert len(entries[0][1][b"json"]) < 2_000  # compact: the stream holds tens of thousands
+
+
+def test_samples_older_than_the_retention_leave_the_stream(settings: Settings, redis_server: EmbeddedRedis) -> None:
+    """A cap by count filled for hours at a few cameras (the soak saw Redis grow by it); by age the stream's memory
+    is the sampling rate times drift.samples_retention_s (300 s by default)."""
+    assert settings.drift.samples_retention_s == 300.0
+    client = redis.Redis.from_url(redis_server.url)
+    stream = StreamNames(settings.redis.stream_prefix).drift_samples
+    old_ms = int((time.time() - 600) * 1000)
+    for i in range(1000):  # ten minutes old, as a busy past would have left them
+        client.xadd(stream, {"json": "{}"}, id=f"{old_ms}-{i}")
+    Feeder(settings, redis_server.url).samples(5, "A")
+    left = client.xrange(stream)
+    assert len(left) <= 5 + 100  # at most one macro-node (100 entries) of old ones, where new ones share it
+    assert [DriftSample.from_fields(f).camera_id for _, f in left[-5:]] == [CAMERA] * 5
+    client.close()
 
 
 def test_sampler_drops_quietly_while_redis_is_away(settings: Settings) -> None:

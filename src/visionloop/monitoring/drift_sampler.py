@@ -131,9 +131,17 @@ def summarise(frame: EncodedFrame, result: FrameResult, conf_threshold: float) -
 class DriftSampler:
     """The observer: rate-limits per camera, summarises, adds to the stream."""
 
-    def __init__(self, client: redis.Redis, streams: StreamNames, interval_s: float, maxlen: int, conf: float) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        streams: StreamNames,
+        interval_s: float,
+        maxlen: int,
+        conf: float,
+        retention_s: float = 0.0,
+    ) -> None:
         self._client, self._streams = client, streams
-        self._maxlen, self._conf = maxlen, conf
+        self._maxlen, self._conf, self._retention_s = maxlen, conf, retention_s
         self._throttle = CameraThrottle(interval_s)
         self._retry_at = 0.0
         self.sampled = 0
@@ -154,18 +162,25 @@ class DriftSampler:
         if sample is None:
             return None
         try:
-            self._client.xadd(
-                self._streams.drift_samples,
-                sample.to_fields(),  # type: ignore[arg-type]
-                maxlen=self._maxlen,
-                approximate=True,
-            )
+            self._add(sample.to_fields())
         except (redis.RedisError, OSError):
             self._retry_at = time.monotonic() + REDIS_BACKOFF_S
             self.dropped += 1
             raise  # the Router counts and logs it; the next samples are dropped quietly until the backoff ends
         self.sampled += 1
         return None
+
+    def _add(self, fields: dict[str, str]) -> None:
+        """XADD with the age trim (MINID) when there is a retention; the length cap holds either way."""
+        stream = self._streams.drift_samples
+        if not self._retention_s:
+            self._client.xadd(stream, fields, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
+            return
+        minid = f"{int((time.time() - self._retention_s) * 1000)}-0"
+        with self._client.pipeline(transaction=False) as pipe:
+            pipe.xadd(stream, fields, minid=minid, approximate=True)  # type: ignore[arg-type]
+            pipe.xtrim(stream, maxlen=self._maxlen, approximate=True)  # XADD takes one trim rule; the cap is the other
+            pipe.execute()
 
 
 def build_drift_sampler(settings: Settings, redis_url: str) -> DriftSampler:
@@ -178,4 +193,5 @@ def build_drift_sampler(settings: Settings, redis_url: str) -> DriftSampler:
         drift.sample_interval_s,
         drift.samples_maxlen,
         settings.serving.conf_threshold,
+        drift.samples_retention_s,
     )

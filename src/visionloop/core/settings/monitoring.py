@@ -49,6 +49,12 @@ class DriftSettings(StrictModel):
         "the same objects over many frames), not the domain.",
     )
     samples_maxlen: int = Field(default=20_000, gt=0, description="Approximate cap of the drift-samples stream.")
+    samples_retention_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="Drift samples older than this leave their stream (the monitor reads them within seconds; the "
+        "latency alert looks 300 s back), so its memory is the sampling rate times this. 0: by samples_maxlen alone.",
+    )
     results_maxlen: int = Field(default=5_000, gt=0, description="Approximate cap of the drift stream (windows).")
     accuracy_window: int = Field(
         default=200, ge=10, description="Latest random-arm labelled frames the rolling accuracy is computed on."
