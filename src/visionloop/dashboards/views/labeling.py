@@ -66,7 +66,7 @@ def _rates(ctx: DashboardContext) -> None:
         common.no_data("labels", "no label harvested in the last 24 h")
     mix = common.read("review queue", lambda: labeling_data.arm_mix(ctx.redis, ctx.streams))
     if mix:
-        st.markdown(f"**Arm mix** of the latest {sum(mix.values())} queued frames (random = the control arm)")
+        st.markdown(f"**Arm mix** of the {sum(mix.values())} frames queued so far (random = the control arm)")
         st.bar_chart(pd.Series(mix, name="frames"), y_label="frames")
 
 
