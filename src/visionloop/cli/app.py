@@ -105,7 +105,7 @@ def up(
 @app.command()
 def demo(
     ctx: typer.Context,
-    seconds: Annotated[float, typer.Option(help="How long to stream the clip.")] = 15.0,
+    seconds: Annotated[float, typer.Option(help="How long to stream the clip.")] = 10.0,
     clients: Annotated[int, typer.Option(help="Concurrent camera-like clients.")] = 4,
     frames_per_request: Annotated[int, typer.Option(help="Frames each request carries.")] = 8,
 ) -> None:

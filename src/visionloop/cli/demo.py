@@ -21,7 +21,7 @@ from visionloop.core.streams import StreamNames
 if TYPE_CHECKING:
     from visionloop.simulation.site.live import RenderedSite
 
-SHIFT_AT = 0.4  # share of the camera demo after which cam2 moves from world A to its dusk shift B
+SHIFT_AT = 0.3  # share of the camera demo after which cam2 moves from world A to its dusk shift B
 CAMERAS_CONNECT_S = 10.0  # from the site's first frame until the service's cameras stream (registration, RTSP)
 
 
@@ -199,11 +199,13 @@ def _loop_demo(service: VisionloopService, console: Console, timeout_s: float) -
         cycle = threading.Thread(target=run_cycle, name="demo-loop-cycle", daemon=True)
         shown = ""
         with working(console, "The learning loop: challenger, gold gate, shadow, A/B (a few minutes)..."):
+            started = time.monotonic()
             cycle.start()
             while cycle.is_alive():
                 stage = api.get("/v1/loop/status").json().get("stage") or ""
                 if stage and stage != shown:
-                    console.print(f"  loop: {stage}", markup=False, highlight=False)
+                    elapsed = time.monotonic() - started
+                    console.print(f"  loop [{elapsed:4.0f} s]: {stage}", markup=False, highlight=False)
                     shown = stage
                 cycle.join(2.0)
         status = api.get("/v1/loop/status").json()
@@ -247,10 +249,10 @@ def _loop_table(status: dict[str, Any], history: dict[str, Any], shadow: dict[st
 
 def run_demo(
     settings: Settings,
-    seconds: float = 15.0,
+    seconds: float = 10.0,
     clients: int = 4,
     frames_per_request: int = 8,
-    camera_seconds: float = 60.0,
+    camera_seconds: float = 40.0,
     loop_seconds: float = 600.0,
 ) -> int:
     from visionloop.simulation.bootstrap import run_bootstrap
