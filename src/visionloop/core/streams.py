@@ -219,8 +219,9 @@ def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
             raise
 
 
-def text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def text(value: object) -> str:
+    """A Redis value as text: clients answer bytes unless they were made to decode."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def review_queued_total(client: redis.Redis, streams: StreamNames) -> int:

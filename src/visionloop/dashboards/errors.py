@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import redis
 
 from visionloop.core.errors import VisionloopError
+from visionloop.core.streams import text as text  # the dashboards' readers import it from here
 
 
 class DataUnavailable(VisionloopError):
@@ -21,8 +22,3 @@ def reading(what: str) -> Iterator[None]:
         yield
     except (redis.RedisError, OSError) as exc:
         raise DataUnavailable(f"{what}: Redis did not answer ({type(exc).__name__}: {exc})") from exc
-
-
-def text(value: object) -> str:
-    """A Redis value (bytes) as text."""
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

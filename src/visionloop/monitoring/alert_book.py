@@ -9,8 +9,8 @@ from typing import Any
 
 from visionloop.core.redaction import redact
 from visionloop.core.streams import StreamNames, event_fields
+from visionloop.core.streams import text as as_text
 from visionloop.monitoring.alert_conditions import Condition, Status
-from visionloop.monitoring.alert_inputs import as_text
 
 
 class AlertBook:

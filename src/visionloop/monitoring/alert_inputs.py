@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from visionloop.core.streams import StreamNames
+from visionloop.core.streams import text as as_text
 
 LATENCY_SAMPLES = 200  # latest drift samples read for the latency p99
 LATENCY_MAX_AGE_S = 300.0  # older samples say nothing about the latency now
@@ -19,11 +20,6 @@ LATENCY_FIELDS = ("total_ms", "latency_ms", "lat", "latency_total_ms", "total_la
 SAMPLE_WRAPPERS = ("json", "sample", "data")  # a field holding the sample as one JSON document
 LATENCY_STAGES = ("decode", "queue", "inference", "post")
 OPTIONAL_STAGES = ("batch",)  # newer samples split the Detector's batch wait from the source's queue
-
-
-def as_text(value: Any) -> str:
-    """Redis answers bytes unless the client was made to decode."""
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _flatten(fields: dict[Any, Any]) -> dict[str, str]:
